@@ -1,0 +1,44 @@
+"""The ``workbench`` command: one typer app, one module per command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from workbench._errors import WorkbenchError
+
+app = typer.Typer(
+    name="workbench",
+    help="Where a JVM's off-heap memory goes: Arrow, NMT, the allocator and the kernel, reconciled in one report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from workbench.cli import run as _run  # noqa: E402  (registers the commands on app)
+from workbench.cli import scenarios as _scenarios  # noqa: E402,F401
+
+_ = _run
+
+
+def main() -> None:
+    """Entry point: a WorkbenchError becomes one line on stderr and its exit code; anything else is a bug."""
+    try:
+        app(standalone_mode=False)
+    except WorkbenchError as error:
+        print(f"workbench: {error.message}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except typer.Abort:
+        print("workbench: aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        raise
+    sys.exit(0)

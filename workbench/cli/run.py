@@ -1,0 +1,75 @@
+"""``workbench run SCENARIO``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from workbench._errors import BadInput, RunFailed
+from workbench.cli import app
+from workbench.orchestrator import RunRequest, execute, prepare
+from workbench.report.model import report_to_json
+from workbench.report.text import render_text, report_console
+from workbench.units import parse_duration_ms
+
+
+def _writable_target(path: Path) -> Path:
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise BadInput(f"--json {path}: is a directory (expected a file path)")
+    if not parent.is_dir():
+        raise BadInput(f"--json {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise BadInput(f"--json {path}: directory {parent} is not writable")
+    return path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(partial, path)
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Argument(help="A bundled scenario's name (see `workbench scenarios`) or a YAML file.")],
+    allocator: Annotated[
+        Optional[str], typer.Option(help="jemalloc (the system's libjemalloc2), glibc (nothing preloaded), or a .so path.")
+    ] = None,
+    malloc_conf: Annotated[Optional[str], typer.Option(help="MALLOC_CONF for the worker, e.g. 'narenas:2'.")] = None,
+    java_home: Annotated[Optional[Path], typer.Option(help="The JDK to start (default: JAVA_HOME, else JPype's).")] = None,
+    hold: Annotated[Optional[str], typer.Option(help="Duration of every hold step, e.g. 500ms or 2s.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")] = None,
+) -> None:
+    """Run a scenario in a JVM under a preloaded allocator and report every layer at each snapshot.
+
+    Exit codes: 0 ok, 2 bad input, 3 the run failed (the report is still printed and written).
+    """
+    hold_ms = None
+    if hold is not None:
+        try:
+            hold_ms = parse_duration_ms(hold)
+        except ValueError as exc:
+            raise BadInput(f"--hold: {exc}") from None
+    if json_path is not None:
+        _writable_target(json_path)
+    prepared = prepare(
+        RunRequest(
+            scenario=scenario, allocator=allocator, malloc_conf=malloc_conf,
+            java_home=str(java_home) if java_home else None, hold_ms=hold_ms,
+        )
+    )
+    report = execute(prepared)
+    if json_path is not None:
+        _write_atomically(json_path, report_to_json(report))
+    render_text(report, report_console())
+    if report.status != "ok":
+        assert report.error is not None
+        raise RunFailed(f"scenario {report.scenario.name} failed: {report.error.type}: {report.error.message}")

@@ -1,0 +1,62 @@
+"""Which JDK the worker starts, and the options that JDK needs for Arrow."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench._errors import BadInput
+
+
+@dataclass(frozen=True)
+class Jdk:
+    home: Path
+    library: Path  # libjvm.so, what JPype loads
+    feature_version: int
+
+
+def _feature_version(home: Path) -> int:
+    try:
+        release = (home / "release").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        release = ""
+    match = re.search(r'^JAVA_VERSION="(\d+)(?:\.(\d+))?', release, re.MULTILINE)
+    if not match:
+        raise BadInput(f"--java-home {home}: no 'release' file with JAVA_VERSION (expected a JDK's home directory)")
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def resolve_jdk(java_home: str | None) -> Jdk:
+    """``--java-home``, else ``JAVA_HOME``, else JPype's default JVM."""
+    if java_home is None:
+        java_home = os.environ.get("JAVA_HOME") or None
+    if java_home is None:
+        import jpype  # finds a JVM; loads nothing
+
+        try:
+            library = Path(jpype.getDefaultJVMPath()).resolve()
+        except jpype.JVMNotFoundException:
+            raise BadInput("no JDK found: install one (Debian: apt-get install openjdk-17-jdk) or set JAVA_HOME") from None
+        home = library.parents[2] if library.parent.name == "server" else library.parents[1]
+        return Jdk(home, library, _feature_version(home))
+    home = Path(java_home)
+    library = home / "lib" / "server" / "libjvm.so"
+    if not library.is_file():
+        raise BadInput(f"--java-home {home}: no lib/server/libjvm.so there (expected a JDK's home directory)")
+    return Jdk(home, library, _feature_version(home))
+
+
+def arrow_options(jdk: Jdk) -> list[str]:
+    """Options Arrow (and its Netty allocation manager) needs on this JDK."""
+    options = ["--add-opens=java.base/java.nio=ALL-UNNAMED"]
+    if jdk.feature_version >= 24:
+        # Netty's Unsafe access is denied by default from JDK 24 on, and JPype's System.load warns.
+        options += [
+            "--sun-misc-unsafe-memory-access=allow",
+            "-Dio.netty.tryReflectionSetAccessible=true",
+            "--enable-native-access=ALL-UNNAMED",
+        ]
+    return options

@@ -1,0 +1,94 @@
+"""The report from the worker's event stream: what was measured, plus deltas against the baseline."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from workbench.report.model import (
+    AllocatorSection,
+    Checks,
+    JvmSection,
+    Report,
+    RunError,
+    ScenarioSection,
+    Snapshot,
+    byte_figures,
+)
+
+_SNAPSHOT = TypeAdapter(Snapshot)
+BASELINE = "baseline"
+
+
+def with_deltas(snapshots: list[Snapshot]) -> tuple[list[Snapshot], str | None]:
+    """Each snapshot with its deltas against the one labelled ``baseline`` (else the first)."""
+    if not snapshots:
+        return snapshots, None
+    base = next((s for s in snapshots if s.label == BASELINE), snapshots[0])
+    base_figures = byte_figures(base)
+    result = []
+    for snapshot in snapshots:
+        figures = byte_figures(snapshot)
+        deltas = {k: v - base_figures[k] for k, v in figures.items() if k in base_figures}
+        result.append(dataclasses.replace(snapshot, deltas=deltas))
+    return result, base.label
+
+
+def build_report(
+    events: list[dict[str, Any]],
+    scenario: ScenarioSection,
+    allocator: AllocatorSection,
+    jvm: JvmSection,
+    worker_exit_code: int | None,
+    worker_log: str | None,
+    failure: RunError | None = None,
+) -> Report:
+    """Assemble the report; ``failure`` is the orchestrator's own finding (signal, allocator mismatch)."""
+    snapshots: list[Snapshot] = []
+    checks = Checks()
+    error = None
+    done = False
+    for event in events:
+        kind = event["event"]
+        if kind == "allocator":
+            allocator = dataclasses.replace(
+                allocator,
+                backend=event["backend"],
+                detected_library=event["library"],
+                version=event["version"],
+                config_prof=event["config_prof"],
+                config_stats=event["config_stats"],
+            )
+        elif kind == "jvm":
+            jvm = dataclasses.replace(
+                jvm, version=event["version"], vm=event["vm"], nmt=event["nmt"],
+                pyarrow_memory_pool=event["pyarrow_memory_pool"],
+            )
+        elif kind == "snapshot":
+            snapshots.append(_SNAPSHOT.validate_python({k: v for k, v in event.items() if k != "event"}))
+        elif kind == "check":
+            checks = Checks(**{k: v for k, v in event.items() if k != "event"})
+        elif kind == "error":
+            error = RunError(type=event["type"], message=event["message"], step=event.get("step"),
+                             kind=event.get("kind"))
+        elif kind == "done":
+            done = True
+    error = error or failure
+    if error is None and not done:
+        error = RunError(type="WorkerDied", message=f"the worker ended (exit code {worker_exit_code}) before the "
+                                                    "scenario finished")
+    snapshots, baseline = with_deltas(snapshots)
+    return Report(
+        scenario=scenario,
+        allocator=allocator,
+        jvm=jvm,
+        snapshots=snapshots,
+        checks=checks,
+        status="failed" if error else "ok",
+        error=error,
+        baseline=baseline,
+        worker_exit_code=worker_exit_code,
+        worker_log=worker_log,
+    )

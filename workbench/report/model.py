@@ -1,0 +1,136 @@
+"""The report, as frozen dataclasses; its JSON form is the contract ``workbench.report/1``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from workbench.probes.allocator import AllocatorSnapshot
+from workbench.probes.arrow import ArrowSnapshot
+from workbench.probes.nmt import NmtSummary
+from workbench.probes.process import ProcessSnapshot
+
+SCHEMA = "workbench.report/1"
+
+
+@dataclass(frozen=True)
+class ScenarioSection:
+    name: str
+    description: str
+    source: str
+
+
+@dataclass(frozen=True)
+class AllocatorSection:
+    name: str  # what was asked for
+    library: str | None  # what was preloaded (None: nothing)
+    version: str | None
+    malloc_conf: str | None
+    backend: str | None  # what the worker found answering malloc
+    detected_library: str | None
+    config_prof: bool | None
+    config_stats: bool | None
+
+
+@dataclass(frozen=True)
+class JvmSection:
+    java_home: str
+    version: str | None
+    vm: str | None
+    options: list[str]
+    allocation_manager: str
+    nmt: str | None  # "summary", or "off: <why>"
+    pyarrow_memory_pool: str | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    label: str
+    t_ms: float
+    cost_ms: float
+    arrow: ArrowSnapshot | None
+    nmt: NmtSummary | None
+    allocator: AllocatorSnapshot | None
+    process: ProcessSnapshot | None
+    # Every byte figure of this snapshot minus the same figure at the baseline, by dotted path.
+    deltas: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Checks:
+    zero_copy: bool | None = None
+    sum: int | None = None
+    java_sum: int | None = None
+    vector: str | None = None
+    pyarrow_address: int | None = None
+    java_address: int | None = None
+
+
+@dataclass(frozen=True)
+class RunError:
+    type: str
+    message: str
+    step: int | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    scenario: ScenarioSection
+    allocator: AllocatorSection
+    jvm: JvmSection
+    snapshots: list[Snapshot]
+    checks: Checks
+    status: str  # "ok" | "failed"
+    error: RunError | None = None
+    baseline: str | None = None  # the label deltas are taken against
+    worker_exit_code: int | None = None
+    worker_log: str | None = None
+    schema: str = SCHEMA
+
+    def snapshot(self, label: str) -> Snapshot:
+        """The snapshot with this label (KeyError if there is none)."""
+        for snapshot in self.snapshots:
+            if snapshot.label == label:
+                return snapshot
+        raise KeyError(label)
+
+
+_ADAPTER = TypeAdapter(Report)
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    data: dict[str, Any] = _ADAPTER.dump_python(report, mode="json")
+    # The schema name first, so a reader knows the contract before anything else.
+    return {"schema": data.pop("schema"), **data}
+
+
+def report_to_json(report: Report) -> str:
+    return json.dumps(report_to_dict(report), indent=2) + "\n"
+
+
+def report_from_dict(data: dict[str, Any]) -> Report:
+    """A report read back from JSON (e.g. by tests or `workbench report`)."""
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"expected schema {SCHEMA!r}, got {data.get('schema')!r}")
+    return _ADAPTER.validate_python(data)
+
+
+def byte_figures(snapshot: Snapshot) -> dict[str, int]:
+    """Every integer byte figure of a snapshot by dotted path (``nmt.categories.Other.committed_bytes``)."""
+    figures: dict[str, int] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, item)
+        elif isinstance(value, int) and not isinstance(value, bool) and prefix.endswith("_bytes"):
+            figures[prefix] = value
+
+    data = TypeAdapter(Snapshot).dump_python(snapshot, mode="python")
+    for layer in ("arrow", "nmt", "allocator", "process"):
+        walk(layer, data[layer])
+    return figures

@@ -1,0 +1,134 @@
+"""The terminal report: layers as rows, snapshots as columns, each cell the value and its delta to baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from workbench.report.model import Report, Snapshot
+from workbench.units import format_bytes
+
+Row = tuple[str, str, Callable[[Snapshot], Any], str]  # layer, what, value of a snapshot, deltas key
+
+NMT_CATEGORIES = ("Other", "Java Heap", "Thread", "Class", "Code", "GC", "Internal")
+
+
+def _rows(report: Report) -> list[Row]:
+    def get(layer: str, name: str) -> Callable[[Snapshot], Any]:
+        return lambda s: getattr(getattr(s, layer), name) if getattr(s, layer) is not None else None
+
+    def nmt_category(name: str) -> Callable[[Snapshot], Any]:
+        return lambda s: s.nmt.categories[name].committed_bytes if s.nmt and name in s.nmt.categories else None
+
+    backend = report.allocator.backend or report.allocator.name
+    rows: list[Row] = [
+        ("Arrow", "requested by vectors", get("arrow", "requested_bytes"), "arrow.requested_bytes"),
+        ("Arrow", "allocated (accounted)", get("arrow", "allocated_bytes"), "arrow.allocated_bytes"),
+        ("Arrow", "peak", get("arrow", "peak_bytes"), "arrow.peak_bytes"),
+        ("NMT", "committed, total", get("nmt", "total_committed_bytes"), "nmt.total_committed_bytes"),
+        ("NMT", "malloc, total", get("nmt", "malloc_total_bytes"), "nmt.malloc_total_bytes"),
+    ]
+    for name in NMT_CATEGORIES:
+        rows.append(("NMT", f"{name} committed", nmt_category(name), f"nmt.categories.{name}.committed_bytes"))
+    for name in ("allocated", "active", "metadata", "resident", "mapped", "retained"):
+        rows.append((backend, name, get("allocator", f"{name}_bytes"), f"allocator.{name}_bytes"))
+    rows += [
+        ("process", "RSS", get("process", "rss_bytes"), "process.rss_bytes"),
+        ("process", "anonymous RSS", get("process", "anon_rss_bytes"), "process.anon_rss_bytes"),
+        ("process", "anon mappings (count)", get("process", "anon_mappings"), ""),
+    ]
+    return rows
+
+
+def _cell(value: Any, delta: int | None, is_count: bool) -> Text:
+    if value is None:
+        return Text("-", style="dim")
+    text = Text(f"{value:,}" if is_count else format_bytes(value))
+    if delta:
+        text.append("\n" + format_bytes(delta, signed=True), style="green" if delta < 0 else "yellow")
+    return text
+
+
+def findings(report: Report) -> list[str]:
+    """Sentences a reader should take away, derived from the measured values."""
+    lines: list[str] = []
+    snapshots = report.snapshots
+    grown = next((s for s in snapshots if s.arrow and s.arrow.allocated_bytes), None)
+    if grown and grown.arrow:
+        lines.append(
+            f"Arrow accounts {grown.arrow.allocated_bytes:,} B at '{grown.label}' for {grown.arrow.requested_bytes:,} B "
+            f"the vectors need: each buffer is rounded up to a power of two."
+        )
+        other = grown.deltas.get("nmt.categories.Other.committed_bytes")
+        if other is not None:
+            lines.append(
+                f"NMT 'Other' (Unsafe/direct memory) grew by {other:,} B at '{grown.label}', "
+                f"{other / max(grown.arrow.allocated_bytes, 1):.1f}x what Arrow accounts "
+                f"(allocation manager: {report.jvm.allocation_manager})."
+            )
+        last = snapshots[-1]
+        kept = last.deltas.get("nmt.categories.Other.committed_bytes")
+        if last is not grown and kept is not None and last.arrow is not None:
+            lines.append(
+                f"At '{last.label}' Arrow accounts {last.arrow.allocated_bytes:,} B, and NMT 'Other' is still "
+                f"{kept:+,} B from baseline: memory the allocation manager keeps after close."
+            )
+    if report.checks.zero_copy is not None:
+        same = "the same address as" if report.checks.zero_copy else "NOT the same address as"
+        lines.append(
+            f"pyarrow reads '{report.checks.vector}' zero-copy: its data buffer is at {report.checks.pyarrow_address:#x}, "
+            f"{same} Java's; sum {report.checks.sum:,} (Java: {report.checks.java_sum:,})."
+        )
+    return lines
+
+
+def render_text(report: Report, console: Console) -> None:
+    """Print the report as a table with a header and findings."""
+    allocator = report.allocator
+    console.print(
+        Text.assemble(
+            (f"{report.scenario.name}", "bold"), f" — {report.scenario.description}\n",
+            f"allocator: {allocator.name} ({allocator.backend or '?'} {allocator.version or ''}"
+            f"{', ' + str(allocator.detected_library) if allocator.detected_library else ''}); "
+            f"MALLOC_CONF: {allocator.malloc_conf or '(none)'}\n",
+            f"JVM: {report.jvm.vm or '?'} {report.jvm.version or '?'} at {report.jvm.java_home}; NMT: {report.jvm.nmt}; "
+            f"allocation manager: {report.jvm.allocation_manager}",
+        )
+    )
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table.add_column("layer", no_wrap=True, style="bold")
+    table.add_column("", no_wrap=True)
+    for snapshot in report.snapshots:
+        table.add_column(f"{snapshot.label}\n{snapshot.t_ms / 1000:.2f} s", justify="right", no_wrap=True)
+    previous_layer = None
+    for layer, what, value_of, delta_key in _rows(report):
+        if previous_layer is not None and layer != previous_layer:
+            table.add_section()
+        cells = [
+            _cell(value_of(s), s.deltas.get(delta_key) if delta_key else None, delta_key == "")
+            for s in report.snapshots
+        ]
+        table.add_row(layer if layer != previous_layer else "", what, *cells)
+        previous_layer = layer
+    console.print(table)
+    if report.baseline:
+        console.print(Text(f"Second line of a cell: change since '{report.baseline}'.", style="dim"))
+    for line in findings(report):
+        console.print(f"• {line}")
+    if report.status != "ok" and report.error:
+        console.print(Text(f"Run failed: {report.error.type}: {report.error.message}", style="bold red"))
+        if report.worker_log:
+            console.print(f"Worker log: {report.worker_log}")
+
+
+def report_console() -> Console:
+    """stdout; when it is not a terminal (a file, a pipe, CI), wide enough that the table is not wrapped."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    return console

@@ -1,0 +1,50 @@
+"""``python -m workbench.worker SPEC EVENTS_FD``: run one scenario, one JSON line per event on EVENTS_FD."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+from workbench.worker.spec import WorkerSpec
+
+
+class EventStream:
+    """JSON lines written and flushed one by one, so the orchestrator keeps them if this process dies."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        self._stream.write(json.dumps({"event": event, **fields}) + "\n")
+        self._stream.flush()
+
+
+def main(argv: list[str]) -> int:
+    spec = WorkerSpec.read(Path(argv[1]))
+    emit = EventStream(os.fdopen(int(argv[2]), "w", encoding="utf-8"))
+    # Imported after the event stream exists: these load pyarrow and JPype, which can fail in a broken install.
+    from workbench.worker.session import Session, StepFailed
+
+    try:
+        Session(spec, emit).run()
+    except StepFailed as failure:
+        emit("error", **failure.fields)
+        return 3
+    except BaseException as exc:  # a bug: report it, keep the traceback in the worker's log
+        traceback.print_exc()
+        emit("error", type=type(exc).__name__, message=str(exc), step=None, bug=True)
+        return 3
+    emit("done")
+    return 0
+
+
+if __name__ == "__main__":
+    code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip JVM teardown at interpreter exit: nothing is left to measure and it can stall on non-daemon threads.
+    os._exit(code)

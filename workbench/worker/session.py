@@ -1,0 +1,159 @@
+"""One scenario in one JVM: start it, run the steps in order, take snapshots of all four layers."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from dataclasses import asdict
+from typing import Any, Callable
+
+import jpype
+
+from workbench.probes.allocator import AllocatorProbe
+from workbench.probes.arrow import read_arrow
+from workbench.probes.nmt import parse_summary
+from workbench.probes.process import read_process
+from workbench.scenario.model import TYPE_WIDTH, Scenario
+from workbench.worker.spec import WorkerSpec
+
+Emit = Callable[..., None]
+
+
+class StepFailed(Exception):
+    """A step failed inside the JVM (or in pyarrow); carries what the report needs."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        super().__init__(fields["message"])
+        self.fields = fields
+
+
+def requested_bytes(vector_type: str, count: int) -> int:
+    """What a fixed-width vector needs for count values: the values plus one validity bit each."""
+    return count * TYPE_WIDTH[vector_type] + (count + 7) // 8
+
+
+class Session:
+    def __init__(self, spec: WorkerSpec, emit: Emit) -> None:
+        self.spec = spec
+        self.scenario = Scenario.model_validate(spec.scenario)
+        self.emit = emit
+        self.started = time.monotonic()
+        self.allocators: dict[str, Any] = {}
+        self.vectors: dict[str, tuple[Any, int]] = {}  # name -> (java vector, requested bytes)
+        self.root: Any = None
+        self.nmt_enabled = False
+
+    def run(self) -> None:
+        probe = AllocatorProbe()
+        self.allocator_probe = probe
+        self.emit("allocator", **asdict(probe.info))
+        self._start_jvm()
+        for index, step in enumerate(self.scenario.steps):
+            kind, argument = next(iter(step))
+            try:
+                getattr(self, f"_step_{kind}")(argument)
+            except jpype.JException as exc:
+                raise StepFailed(
+                    {"type": str(exc.getClass().getName()), "message": str(exc.getMessage()), "step": index,
+                     "kind": kind}
+                ) from exc
+
+    def _start_jvm(self) -> None:
+        # JDKs that only read the NMT level from the launcher's environment variable (JDK-8256844, before 18).
+        os.environ[f"NMT_LEVEL_{os.getpid()}"] = "summary"
+        jpype.startJVM(
+            self.spec.jvm_library, *self.spec.jvm_options, classpath=self.spec.classpath, convertStrings=False
+        )
+        system = jpype.JClass("java.lang.System")
+        self.NativeMemory = jpype.JClass("workbench.jvm.NativeMemory")
+        self.Kernels = jpype.JClass("workbench.jvm.IntVectorKernels")
+        self.RootAllocator = jpype.JClass("org.apache.arrow.memory.RootAllocator")
+        self.IntVector = jpype.JClass("org.apache.arrow.vector.IntVector")
+        self.System = system
+        nmt_text = str(self.NativeMemory.query("summary"))
+        self.nmt_enabled = parse_summary(nmt_text) is not None
+        import pyarrow
+
+        self.emit(
+            "jvm",
+            version=str(system.getProperty("java.runtime.version")),
+            vm=str(system.getProperty("java.vm.name")),
+            nmt="summary" if self.nmt_enabled else f"off: {nmt_text.strip()}",
+            pyarrow_memory_pool=pyarrow.default_memory_pool().backend_name,
+        )
+
+    def _snapshot(self, label: str) -> None:
+        began = time.perf_counter()
+        requested = sum(requested for _, requested in self.vectors.values())
+        arrow = read_arrow(self.root, requested)
+        nmt = parse_summary(str(self.NativeMemory.query("summary", "scale=b"))) if self.nmt_enabled else None
+        allocator = self.allocator_probe.snapshot()
+        process, _smaps = read_process()
+        cost_ms = (time.perf_counter() - began) * 1000
+        self.emit(
+            "snapshot",
+            label=label,
+            t_ms=round((began - self.started) * 1000, 3),
+            cost_ms=round(cost_ms, 3),
+            arrow=asdict(arrow) if arrow else None,
+            nmt=asdict(nmt) if nmt else None,
+            allocator=asdict(allocator),
+            process=asdict(process),
+        )
+
+    # Steps: one method each, named after the scenario key.
+    def _step_snapshot(self, label: str) -> None:
+        self._snapshot(label)
+
+    def _step_root_allocator(self, spec: Any) -> None:
+        self.root = self.RootAllocator() if spec.limit is None else self.RootAllocator(jpype.JLong(spec.limit))
+        self.allocators[spec.name] = self.root
+
+    def _step_allocate(self, spec: Any) -> None:
+        vector = self.IntVector(spec.vector, self.allocators[spec.allocator])
+        self.vectors[spec.vector] = (vector, requested_bytes(spec.type, spec.count))
+        vector.allocateNew(spec.count)
+
+    def _step_fill(self, spec: Any) -> None:
+        vector, _ = self.vectors[spec.vector]
+        count = spec.count if spec.count is not None else int(vector.getValueCapacity())
+        self.Kernels.fillSequence(vector, count, spec.k)
+
+    def _step_set_value_count(self, spec: Any) -> None:
+        self.vectors[spec.vector][0].setValueCount(spec.count)
+
+    def _step_verify(self, name: str) -> None:
+        import pyarrow.compute
+        import pyarrow.jvm
+
+        vector, _ = self.vectors[name]
+        array = pyarrow.jvm.array(vector)
+        pyarrow_address = array.buffers()[1].address
+        pyarrow_sum = pyarrow.compute.sum(array).as_py() or 0
+        # The pyarrow view retains the Java buffer; let it go before anything is closed.
+        del array
+        gc.collect()
+        java_address = int(self.Kernels.dataBufferAddress(vector))
+        java_sum = int(self.Kernels.sum(vector))
+        self.emit(
+            "check",
+            vector=name,
+            zero_copy=pyarrow_address == java_address,
+            sum=pyarrow_sum,
+            java_sum=java_sum,
+            pyarrow_address=pyarrow_address,
+            java_address=java_address,
+        )
+
+    def _step_hold(self, millis: int) -> None:
+        time.sleep(millis / 1000)
+
+    def _step_gc(self, _: None) -> None:
+        self.System.gc()
+
+    def _step_close(self, name: str) -> None:
+        if name in self.vectors:
+            self.vectors.pop(name)[0].close()
+        else:
+            self.allocators.pop(name).close()
