@@ -9,7 +9,7 @@ _SIZE_UNITS = {
     "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
     "kib": 1024, "mib": 1024**2, "gib": 1024**3,
 }
-_DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000}
+_DURATION_UNITS = {"": 1000, "ms": 1, "s": 1000, "m": 60_000, "min": 60_000}
 _NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -28,7 +28,7 @@ def parse_size(value: int | str) -> int:
 
 
 def parse_duration_ms(value: int | float | str) -> int:
-    """Milliseconds from a number of seconds or a string such as ``500ms``, ``1s``, ``2.5s``, ``1m``."""
+    """Milliseconds from seconds (a number, or a string without unit) or a string such as ``500ms``, ``2.5s``, ``1m``."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 500ms or 1s")
     if isinstance(value, (int, float)):
