@@ -25,20 +25,7 @@ _ = _run
 def main() -> None:
     """Entry point: a WorkbenchError becomes one line on stderr and its exit code; anything else is a bug."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone: usage errors print click's message and exit 2
     except WorkbenchError as error:
         print(f"workbench: {error.message}", file=sys.stderr)
         sys.exit(error.exit_code)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except typer.Abort:
-        print("workbench: aborted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
-        raise
-    sys.exit(0)

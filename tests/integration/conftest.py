@@ -1,0 +1,49 @@
+"""Integration tests run the real tool in a subprocess, as a user would: `python -m workbench ...`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+JDK25 = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
+
+
+def run_workbench(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
+                  cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI in a fresh process; the output is shown by pytest when an assertion fails."""
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "workbench", *args],
+        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT, stdin=subprocess.DEVNULL,
+    )
+    print(f"$ workbench {' '.join(args)}\n--- exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+    return result
+
+
+def run_json(tmp_path: Path, *args: str, expect_exit: int = 0) -> dict[str, Any]:
+    out = tmp_path / "report.json"
+    result = run_workbench("run", *args, "--json", str(out))
+    assert result.returncode == expect_exit, result.stderr
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def by_label(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["label"]: s for s in report["snapshots"]}
+
+
+@pytest.fixture(scope="session")
+def jemalloc_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_json(tmp_path_factory.mktemp("jemalloc"), "arrow-intvector", "--allocator", "jemalloc", "--hold", "300ms")
+
+
+@pytest.fixture(scope="session")
+def glibc_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_json(tmp_path_factory.mktemp("glibc"), "arrow-intvector", "--allocator", "glibc", "--hold", "300ms")
