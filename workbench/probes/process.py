@@ -1,12 +1,10 @@
-"""The kernel's view of a process: /proc/<pid>/smaps_rollup and smaps (what ``pmap -x PID | grep anon`` shows)."""
+"""The kernel's view of a process: /proc/<pid>/smaps (what ``pmap -x PID | grep anon`` shows)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-_HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \d+\s*(.*)$")
-_FIELD = re.compile(r"^(\w+):\s+(\d+) kB$")
 
 
 @dataclass(frozen=True)
@@ -36,58 +34,45 @@ class ProcessSnapshot:
     largest_anon_mappings: tuple[Mapping, ...]
 
 
+# Only the lines a snapshot needs: a mapping's header, its Rss and its Anonymous; the regex engine skips the rest.
+_SMAPS_LINES = re.compile(
+    r"^(?:([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \d+ *(.*)|Rss: +(\d+) kB|Anonymous: +(\d+) kB)$", re.MULTILINE
+)
+
+
 def parse_smaps(text: str) -> list[Mapping]:
-    """Mappings from the text of /proc/<pid>/smaps."""
+    """Mappings from the text of /proc/<pid>/smaps (a JVM has hundreds: this runs at every snapshot)."""
     mappings: list[Mapping] = []
-    header: re.Match[str] | None = None
-    fields: dict[str, int] = {}
+    start = end = rss_kib = anon_kib = 0
+    perms = name = ""
+    seen_header = False
 
     def flush() -> None:
-        if header is not None:
-            start, end = int(header.group(1), 16), int(header.group(2), 16)
-            mappings.append(
-                Mapping(
-                    start=start,
-                    end=end,
-                    perms=header.group(3),
-                    name=header.group(4).strip(),
-                    size_bytes=end - start,
-                    rss_bytes=fields.get("Rss", 0) * 1024,
-                    anon_bytes=fields.get("Anonymous", 0) * 1024,
-                )
-            )
+        if seen_header:
+            mappings.append(Mapping(start, end, perms, name, end - start, rss_kib * 1024, anon_kib * 1024))
 
-    for line in text.splitlines():
-        field = _FIELD.match(line)
-        if field:
-            fields[field.group(1)] = int(field.group(2))
-            continue
-        match = _HEADER.match(line)
-        if match:
+    for match in _SMAPS_LINES.finditer(text):
+        low, high, mapping_perms, mapping_name, rss, anon = match.groups()
+        if low is not None:
             flush()
-            header, fields = match, {}
+            start, end, perms, name = int(low, 16), int(high, 16), mapping_perms, mapping_name.strip()
+            rss_kib = anon_kib = 0
+            seen_header = True
+        elif rss is not None:
+            rss_kib = int(rss)
+        else:
+            anon_kib = int(anon)
     flush()
     return mappings
 
 
-def parse_smaps_rollup(text: str) -> dict[str, int]:
-    """The byte totals of /proc/<pid>/smaps_rollup, by field name (``Rss``, ``Anonymous``, ...)."""
-    totals = {}
-    for line in text.splitlines():
-        field = _FIELD.match(line)
-        if field:
-            totals[field.group(1)] = int(field.group(2)) * 1024
-    return totals
-
-
-def summarize(mappings: list[Mapping], rollup: dict[str, int] | None, top: int = 10) -> ProcessSnapshot:
-    """Totals and the largest anonymous mappings; the rollup's totals are used when there is one."""
+def summarize(mappings: list[Mapping], top: int = 10) -> ProcessSnapshot:
+    """Totals (what smaps_rollup would sum, without walking the page tables a second time) and the largest
+    anonymous mappings."""
     anonymous = [m for m in mappings if m.is_anonymous]
-    if rollup is None:
-        rollup = {"Rss": sum(m.rss_bytes for m in mappings), "Anonymous": sum(m.anon_bytes for m in mappings)}
     return ProcessSnapshot(
-        rss_bytes=rollup["Rss"],
-        anon_rss_bytes=rollup["Anonymous"],
+        rss_bytes=sum(m.rss_bytes for m in mappings),
+        anon_rss_bytes=sum(m.anon_bytes for m in mappings),
         anon_mappings=len(anonymous),
         anon_mappings_rss_bytes=sum(m.rss_bytes for m in anonymous),
         largest_anon_mappings=tuple(sorted(anonymous, key=lambda m: (-m.rss_bytes, m.start))[:top]),
@@ -98,9 +83,4 @@ def read_process(pid: int | str = "self", top: int = 10) -> tuple[ProcessSnapsho
     """The process's memory as the kernel counts it, and the raw smaps text it was computed from."""
     with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as f:
         smaps = f.read()
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
-            rollup: dict[str, int] | None = parse_smaps_rollup(f.read())
-    except FileNotFoundError:
-        rollup = None
-    return summarize(parse_smaps(smaps), rollup, top), smaps
+    return summarize(parse_smaps(smaps), top), smaps

@@ -1,0 +1,83 @@
+"""Foundation benchmarks, measured side by side in one run (figures go into the README; no test asserts time).
+
+1. The median cost of one full snapshot (Arrow + NMT + allocator + smaps), from a scenario of many snapshots.
+2. `workbench run arrow-intvector` beside a plain `java` process doing the same work with NMT on: wall-time ratio.
+3. The Java fill kernel's throughput for 100M ints: on fresh pages (first touch included) and on touched memory.
+
+Usage: python benchmarks/bench_foundation.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from workbench.build.allocators import resolve_allocator  # noqa: E402
+from workbench.build.jvm import kernels_classpath  # noqa: E402
+from workbench.jdk import arrow_options, resolve_jdk  # noqa: E402
+
+
+def workbench(*args: str) -> float:
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "workbench", *args], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - began
+
+
+def snapshot_cost(snapshots: int) -> list[float]:
+    steps = ["  - root_allocator: {}", "  - allocate: {vector: v, count: 100000}", "  - fill: {vector: v, k: 2}"]
+    steps += [f"  - snapshot: s{i}" for i in range(snapshots)]
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = Path(tmp) / "many-snapshots.yaml"
+        scenario.write_text("name: many-snapshots\ndescription: snapshot cost\nsteps:\n" + "\n".join(steps) + "\n")
+        report = Path(tmp) / "r.json"
+        workbench("run", str(scenario), "--json", str(report))
+        data = json.loads(report.read_text())
+    return [s["cost_ms"] for s in data["snapshots"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each side in the wall-time comparison")
+    args = parser.parse_args()
+    classpath = ":".join(kernels_classpath())
+    jdk = resolve_jdk(None)
+    java = str(jdk.home / "bin" / "java")
+    jemalloc = str(resolve_allocator("jemalloc").library)
+
+    costs = snapshot_cost(100)
+    print(f"snapshot cost (all four probes), {len(costs)} snapshots: median {statistics.median(costs):.2f} ms, "
+          f"p90 {sorted(costs)[int(len(costs) * 0.9)]:.2f} ms, first {costs[0]:.2f} ms")
+
+    plain_cmd = [java, "-XX:NativeMemoryTracking=summary", *arrow_options(jdk),
+                 "-Darrow.allocation.manager.type=Netty", "-cp", classpath,
+                 "workbench.jvm.ReferenceProgram", "100000", "1000"]
+    plain, tool = [], []
+    for _ in range(args.repeat):  # interleaved, so drift on a noisy machine hits both sides alike
+        began = time.perf_counter()
+        subprocess.run(plain_cmd, check=True, stdout=subprocess.DEVNULL, env={"LD_PRELOAD": jemalloc, "PATH": "/usr/bin:/bin"})
+        plain.append(time.perf_counter() - began)
+        tool.append(workbench("run", "arrow-intvector"))
+    p, t = statistics.median(plain), statistics.median(tool)
+    print(f"wall time, median of {args.repeat}: plain java {p:.2f} s, workbench run arrow-intvector {t:.2f} s, "
+          f"ratio {t / p:.2f}x (both hold 1 s; overhead {t - p:.2f} s)")
+
+    out = subprocess.run([java, *arrow_options(jdk), "-cp", classpath, "workbench.jvm.FillThroughput",
+                          "100000000", "5"], check=True, capture_output=True, text=True).stdout
+    rows = [line.split() for line in out.splitlines()]
+    first = [(int(n), int(b)) for name, n, b in rows if name == "first_touch"][0]
+    touched = [int(b) / int(n) for name, n, b in rows if name == "touched"]
+    print(f"fill kernel, 100M ints (400 MB): first touch {first[1] / first[0]:.2f} GB/s, "
+          f"touched memory {statistics.median(touched):.2f} GB/s (median of {len(touched)})")
+
+
+if __name__ == "__main__":
+    main()
