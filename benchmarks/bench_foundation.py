@@ -41,7 +41,7 @@ def snapshot_cost(snapshots: int) -> list[float]:
         report = Path(tmp) / "r.json"
         workbench("run", str(scenario), "--json", str(report))
         data = json.loads(report.read_text())
-    return [s["cost_ms"] for s in data["snapshots"]]
+    return data["snapshots"]
 
 
 def main() -> None:
@@ -53,9 +53,14 @@ def main() -> None:
     java = str(jdk.home / "bin" / "java")
     jemalloc = str(resolve_allocator("jemalloc").library)
 
-    costs = snapshot_cost(100)
+    snapshots = snapshot_cost(100)
+    costs = [s["cost_ms"] for s in snapshots]
+    per_probe = ", ".join(
+        f"{probe} {statistics.median(s['probe_ms'][probe] for s in snapshots):.2f} ms"
+        for probe in ("arrow", "nmt", "allocator", "process")
+    )
     print(f"snapshot cost (all four probes), {len(costs)} snapshots: median {statistics.median(costs):.2f} ms, "
-          f"p90 {sorted(costs)[int(len(costs) * 0.9)]:.2f} ms, first {costs[0]:.2f} ms")
+          f"p90 {sorted(costs)[int(len(costs) * 0.9)]:.2f} ms; median per probe: {per_probe}")
 
     plain_cmd = [java, "-XX:NativeMemoryTracking=summary", *arrow_options(jdk),
                  "-Darrow.allocation.manager.type=Netty", "-cp", classpath,

@@ -50,11 +50,12 @@ class JvmSection:
 class Snapshot:
     label: str
     t_ms: float
-    cost_ms: float
+    cost_ms: float  # what taking this snapshot cost, all probes
     arrow: ArrowSnapshot | None
     nmt: NmtSummary | None
     allocator: AllocatorSnapshot | None
     process: ProcessSnapshot | None
+    probe_ms: dict[str, float] = field(default_factory=dict)  # the same, per probe
     # Every byte figure of this snapshot minus the same figure at the baseline, by dotted path.
     deltas: dict[str, int] = field(default_factory=dict)
 

@@ -89,17 +89,26 @@ def findings(report: Report) -> list[str]:
 
 def render_text(report: Report, console: Console) -> None:
     """Print the report as a table with a header and findings."""
-    allocator = report.allocator
-    console.print(
-        Text.assemble(
-            (f"{report.scenario.name}", "bold"), f" — {report.scenario.description}\n",
-            f"allocator: {allocator.name} ({allocator.backend or '?'} {allocator.version or ''}"
-            f"{', ' + str(allocator.detected_library) if allocator.detected_library else ''}); "
-            f"MALLOC_CONF: {allocator.malloc_conf or '(none)'}\n",
-            f"JVM: {report.jvm.vm or '?'} {report.jvm.version or '?'} at {report.jvm.java_home}; NMT: {report.jvm.nmt}; "
-            f"allocation manager: {report.jvm.allocation_manager}",
-        )
+    allocator, jvm = report.allocator, report.jvm
+    header = Table.grid(padding=(0, 2))
+    header.add_column(style="bold", no_wrap=True)
+    header.add_column()
+    header.add_row("scenario", Text(f"{report.scenario.name}: {report.scenario.description}"))
+    header.add_row(
+        "allocator",
+        Text(
+            f"{allocator.name}: {allocator.backend or '?'} {allocator.version or ''} "
+            f"({allocator.detected_library or 'not detected'}), MALLOC_CONF {allocator.malloc_conf or '(none)'}"
+        ),
     )
+    header.add_row(
+        "JVM",
+        Text(
+            f"{jvm.vm or '?'} {jvm.version or '?'} ({jvm.java_home}), NMT {jvm.nmt or '?'}, "
+            f"allocation manager {jvm.allocation_manager}"
+        ),
+    )
+    console.print(header)
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     table.add_column("layer", no_wrap=True, style="bold")
     table.add_column("", no_wrap=True)

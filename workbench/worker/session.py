@@ -87,15 +87,24 @@ class Session:
         began = time.perf_counter()
         requested = sum(requested for _, requested in self.vectors.values())
         arrow = read_arrow(self.root, requested)
+        after_arrow = time.perf_counter()
         nmt = parse_summary(str(self.NativeMemory.query("summary", "scale=b"))) if self.nmt_enabled else None
+        after_nmt = time.perf_counter()
         allocator = self.allocator_probe.snapshot()
+        after_allocator = time.perf_counter()
         process, _smaps = read_process()
-        cost_ms = (time.perf_counter() - began) * 1000
+        ended = time.perf_counter()
         self.emit(
             "snapshot",
             label=label,
             t_ms=round((began - self.started) * 1000, 3),
-            cost_ms=round(cost_ms, 3),
+            cost_ms=round((ended - began) * 1000, 3),
+            probe_ms={
+                "arrow": round((after_arrow - began) * 1000, 3),
+                "nmt": round((after_nmt - after_arrow) * 1000, 3),
+                "allocator": round((after_allocator - after_nmt) * 1000, 3),
+                "process": round((ended - after_allocator) * 1000, 3),
+            },
             arrow=asdict(arrow) if arrow else None,
             nmt=asdict(nmt) if nmt else None,
             allocator=asdict(allocator),
