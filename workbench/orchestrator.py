@@ -117,7 +117,7 @@ def execute(run: PreparedRun, quiet: bool = False) -> Report:
             name=run.allocator.name,
             library=str(run.allocator.library) if run.allocator.library else None,
             version=None, malloc_conf=run.malloc_conf, backend=None, detected_library=None,
-            config_prof=None, config_stats=None,
+            config_prof=None, config_stats=None, provenance=run.allocator.provenance,
         ),
         JvmSection(
             java_home=str(run.jdk.home), version=None, vm=None, options=run.jvm_options,

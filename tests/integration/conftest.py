@@ -39,6 +39,14 @@ def by_label(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["label"]: s for s in report["snapshots"]}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def first_use_builds_done() -> None:
+    """Build what a first run builds (the Java kernels), so tests can assert a run's stderr is empty."""
+    from workbench.build.jvm import kernels_classpath
+
+    kernels_classpath()
+
+
 @pytest.fixture(scope="session")
 def jemalloc_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return run_json(tmp_path_factory.mktemp("jemalloc"), "arrow-intvector", "--allocator", "jemalloc", "--hold", "300ms")

@@ -1,7 +1,8 @@
-"""Which library to preload for an allocator name: found on the system, never at a hard-coded path."""
+"""Which library to preload for an allocator name, and where it came from (built here, a system package, a file)."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,15 +11,31 @@ from workbench._errors import BadInput
 
 
 @dataclass(frozen=True)
+class Provenance:
+    kind: str  # "built" (by `workbench build`), "system" (a distribution package), "file" (a path given), "none"
+    package: str | None = None  # the distribution package and its version, for system libraries
+    library_sha256: str | None = None
+    configure_args: list[str] | None = None
+    source: str | None = None
+    source_sha256: str | None = None
+
+
+@dataclass(frozen=True)
 class AllocatorChoice:
     name: str
     library: Path | None  # None: nothing preloaded (glibc's malloc)
     expected_backend: str | None  # what the worker must find answering malloc; None for a user's own library
+    provenance: Provenance
 
 
-# name -> (soname, Debian package, backend the probe should then detect)
-_SYSTEM = {"jemalloc": ("libjemalloc.so.2", "libjemalloc2", "jemalloc")}
-NAMES = ("jemalloc", "glibc")
+# name -> (sonames to look for, in order; Debian package to install; backend the probe should then detect)
+_SYSTEM = {
+    "jemalloc": (("libjemalloc.so.2",), "libjemalloc2", "jemalloc"),
+    "system:jemalloc": (("libjemalloc.so.2",), "libjemalloc2", "jemalloc"),
+    "tcmalloc": (("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"), "libtcmalloc-minimal4", "tcmalloc"),
+    "mimalloc": (("libmimalloc.so.2",), "libmimalloc2.0", "mimalloc"),
+}
+NAMES = ("jemalloc", "system:jemalloc", "tcmalloc", "mimalloc", "glibc")
 
 
 def _ldconfig_paths() -> dict[str, Path]:
@@ -35,22 +52,48 @@ def _ldconfig_paths() -> dict[str, Path]:
     return found
 
 
-def resolve_allocator(name: str) -> AllocatorChoice:
-    """The library for ``jemalloc`` (the system's), ``glibc`` (nothing) or a path to a shared library."""
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _package_of(path: Path) -> str | None:
+    """``libjemalloc2 5.3.0-1``: the Debian package that installed this file, if dpkg knows it."""
+    candidates = {str(path), str(path.resolve())}
+    candidates |= {"/usr" + c for c in list(candidates) if c.startswith("/lib")}
+    for candidate in sorted(candidates):
+        try:
+            owner = subprocess.run(["dpkg-query", "-S", candidate], capture_output=True, text=True, check=True)
+            package = owner.stdout.split(":")[0].strip()
+            version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True,
+                                     text=True, check=True).stdout.strip()
+            return f"{package} {version}"
+        except (OSError, subprocess.CalledProcessError):
+            continue
+    return None
+
+
+def resolve_allocator(name: str, quiet: bool = False) -> AllocatorChoice:
+    """The library for an allocator name (see NAMES) or a path to a shared library; builds jemalloc on first use."""
     if name == "glibc":
-        return AllocatorChoice("glibc", None, "glibc")
+        return AllocatorChoice("glibc", None, "glibc", Provenance("none"))
     if name in _SYSTEM:
-        soname, package, backend = _SYSTEM[name]
-        path = _ldconfig_paths().get(soname)
+        sonames, package, backend = _SYSTEM[name]
+        found = _ldconfig_paths()
+        path = next((found[s] for s in sonames if s in found), None)
         if path is None:
             raise BadInput(
-                f"--allocator {name}: {soname} is not installed; install the Debian package {package} "
-                f"(apt-get install {package}) or use --allocator glibc"
+                f"--allocator {name}: {sonames[0]} is not installed; install the Debian package {package} "
+                f"(apt-get install {package})"
             )
-        return AllocatorChoice(name, path, backend)
+        return AllocatorChoice(name, path, backend, Provenance("system", _package_of(path), sha256_of(path)))
     path = Path(name)
     if "/" in name or name.endswith(".so") or ".so." in name:
         if not path.is_file():
             raise BadInput(f"--allocator {name}: no such file (expected a shared library to preload)")
-        return AllocatorChoice(str(path.resolve()), path.resolve(), None)
+        resolved = path.resolve()
+        return AllocatorChoice(str(resolved), resolved, None, Provenance("file", None, sha256_of(resolved)))
     raise BadInput(f"--allocator {name}: unknown allocator (expected one of: {', '.join(NAMES)}, or a path to a .so)")

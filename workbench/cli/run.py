@@ -19,7 +19,7 @@ from workbench.report.text import render_text, report_console
 from workbench.units import parse_duration_ms
 
 
-def _writable_target(path: Path) -> Path:
+def writable_target(path: Path) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise BadInput(f"--json {path}: is a directory (expected a file path)")
@@ -30,11 +30,20 @@ def _writable_target(path: Path) -> Path:
     return path
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
     os.replace(partial, path)
+
+
+def parse_hold(hold: str | None) -> int | None:
+    if hold is None:
+        return None
+    try:
+        return parse_duration_ms(hold)
+    except ValueError as exc:
+        raise BadInput(f"--hold: {exc}") from None
 
 
 @app.command()
@@ -52,14 +61,9 @@ def run(
 
     Exit codes: 0 ok, 2 bad input, 3 the run failed (the report is still printed and written).
     """
-    hold_ms = None
-    if hold is not None:
-        try:
-            hold_ms = parse_duration_ms(hold)
-        except ValueError as exc:
-            raise BadInput(f"--hold: {exc}") from None
+    hold_ms = parse_hold(hold)
     if json_path is not None:
-        _writable_target(json_path)
+        writable_target(json_path)
     prepared = prepare(
         RunRequest(
             scenario=scenario, allocator=allocator, malloc_conf=malloc_conf,
@@ -68,7 +72,7 @@ def run(
     )
     report = execute(prepared)
     if json_path is not None:
-        _write_atomically(json_path, report_to_json(report))
+        write_atomically(json_path, report_to_json(report))
     render_text(report, report_console())
     if report.status != "ok":
         assert report.error is not None

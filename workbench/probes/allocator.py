@@ -1,17 +1,23 @@
-"""The malloc the process really has, found from its symbols, and that allocator's own statistics."""
+"""The malloc the process really has, found from its symbols, and that allocator's own statistics.
+
+Each backend maps its figures onto the same six fields (see the README for what each means per allocator); a
+field an allocator has no figure for is None. ``raw`` keeps the backend's own figures under their own names.
+"""
 
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
 class AllocatorInfo:
     """Which allocator answers malloc in this process, and how it was built."""
 
-    backend: str  # "jemalloc" or "glibc"
-    library: str | None
+    backend: str  # "jemalloc", "tcmalloc", "mimalloc", "glibc", or "unknown"
+    library: str | None  # the file the process's `malloc` symbol lives in
     version: str | None
     config_prof: bool | None
     config_stats: bool | None
@@ -28,6 +34,7 @@ class AllocatorSnapshot:
     resident_bytes: int | None
     mapped_bytes: int | None
     retained_bytes: int | None
+    raw: dict[str, int] = field(default_factory=dict)
 
 
 class _DlInfo(ctypes.Structure):
@@ -47,55 +54,44 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
-_JEMALLOC_STATS = ("allocated", "active", "metadata", "resident", "mapped", "retained")
+class Backend(Protocol):
+    info: AllocatorInfo
+
+    def snapshot(self) -> AllocatorSnapshot: ...
 
 
-class AllocatorProbe:
-    """Reads the statistics of whichever allocator the process resolves ``malloc`` to."""
+def _library_of(process: ctypes.CDLL, symbol: str) -> str | None:
+    """The shared object the process's global `symbol` resolves to (what the dynamic linker chose)."""
+    address = ctypes.cast(getattr(process, symbol), ctypes.c_void_p)
+    info = _DlInfo()
+    if process.dladdr(address, ctypes.byref(info)) == 0 or not info.dli_fname:
+        return None
+    return str(info.dli_fname.decode())
 
-    def __init__(self) -> None:
-        self._process = ctypes.CDLL(None)
-        self._mallctl = getattr(self._process, "mallctl", None)
-        if self._mallctl is not None:
-            self._mallctl.restype = ctypes.c_int
-            self._mallctl.argtypes = [
-                ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p, ctypes.c_size_t,
-            ]
-            self.info = AllocatorInfo(
-                backend="jemalloc",
-                library=self._library_of("mallctl"),
-                version=self._read_string("version"),
-                config_prof=self._read_bool("config.prof"),
-                config_stats=self._read_bool("config.stats"),
-            )
-        else:
-            self._mallinfo2 = self._process.mallinfo2
-            self._mallinfo2.restype = _MallInfo2
-            self._mallinfo2.argtypes = []
-            gnu_get_libc_version = self._process.gnu_get_libc_version
-            gnu_get_libc_version.restype = ctypes.c_char_p
-            self.info = AllocatorInfo(
-                backend="glibc",
-                library=self._library_of("malloc"),
-                version=gnu_get_libc_version().decode(),
-                config_prof=None,
-                config_stats=None,
-            )
 
-    def _library_of(self, symbol: str) -> str | None:
-        address = ctypes.cast(getattr(self._process, symbol), ctypes.c_void_p)
-        info = _DlInfo()
-        if self._process.dladdr(address, ctypes.byref(info)) == 0 or not info.dli_fname:
-            return None
-        return str(info.dli_fname.decode())
+class JemallocBackend:
+    """jemalloc through ``mallctl``: write ``epoch`` to refresh, then read ``stats.*``."""
 
-    def _read(self, name: str, value: ctypes._SimpleCData) -> bool:  # type: ignore[type-arg]
+    STATS = ("allocated", "active", "metadata", "resident", "mapped", "retained")
+
+    def __init__(self, library: ctypes.CDLL, path: str | None) -> None:
+        self._mallctl = library.mallctl
+        self._mallctl.restype = ctypes.c_int
+        self._mallctl.argtypes = [
+            ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p, ctypes.c_size_t,
+        ]
+        version = ctypes.c_char_p()
+        self.info = AllocatorInfo(
+            backend="jemalloc",
+            library=path,
+            version=version.value.decode() if self._read("version", version) and version.value else None,
+            config_prof=self._read_bool("config.prof"),
+            config_stats=self._read_bool("config.stats"),
+        )
+
+    def _read(self, name: str, value: Any) -> bool:
         size = ctypes.c_size_t(ctypes.sizeof(value))
         return bool(self._mallctl(name.encode(), ctypes.byref(value), ctypes.byref(size), None, 0) == 0)
-
-    def _read_string(self, name: str) -> str | None:
-        value = ctypes.c_char_p()
-        return value.value.decode() if self._read(name, value) and value.value else None
 
     def _read_bool(self, name: str) -> bool | None:
         value = ctypes.c_bool()
@@ -106,14 +102,114 @@ class AllocatorProbe:
         return int(value.value) if self._read(name, value) else None
 
     def snapshot(self) -> AllocatorSnapshot:
-        """Current statistics (jemalloc: after advancing ``epoch``, which refreshes them)."""
-        if self._mallctl is not None:
-            epoch = ctypes.c_uint64(1)
-            self._mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.sizeof(epoch))
-            stats = {name: self._read_size(f"stats.{name}") for name in _JEMALLOC_STATS}
-            return AllocatorSnapshot(backend="jemalloc", **{f"{k}_bytes": v for k, v in stats.items()})
+        epoch = ctypes.c_uint64(1)
+        self._mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.sizeof(epoch))
+        stats = {name: self._read_size(f"stats.{name}") for name in self.STATS}
+        narenas = ctypes.c_uint()
+        raw = {"narenas": int(narenas.value)} if self._read("arenas.narenas", narenas) else {}
+        return AllocatorSnapshot(backend="jemalloc", **{f"{k}_bytes": v for k, v in stats.items()}, raw=raw)
+
+
+class TcmallocBackend:
+    """gperftools' tcmalloc through ``MallocExtension_GetNumericProperty``."""
+
+    PROPERTIES = (
+        "generic.current_allocated_bytes", "generic.heap_size", "generic.total_physical_bytes",
+        "tcmalloc.pageheap_free_bytes", "tcmalloc.pageheap_unmapped_bytes", "tcmalloc.central_cache_free_bytes",
+        "tcmalloc.transfer_cache_free_bytes", "tcmalloc.thread_cache_free_bytes",
+    )
+
+    def __init__(self, library: ctypes.CDLL, path: str | None) -> None:
+        self._get = library.MallocExtension_GetNumericProperty
+        self._get.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)]
+        self._get.restype = ctypes.c_int
+        version = None
+        if hasattr(library, "tc_version"):
+            library.tc_version.restype = ctypes.c_char_p
+            library.tc_version.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+            version = library.tc_version(None, None, None).decode()
+        self.info = AllocatorInfo("tcmalloc", path, version, None, None)
+
+    def snapshot(self) -> AllocatorSnapshot:
+        raw = {}
+        for name in self.PROPERTIES:
+            value = ctypes.c_size_t()
+            if self._get(name.encode(), ctypes.byref(value)):
+                raw[name] = int(value.value)
+        heap = raw.get("generic.heap_size")
+        free = raw.get("tcmalloc.pageheap_free_bytes")
+        unmapped = raw.get("tcmalloc.pageheap_unmapped_bytes")
+        return AllocatorSnapshot(
+            backend="tcmalloc",
+            allocated_bytes=raw.get("generic.current_allocated_bytes"),
+            # Spans handed out of the page heap: allocated plus what sits in the central/transfer/thread caches.
+            active_bytes=heap - free - unmapped if None not in (heap, free, unmapped) else None,  # type: ignore[operator]
+            metadata_bytes=None,
+            resident_bytes=raw.get("generic.total_physical_bytes"),
+            mapped_bytes=heap - unmapped if heap is not None and unmapped is not None else None,
+            retained_bytes=unmapped,
+            raw=raw,
+        )
+
+
+class MimallocBackend:
+    """mimalloc through ``mi_process_info``: it reports what it has committed; per-object totals need a stats build."""
+
+    def __init__(self, library: ctypes.CDLL, path: str | None) -> None:
+        self._process_info = library.mi_process_info
+        self._process_info.argtypes = [ctypes.POINTER(ctypes.c_size_t)] * 8
+        self._process_info.restype = None
+        library.mi_version.restype = ctypes.c_int
+        number = int(library.mi_version())
+        self.info = AllocatorInfo("mimalloc", path, f"{number // 100}.{number // 10 % 10}.{number % 10}", None, None)
+
+    def snapshot(self) -> AllocatorSnapshot:
+        values = [ctypes.c_size_t() for _ in range(8)]
+        self._process_info(*[ctypes.byref(v) for v in values])
+        names = ("elapsed_msecs", "user_msecs", "system_msecs", "current_rss", "peak_rss", "current_commit",
+                 "peak_commit", "page_faults")
+        raw = {name: int(v.value) for name, v in zip(names, values)}
+        return AllocatorSnapshot(
+            backend="mimalloc", allocated_bytes=None, active_bytes=None, metadata_bytes=None, resident_bytes=None,
+            mapped_bytes=raw["current_commit"], retained_bytes=None, raw=raw,
+        )
+
+
+class GlibcBackend:
+    """glibc's ptmalloc through ``mallinfo2``, and the arena count from ``malloc_info``."""
+
+    def __init__(self, process: ctypes.CDLL, path: str | None) -> None:
+        self._process = process
+        self._mallinfo2 = process.mallinfo2
+        self._mallinfo2.restype = _MallInfo2
+        self._mallinfo2.argtypes = []
+        process.gnu_get_libc_version.restype = ctypes.c_char_p
+        self.info = AllocatorInfo("glibc", path, process.gnu_get_libc_version().decode(), None, None)
+
+    def _arenas(self) -> int | None:
+        process = self._process
+        process.open_memstream.restype = ctypes.c_void_p
+        process.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_size_t)]
+        process.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        process.fclose.argtypes = [ctypes.c_void_p]
+        buffer, size = ctypes.c_char_p(), ctypes.c_size_t()
+        stream = process.open_memstream(ctypes.byref(buffer), ctypes.byref(size))
+        if not stream:
+            return None
+        process.malloc_info(0, stream)
+        process.fclose(stream)
+        xml = ctypes.string_at(buffer, size.value).decode(errors="replace")
+        process.free.argtypes = [ctypes.c_void_p]
+        process.free(ctypes.cast(buffer, ctypes.c_void_p))
+        return len(re.findall(r"<heap nr=", xml))
+
+    def snapshot(self) -> AllocatorSnapshot:
         info = self._mallinfo2()
-        # glibc: in use = small chunks in arenas + mmapped chunks; obtained from the system = arenas + mmapped.
+        raw = {name: int(getattr(info, name)) for name, _ in _MallInfo2._fields_}
+        arenas = self._arenas()
+        if arenas is not None:
+            raw["arenas"] = arenas
+        # In use = small chunks in arenas + mmapped chunks; obtained from the system = arenas + mmapped chunks.
         return AllocatorSnapshot(
             backend="glibc",
             allocated_bytes=info.uordblks + info.hblkhd,
@@ -122,4 +218,29 @@ class AllocatorProbe:
             resident_bytes=None,
             mapped_bytes=info.arena + info.hblkhd,
             retained_bytes=None,
+            raw=raw,
         )
+
+
+class UnknownBackend:
+    def __init__(self, path: str | None) -> None:
+        self.info = AllocatorInfo("unknown", path, None, None, None)
+
+    def snapshot(self) -> AllocatorSnapshot:
+        return AllocatorSnapshot("unknown", None, None, None, None, None, None)
+
+
+def detect() -> Backend:
+    """The backend for the library the process's ``malloc`` really resolves to, judged by what that library exports."""
+    process = ctypes.CDLL(None)
+    path = _library_of(process, "malloc")
+    library = ctypes.CDLL(path) if path else process
+    if hasattr(library, "mallctl"):
+        return JemallocBackend(library, path)
+    if hasattr(library, "MallocExtension_GetNumericProperty"):
+        return TcmallocBackend(library, path)
+    if hasattr(library, "mi_process_info"):
+        return MimallocBackend(library, path)
+    if hasattr(library, "mallinfo2") and path is not None and "libc.so" in path:
+        return GlibcBackend(process, path)
+    return UnknownBackend(path)

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from workbench.build.allocators import Provenance
 from workbench.probes.allocator import AllocatorSnapshot
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtSummary
@@ -33,6 +34,7 @@ class AllocatorSection:
     detected_library: str | None
     config_prof: bool | None
     config_stats: bool | None
+    provenance: Provenance = Provenance("none")
 
 
 @dataclass(frozen=True)

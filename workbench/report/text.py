@@ -58,7 +58,7 @@ def findings(report: Report) -> list[str]:
     """Sentences a reader should take away, derived from the measured values."""
     lines: list[str] = []
     snapshots = report.snapshots
-    grown = next((s for s in snapshots if s.arrow and s.arrow.allocated_bytes), None)
+    grown = next((s for s in snapshots if s.arrow and s.arrow.allocated_bytes and s.arrow.requested_bytes), None)
     if grown and grown.arrow:
         lines.append(
             f"Arrow accounts {grown.arrow.allocated_bytes:,} B at '{grown.label}' for {grown.arrow.requested_bytes:,} B "
@@ -73,7 +73,7 @@ def findings(report: Report) -> list[str]:
             )
         last = snapshots[-1]
         kept = last.deltas.get("nmt.categories.Other.committed_bytes")
-        if last is not grown and kept is not None and last.arrow is not None:
+        if last is not grown and kept is not None and kept >= 64 * 1024 and last.arrow is not None:
             lines.append(
                 f"At '{last.label}' Arrow accounts {last.arrow.allocated_bytes:,} B, and NMT 'Other' is still "
                 f"{kept:+,} B from baseline: memory the allocation manager keeps after close."

@@ -147,6 +147,7 @@ def _check_references(path: Path, lines: dict[Path_, int], scenario: Scenario) -
     allocators: set[str] = set()
     vectors: dict[str, int] = {}
     labels: set[str] = set()
+    groups: set[str] = set()  # vectors kept by a churn step
 
     def fail(index: int, kind: str, field: str | None, message: str) -> None:
         loc: Path_ = ("steps", index, kind) + ((field,) if field else ())
@@ -174,6 +175,15 @@ def _check_references(path: Path, lines: dict[Path_, int], scenario: Scenario) -
             count = spec["count"]
             if count is not None and count > vectors[spec["vector"]]:
                 fail(index, kind, "count", f"expected at most the allocated {vectors[spec['vector']]}, got {count}")
+        elif kind == "churn":
+            if spec["allocator"] not in allocators:
+                fail(index, kind, "allocator", f"expected an open allocator, got {spec['allocator']!r}")
+            if spec["min_count"] > spec["max_count"]:
+                fail(index, kind, "min_count", f"expected at most max_count ({spec['max_count']}), got {spec['min_count']}")
+            if spec["keep"] is not None:
+                if spec["keep"] in allocators | vectors.keys() | groups:
+                    fail(index, kind, "keep", f"expected a new name, {spec['keep']!r} is already open")
+                groups.add(spec["keep"])
         elif kind == "verify":
             if spec not in vectors:
                 fail(index, kind, None, f"expected an open vector, got {spec!r}")
@@ -182,5 +192,7 @@ def _check_references(path: Path, lines: dict[Path_, int], scenario: Scenario) -
                 del vectors[spec]
             elif spec in allocators:
                 allocators.discard(spec)
+            elif spec in groups:
+                groups.discard(spec)
             else:
-                fail(index, kind, None, f"expected an open vector or allocator, got {spec!r}")
+                fail(index, kind, None, f"expected an open vector, allocator or kept group, got {spec!r}")

@@ -90,6 +90,23 @@ class HoldStep(_Strict):
     hold: Millis
 
 
+class ChurnSpec(_Strict):
+    threads: Annotated[int, Field(ge=1, le=256)] = 4
+    duration: Millis
+    min_count: Annotated[int, Field(ge=1, le=2**28)] = 1024
+    max_count: Annotated[int, Field(ge=1, le=2**28)] = 262144
+    keep_every: Annotated[int, Field(ge=0)] = 64
+    keep: Name | None = None
+    seed: int = 0
+    allocator: Name = "root"
+
+
+class ChurnStep(_Strict):
+    """Threads allocate, fill and close IntVectors of random sizes; every keep_every-th small one is kept as `keep`."""
+
+    churn: ChurnSpec
+
+
 class GcStep(_Strict):
     """``System.gc()``."""
 
@@ -111,6 +128,7 @@ STEP_TYPES: dict[str, type[_Strict]] = {
     "verify": VerifyStep,
     "hold": HoldStep,
     "gc": GcStep,
+    "churn": ChurnStep,
     "close": CloseStep,
 }
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import jpype
 
-from workbench.probes.allocator import AllocatorProbe
+from workbench.probes import allocator as allocator_probe
 from workbench.probes.arrow import read_arrow
 from workbench.probes.nmt import parse_summary
 from workbench.probes.process import read_process
@@ -41,11 +41,12 @@ class Session:
         self.started = time.monotonic()
         self.allocators: dict[str, Any] = {}
         self.vectors: dict[str, tuple[Any, int]] = {}  # name -> (java vector, requested bytes)
+        self.groups: dict[str, list[Any]] = {}  # vectors kept by a churn step, closed together by name
         self.root: Any = None
         self.nmt_enabled = False
 
     def run(self) -> None:
-        probe = AllocatorProbe()
+        probe = allocator_probe.detect()
         self.allocator_probe = probe
         self.emit("allocator", **asdict(probe.info))
         self._start_jvm()
@@ -158,11 +159,26 @@ class Session:
     def _step_hold(self, millis: int) -> None:
         time.sleep(millis / 1000)
 
+    def _step_churn(self, spec: Any) -> None:
+        churn = jpype.JClass("workbench.jvm.ChurnKernel")
+        result = churn.run(self.allocators[spec.allocator], spec.threads, jpype.JLong(spec.duration), spec.min_count,
+                           spec.max_count, spec.keep_every, jpype.JLong(spec.seed))
+        survivors = list(result.survivors)
+        self.emit("churn", allocations=int(result.allocations), survivors=len(survivors))
+        if spec.keep is None:
+            for vector in survivors:
+                vector.close()
+        else:
+            self.groups[spec.keep] = survivors
+
     def _step_gc(self, _: None) -> None:
         self.System.gc()
 
     def _step_close(self, name: str) -> None:
         if name in self.vectors:
             self.vectors.pop(name)[0].close()
+        elif name in self.groups:
+            for vector in self.groups.pop(name):
+                vector.close()
         else:
             self.allocators.pop(name).close()

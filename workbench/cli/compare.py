@@ -1,0 +1,69 @@
+"""``workbench compare SCENARIO --allocators glibc,jemalloc,...``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from workbench._errors import BadInput, RunFailed
+from workbench.cli import app
+from workbench.cli.run import parse_hold, write_atomically, writable_target
+from workbench.orchestrator import RunRequest, execute, prepare
+from workbench.report.compare import ComparedRun, compare_to_json, render_compare
+from workbench.report.text import report_console
+
+
+def _allocator_specs(allocators: str | None, allocator: list[str] | None) -> list[tuple[str, str | None]]:
+    specs = [s.strip() for s in (allocators or "").split(",") if s.strip()] + list(allocator or [])
+    if not specs:
+        raise BadInput("--allocators: expected a comma-separated list such as glibc,jemalloc,tcmalloc,mimalloc")
+    parsed = []
+    for spec in specs:
+        name, _, conf = spec.partition("@")
+        parsed.append((name, conf or None))
+    return parsed
+
+
+@app.command()
+def compare(
+    scenario: Annotated[str, typer.Argument(help="A bundled scenario's name or a YAML file.")],
+    allocators: Annotated[
+        Optional[str], typer.Option(help="Comma-separated allocators, e.g. glibc,jemalloc,tcmalloc,mimalloc.")
+    ] = None,
+    allocator: Annotated[
+        Optional[list[str]],
+        typer.Option("--allocator", "-a", help="One more allocator, repeatable; NAME@MALLOC_CONF sets its MALLOC_CONF "
+                                               "(commas allowed), e.g. 'jemalloc@background_thread:true'."),
+    ] = None,
+    java_home: Annotated[Optional[Path], typer.Option(help="The JDK to start.")] = None,
+    hold: Annotated[Optional[str], typer.Option(help="Duration of every hold step, e.g. 500ms or 2s.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write workbench.compare/1 JSON here.")] = None,
+) -> None:
+    """Run one scenario once per allocator, each in a fresh worker, and show them side by side per snapshot.
+
+    Exit codes: 0 ok, 2 bad input, 3 at least one run failed (all reports are still shown and written).
+    """
+    specs = _allocator_specs(allocators, allocator)
+    hold_ms = parse_hold(hold)
+    if json_path is not None:
+        writable_target(json_path)
+    # Everything is resolved (and jemalloc built) before the first run starts, so bad input fails at once.
+    prepared = [
+        prepare(RunRequest(scenario=scenario, allocator=name, malloc_conf=conf,
+                           java_home=str(java_home) if java_home else None, hold_ms=hold_ms))
+        for name, conf in specs
+    ]
+    console = report_console()
+    runs = []
+    for (name, conf), run in zip(specs, prepared):
+        label = f"{name}@{conf}" if conf else name
+        console.print(f"[dim]running {run.scenario.name} under {label} ...[/dim]")
+        runs.append(ComparedRun(label, execute(run, quiet=True)))
+    if json_path is not None:
+        write_atomically(json_path, compare_to_json(prepared[0].scenario.name, runs))
+    render_compare(runs, console)
+    failed = [run.label for run in runs if run.report.status != "ok"]
+    if failed:
+        raise RunFailed(f"scenario {prepared[0].scenario.name} failed under {', '.join(failed)}")
