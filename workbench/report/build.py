@@ -50,6 +50,7 @@ def build_report(
     checks = Checks()
     error = None
     done = False
+    step_results: list[dict[str, Any]] = []
     for event in events:
         kind = event["event"]
         if kind == "allocator":
@@ -73,6 +74,8 @@ def build_report(
         elif kind == "error":
             error = RunError(type=event["type"], message=event["message"], step=event.get("step"),
                              kind=event.get("kind"))
+        elif kind == "churn":
+            step_results.append({k: v for k, v in event.items()})
         elif kind == "done":
             done = True
     error = error or failure
@@ -89,6 +92,7 @@ def build_report(
         status="failed" if error else "ok",
         error=error,
         baseline=baseline,
+        step_results=step_results,
         worker_exit_code=worker_exit_code,
         worker_log=worker_log,
     )

@@ -90,6 +90,7 @@ class Report:
     status: str  # "ok" | "failed"
     error: RunError | None = None
     baseline: str | None = None  # the label deltas are taken against
+    step_results: list[dict[str, Any]] = field(default_factory=list)  # what steps report, e.g. churn counts
     worker_exit_code: int | None = None
     worker_log: str | None = None
     schema: str = SCHEMA

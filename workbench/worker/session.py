@@ -164,7 +164,7 @@ class Session:
         result = churn.run(self.allocators[spec.allocator], spec.threads, jpype.JLong(spec.duration), spec.min_count,
                            spec.max_count, spec.keep_every, jpype.JLong(spec.seed))
         survivors = list(result.survivors)
-        self.emit("churn", allocations=int(result.allocations), survivors=len(survivors))
+        self.emit("churn", allocations=int(result.allocations), survivors=len(survivors), keep=spec.keep)
         if spec.keep is None:
             for vector in survivors:
                 vector.close()
