@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
-import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from workbench._errors import BadInput
+from workbench._files import write_atomically
+from workbench.report.model import report_to_json
+from workbench.report.timeline import write_timeline
 
 from workbench.build.allocators import AllocatorChoice, resolve_allocator
 from workbench.build.jvm import kernels_classpath
@@ -78,18 +83,52 @@ def worker_environment(run: PreparedRun) -> dict[str, str]:
     return env
 
 
-def execute(run: PreparedRun, quiet: bool = False) -> Report:
-    """Start the worker, stream its events, and build the report (also for a run that failed)."""
+def _run_dir_name(run: PreparedRun) -> str:
+    allocator = run.allocator.name if run.allocator.library is None or run.allocator.provenance.kind != "file" \
+        else Path(run.allocator.name).name
+    allocator = re.sub(r"[^A-Za-z0-9_.-]+", "-", allocator + (f"-{run.malloc_conf}" if run.malloc_conf else ""))
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{run.scenario.name}-{allocator}"[:200]
+
+
+def create_run_dir(run: PreparedRun, out: Path | None) -> Path:
+    """A new directory for this run: ``out`` (new or empty), else ``runs/<time>-<scenario>-<allocator>``."""
+    if out is not None:
+        if out.is_symlink():
+            raise BadInput(f"--out {out}: is a symbolic link (expected a new or empty directory)")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise BadInput(f"--out {out}: exists and is not an empty directory")
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    base = Path("runs")
+    base.mkdir(exist_ok=True)
+    name = _run_dir_name(run)
+    for suffix in [""] + [f"-{n}" for n in range(2, 100)]:
+        try:
+            path = base / f"{name}{suffix}"
+            path.mkdir()  # never follows a symlink planted at that name: mkdir fails on any existing entry
+            return path
+        except FileExistsError:
+            continue
+    raise BadInput(f"{base}: too many runs named {name} this second")
+
+
+def execute(run: PreparedRun, run_dir: Path, quiet: bool = False) -> Report:
+    """Start the worker, stream its events, and build the report (also for a run that failed).
+
+    Everything goes into ``run_dir`` as it happens: the worker's log, samples.jsonl, the raw statistics of each
+    snapshot; then report.json and timeline.parquet.
+    """
     classpath = kernels_classpath(quiet=quiet)
-    workdir = Path(tempfile.mkdtemp(prefix="workbench-run-"))
-    spec_path = workdir / "worker-spec.json"
-    log_path = workdir / "worker.log"
+    run_dir = run_dir.resolve()
+    spec_path = run_dir / "worker-spec.json"
+    log_path = run_dir / "worker.log"
     WorkerSpec(
         scenario=run.scenario.model_dump(mode="json"),
         java_home=str(run.jdk.home),
         jvm_library=str(run.jdk.library),
         jvm_options=run.jvm_options,
         classpath=classpath,
+        run_dir=str(run_dir),
     ).write(spec_path)
     read_end, write_end = os.pipe()
     events: list[dict[str, object]] = []
@@ -124,14 +163,13 @@ def execute(run: PreparedRun, quiet: bool = False) -> Report:
             allocation_manager=run.scenario.allocation_manager, nmt=None, pyarrow_memory_pool=None,
         ),
         worker_exit_code=exit_code,
-        worker_log=None,
+        worker_log=str(log_path),
         failure=failure,
+        run_dir=str(run_dir),
     )
-    if report.status == "ok":
-        shutil.rmtree(workdir, ignore_errors=True)
-        return report
-    # Keep the evidence of a failed run.
-    return report.__class__(**{**report.__dict__, "worker_log": str(log_path)})
+    write_timeline(run_dir / "samples.jsonl", run_dir / "timeline.parquet")
+    write_atomically(run_dir / "report.json", report_to_json(report))
+    return report
 
 
 def _orchestrator_finding(run: PreparedRun, events: list[dict[str, object]], exit_code: int) -> RunError | None:

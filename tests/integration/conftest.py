@@ -19,9 +19,13 @@ def run_workbench(*args: str, timeout: float = 300, env: dict[str, str] | None =
                   cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The CLI in a fresh process; the output is shown by pytest when an assertion fails."""
     full_env = {**os.environ, **(env or {})}
+    if cwd is None:
+        # Runs write runs/<...>/ into the working directory: keep them out of the checkout.
+        cwd = Path(os.environ.get("WORKBENCH_TEST_CWD", "/tmp")) / "workbench-test-runs"
+        cwd.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [sys.executable, "-m", "workbench", *args],
-        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
     )
     print(f"$ workbench {' '.join(args)}\n--- exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
     return result

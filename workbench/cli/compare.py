@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,8 +10,9 @@ import typer
 
 from workbench._errors import BadInput, RunFailed
 from workbench.cli import app
-from workbench.cli.run import parse_hold, write_atomically, writable_target
-from workbench.orchestrator import RunRequest, execute, prepare
+from workbench._files import write_atomically
+from workbench.cli.run import parse_hold, writable_target
+from workbench.orchestrator import RunRequest, create_run_dir, execute, prepare
 from workbench.report.compare import ComparedRun, compare_to_json, render_compare
 from workbench.report.text import report_console
 
@@ -40,6 +42,7 @@ def compare(
     java_home: Annotated[Optional[Path], typer.Option(help="The JDK to start.")] = None,
     hold: Annotated[Optional[str], typer.Option(help="Duration of every hold step, e.g. 500ms or 2s.")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write workbench.compare/1 JSON here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="A directory for the runs, one subdirectory each.")] = None,
 ) -> None:
     """Run one scenario once per allocator, each in a fresh worker, and show them side by side per snapshot.
 
@@ -60,7 +63,8 @@ def compare(
     for (name, conf), run in zip(specs, prepared):
         label = f"{name}@{conf}" if conf else name
         console.print(f"[dim]running {run.scenario.name} under {label} ...[/dim]")
-        runs.append(ComparedRun(label, execute(run, quiet=True)))
+        run_dir = create_run_dir(run, out / re.sub(r"[^A-Za-z0-9_.-]+", "-", label) if out else None)
+        runs.append(ComparedRun(label, execute(run, run_dir, quiet=True)))
     if json_path is not None:
         write_atomically(json_path, compare_to_json(prepared[0].scenario.name, runs))
     render_compare(runs, console)

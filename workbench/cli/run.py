@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 
 from workbench._errors import BadInput, RunFailed
+from workbench._files import write_atomically
 from workbench.cli import app
-from workbench.orchestrator import RunRequest, execute, prepare
+from workbench.orchestrator import RunRequest, create_run_dir, execute, prepare
 from workbench.report.model import report_to_json
 from workbench.report.text import render_text, report_console
 from workbench.units import parse_duration_ms
@@ -28,13 +29,6 @@ def writable_target(path: Path) -> Path:
     if not os.access(parent, os.W_OK):
         raise BadInput(f"--json {path}: directory {parent} is not writable")
     return path
-
-
-def write_atomically(path: Path, text: str) -> None:
-    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(partial, path)
 
 
 def parse_hold(hold: str | None) -> int | None:
@@ -56,6 +50,9 @@ def run(
     java_home: Annotated[Optional[Path], typer.Option(help="The JDK to start (default: JAVA_HOME, else JPype's).")] = None,
     hold: Annotated[Optional[str], typer.Option(help="Duration of every hold step, e.g. 500ms or 2s.")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="The run directory (new or empty); default runs/<time>-<scenario>-<allocator>.")
+    ] = None,
 ) -> None:
     """Run a scenario in a JVM under a preloaded allocator and report every layer at each snapshot.
 
@@ -70,7 +67,7 @@ def run(
             java_home=str(java_home) if java_home else None, hold_ms=hold_ms,
         )
     )
-    report = execute(prepared)
+    report = execute(prepared, create_run_dir(prepared, out))
     if json_path is not None:
         write_atomically(json_path, report_to_json(report))
     render_text(report, report_console())

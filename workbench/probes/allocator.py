@@ -59,6 +59,14 @@ class Backend(Protocol):
 
     def snapshot(self) -> AllocatorSnapshot: ...
 
+    def raw_statistics(self) -> tuple[str, str] | None:
+        """The allocator's full statistics in its own format: (file extension, text)."""
+        ...
+
+
+_WRITE_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p)
+_MI_OUTPUT = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_void_p)
+
 
 def _library_of(process: ctypes.CDLL, symbol: str) -> str | None:
     """The shared object the process's global `symbol` resolves to (what the dynamic linker chose)."""
@@ -80,6 +88,9 @@ class JemallocBackend:
         self._mallctl.argtypes = [
             ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p, ctypes.c_size_t,
         ]
+        self._stats_print = library.malloc_stats_print
+        self._stats_print.argtypes = [_WRITE_CALLBACK, ctypes.c_void_p, ctypes.c_char_p]
+        self._stats_print.restype = None
         version = ctypes.c_char_p()
         self.info = AllocatorInfo(
             backend="jemalloc",
@@ -109,6 +120,13 @@ class JemallocBackend:
         raw = {"narenas": int(narenas.value)} if self._read("arenas.narenas", narenas) else {}
         return AllocatorSnapshot(backend="jemalloc", **{f"{k}_bytes": v for k, v in stats.items()}, raw=raw)
 
+    def raw_statistics(self) -> tuple[str, str] | None:
+        """``malloc_stats_print`` with option ``J``: every arena, bin and extent as JSON."""
+        chunks: list[bytes] = []
+        callback = _WRITE_CALLBACK(lambda _opaque, text: chunks.append(text or b""))
+        self._stats_print(callback, None, b"J")
+        return "json", b"".join(chunks).decode(errors="replace")
+
 
 class TcmallocBackend:
     """gperftools' tcmalloc through ``MallocExtension_GetNumericProperty``."""
@@ -129,6 +147,15 @@ class TcmallocBackend:
             library.tc_version.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
             version = library.tc_version(None, None, None).decode()
         self.info = AllocatorInfo("tcmalloc", path, version, None, None)
+        self._get_stats = library.MallocExtension_GetStats
+        self._get_stats.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        self._get_stats.restype = None
+
+    def raw_statistics(self) -> tuple[str, str] | None:
+        """``MallocExtension_GetStats``: the page heap, caches and size classes as text."""
+        buffer = ctypes.create_string_buffer(1 << 20)
+        self._get_stats(buffer, len(buffer))
+        return "txt", buffer.value.decode(errors="replace")
 
     def snapshot(self) -> AllocatorSnapshot:
         raw = {}
@@ -162,6 +189,16 @@ class MimallocBackend:
         library.mi_version.restype = ctypes.c_int
         number = int(library.mi_version())
         self.info = AllocatorInfo("mimalloc", path, f"{number // 100}.{number // 10 % 10}.{number % 10}", None, None)
+        self._stats_print = library.mi_stats_print_out
+        self._stats_print.argtypes = [_MI_OUTPUT, ctypes.c_void_p]
+        self._stats_print.restype = None
+
+    def raw_statistics(self) -> tuple[str, str] | None:
+        """``mi_stats_print_out``: mimalloc's statistics table as text."""
+        chunks: list[bytes] = []
+        callback = _MI_OUTPUT(lambda text, _arg: chunks.append(text or b""))
+        self._stats_print(callback, None)
+        return "txt", b"".join(chunks).decode(errors="replace")
 
     def snapshot(self) -> AllocatorSnapshot:
         values = [ctypes.c_size_t() for _ in range(8)]
@@ -186,7 +223,7 @@ class GlibcBackend:
         process.gnu_get_libc_version.restype = ctypes.c_char_p
         self.info = AllocatorInfo("glibc", path, process.gnu_get_libc_version().decode(), None, None)
 
-    def _arenas(self) -> int | None:
+    def _malloc_info(self) -> str | None:
         process = self._process
         process.open_memstream.restype = ctypes.c_void_p
         process.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_size_t)]
@@ -201,14 +238,19 @@ class GlibcBackend:
         xml = ctypes.string_at(buffer, size.value).decode(errors="replace")
         process.free.argtypes = [ctypes.c_void_p]
         process.free(ctypes.cast(buffer, ctypes.c_void_p))
-        return len(re.findall(r"<heap nr=", xml))
+        return xml
+
+    def raw_statistics(self) -> tuple[str, str] | None:
+        """``malloc_info``: every arena's free lists as XML."""
+        xml = self._malloc_info()
+        return ("xml", xml) if xml is not None else None
 
     def snapshot(self) -> AllocatorSnapshot:
         info = self._mallinfo2()
         raw = {name: int(getattr(info, name)) for name, _ in _MallInfo2._fields_}
-        arenas = self._arenas()
-        if arenas is not None:
-            raw["arenas"] = arenas
+        xml = self._malloc_info()
+        if xml is not None:
+            raw["arenas"] = len(re.findall(r"<heap nr=", xml))
         # In use = small chunks in arenas + mmapped chunks; obtained from the system = arenas + mmapped chunks.
         return AllocatorSnapshot(
             backend="glibc",
@@ -228,6 +270,9 @@ class UnknownBackend:
 
     def snapshot(self) -> AllocatorSnapshot:
         return AllocatorSnapshot("unknown", None, None, None, None, None, None)
+
+    def raw_statistics(self) -> tuple[str, str] | None:
+        return None
 
 
 def detect() -> Backend:

@@ -7,12 +7,14 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from workbench.report.ledger import reconcile
 from workbench.report.model import (
     AllocatorSection,
     Checks,
     JvmSection,
     Report,
     RunError,
+    SamplerSection,
     ScenarioSection,
     Snapshot,
     byte_figures,
@@ -22,8 +24,8 @@ _SNAPSHOT = TypeAdapter(Snapshot)
 BASELINE = "baseline"
 
 
-def with_deltas(snapshots: list[Snapshot]) -> tuple[list[Snapshot], str | None]:
-    """Each snapshot with its deltas against the one labelled ``baseline`` (else the first)."""
+def with_deltas(snapshots: list[Snapshot], allocation_manager: str) -> tuple[list[Snapshot], str | None]:
+    """Each snapshot with its deltas against the one labelled ``baseline`` (else the first) and its ledger."""
     if not snapshots:
         return snapshots, None
     base = next((s for s in snapshots if s.label == BASELINE), snapshots[0])
@@ -32,7 +34,9 @@ def with_deltas(snapshots: list[Snapshot]) -> tuple[list[Snapshot], str | None]:
     for snapshot in snapshots:
         figures = byte_figures(snapshot)
         deltas = {k: v - base_figures[k] for k, v in figures.items() if k in base_figures}
-        result.append(dataclasses.replace(snapshot, deltas=deltas))
+        result.append(dataclasses.replace(
+            snapshot, deltas=deltas, reconciliation=reconcile(deltas, allocation_manager, base.label)
+        ))
     return result, base.label
 
 
@@ -44,6 +48,7 @@ def build_report(
     worker_exit_code: int | None,
     worker_log: str | None,
     failure: RunError | None = None,
+    run_dir: str | None = None,
 ) -> Report:
     """Assemble the report; ``failure`` is the orchestrator's own finding (signal, allocator mismatch)."""
     snapshots: list[Snapshot] = []
@@ -51,6 +56,7 @@ def build_report(
     error = None
     done = False
     step_results: list[dict[str, Any]] = []
+    sampler = None
     for event in events:
         kind = event["event"]
         if kind == "allocator":
@@ -76,13 +82,19 @@ def build_report(
                              kind=event.get("kind"))
         elif kind == "churn":
             step_results.append({k: v for k, v in event.items()})
+        elif kind == "sampler":
+            steps_ms = float(event["steps_ms"])
+            sampler = SamplerSection(
+                interval_ms=event["interval_ms"], samples=event["samples"], cost_ms=event["cost_ms"],
+                steps_ms=steps_ms, overhead_fraction=round(event["cost_ms"] / steps_ms, 6) if steps_ms else 0.0,
+            )
         elif kind == "done":
             done = True
     error = error or failure
     if error is None and not done:
         error = RunError(type="WorkerDied", message=f"the worker ended (exit code {worker_exit_code}) before the "
                                                     "scenario finished")
-    snapshots, baseline = with_deltas(snapshots)
+    snapshots, baseline = with_deltas(snapshots, jvm.allocation_manager)
     return Report(
         scenario=scenario,
         allocator=allocator,
@@ -93,6 +105,8 @@ def build_report(
         error=error,
         baseline=baseline,
         step_results=step_results,
+        run_dir=run_dir,
+        sampler=sampler,
         worker_exit_code=worker_exit_code,
         worker_log=worker_log,
     )

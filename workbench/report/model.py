@@ -13,6 +13,7 @@ from workbench.probes.allocator import AllocatorSnapshot
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtSummary
 from workbench.probes.process import ProcessSnapshot
+from workbench.report.ledger import Reconciliation
 
 SCHEMA = "workbench.report/1"
 
@@ -60,6 +61,7 @@ class Snapshot:
     probe_ms: dict[str, float] = field(default_factory=dict)  # the same, per probe
     # Every byte figure of this snapshot minus the same figure at the baseline, by dotted path.
     deltas: dict[str, int] = field(default_factory=dict)
+    reconciliation: Reconciliation | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,15 @@ class RunError:
 
 
 @dataclass(frozen=True)
+class SamplerSection:
+    interval_ms: int
+    samples: int
+    cost_ms: float  # time the sampler thread spent taking samples
+    steps_ms: float  # wall time of the scenario's steps
+    overhead_fraction: float  # cost_ms / steps_ms
+
+
+@dataclass(frozen=True)
 class Report:
     scenario: ScenarioSection
     allocator: AllocatorSection
@@ -93,6 +104,8 @@ class Report:
     step_results: list[dict[str, Any]] = field(default_factory=list)  # what steps report, e.g. churn counts
     worker_exit_code: int | None = None
     worker_log: str | None = None
+    run_dir: str | None = None
+    sampler: SamplerSection | None = None
     schema: str = SCHEMA
 
     def snapshot(self, label: str) -> Snapshot:

@@ -165,6 +165,9 @@ class Scenario(_Strict):
     malloc_conf: str | None = None
     allocation_manager: Literal["netty", "unsafe"] = "netty"
     jvm: JvmSpec = JvmSpec()
+    # The timeline: cheap fields every sample_interval (0 turns sampling off), NMT every nmt_every samples.
+    sample_interval: Millis = 100
+    nmt_every: Annotated[int, Field(ge=1)] = 10
     steps: Annotated[list[Step], Field(min_length=1)]
 
     @field_validator("steps", mode="before")

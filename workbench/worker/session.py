@@ -6,6 +6,7 @@ import gc
 import os
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable
 
 import jpype
@@ -15,6 +16,7 @@ from workbench.probes.arrow import read_arrow
 from workbench.probes.nmt import parse_summary
 from workbench.probes.process import read_process
 from workbench.scenario.model import TYPE_WIDTH, Scenario
+from workbench.worker.sampler import Sampler
 from workbench.worker.spec import WorkerSpec
 
 Emit = Callable[..., None]
@@ -38,7 +40,9 @@ class Session:
         self.spec = spec
         self.scenario = Scenario.model_validate(spec.scenario)
         self.emit = emit
-        self.started = time.monotonic()
+        self.started = time.perf_counter()
+        self.run_dir = Path(spec.run_dir)
+        self.step_index = -1
         self.allocators: dict[str, Any] = {}
         self.vectors: dict[str, tuple[Any, int]] = {}  # name -> (java vector, requested bytes)
         self.groups: dict[str, list[Any]] = {}  # vectors kept by a churn step, closed together by name
@@ -50,8 +54,34 @@ class Session:
         self.allocator_probe = probe
         self.emit("allocator", **asdict(probe.info))
         self._start_jvm()
+        sampler = self._start_sampler()
+        steps_started = time.perf_counter()
+        try:
+            self._run_steps()
+        finally:
+            if sampler is not None:
+                sampler.stop()
+                self.emit("sampler", samples=sampler.samples, cost_ms=round(sampler.cost_s * 1000, 3),
+                          interval_ms=self.scenario.sample_interval,
+                          steps_ms=round((time.perf_counter() - steps_started) * 1000, 3))
+
+    def _start_sampler(self) -> Sampler | None:
+        if self.scenario.sample_interval <= 0:
+            return None
+        sampler = Sampler(
+            self.run_dir / "samples.jsonl", self.scenario.sample_interval, self.scenario.nmt_every, self.started,
+            self.allocator_probe,
+            arrow_allocated=lambda: int(self.root.getAllocatedMemory()) if self.root is not None else None,
+            nmt_text=(lambda: str(self.NativeMemory.query("summary", "scale=b"))) if self.nmt_enabled else None,
+            current_step=lambda: self.step_index,
+        )
+        sampler.start()
+        return sampler
+
+    def _run_steps(self) -> None:
         for index, step in enumerate(self.scenario.steps):
             kind, argument = next(iter(step))
+            self.step_index = index
             try:
                 getattr(self, f"_step_{kind}")(argument)
             except jpype.JException as exc:
@@ -89,12 +119,14 @@ class Session:
         requested = sum(requested for _, requested in self.vectors.values())
         arrow = read_arrow(self.root, requested)
         after_arrow = time.perf_counter()
-        nmt = parse_summary(str(self.NativeMemory.query("summary", "scale=b"))) if self.nmt_enabled else None
+        nmt_text = str(self.NativeMemory.query("summary", "scale=b")) if self.nmt_enabled else None
+        nmt = parse_summary(nmt_text) if nmt_text is not None else None
         after_nmt = time.perf_counter()
         allocator = self.allocator_probe.snapshot()
         after_allocator = time.perf_counter()
-        process, _smaps = read_process()
+        process, smaps = read_process()
         ended = time.perf_counter()
+        self._keep_raw(label, nmt_text, smaps)
         self.emit(
             "snapshot",
             label=label,
@@ -111,6 +143,19 @@ class Session:
             allocator=asdict(allocator),
             process=asdict(process),
         )
+
+    def _keep_raw(self, label: str, nmt_text: str | None, smaps: str) -> None:
+        """The raw text each figure came from, per snapshot, for whoever doubts a number."""
+        raw = self.allocator_probe.raw_statistics()
+        files = {f"smaps/{label}.txt": smaps}
+        if nmt_text is not None:
+            files[f"nmt/{label}.txt"] = nmt_text
+        if raw is not None:
+            files[f"allocator/{label}.{raw[0]}"] = raw[1]
+        for name, text in files.items():
+            path = self.run_dir / name
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text, encoding="utf-8")
 
     # Steps: one method each, named after the scenario key.
     def _step_snapshot(self, label: str) -> None:

@@ -15,6 +15,7 @@ class WorkerSpec:
     jvm_library: str
     jvm_options: list[str]
     classpath: list[str]
+    run_dir: str  # where the worker writes samples.jsonl and the raw statistics of each snapshot
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)), encoding="utf-8")

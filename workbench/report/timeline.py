@@ -1,0 +1,38 @@
+"""samples.jsonl (appended by the worker as it samples) -> timeline.parquet, one row per sample, bytes as int64."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from workbench.worker.sampler import SAMPLE_COLUMNS
+
+SCHEMA = pa.schema(
+    [pa.field("t_ms", pa.float64()), pa.field("step", pa.int32())]
+    + [pa.field(name, pa.int64()) for name in SAMPLE_COLUMNS if name.endswith("_bytes")]
+    + [pa.field("cost_us", pa.float64())]
+)
+
+
+def read_samples(path: Path) -> list[dict[str, object]]:
+    """The samples, skipping a last line cut short by a worker that died mid-write."""
+    if not path.exists():
+        return []
+    samples = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            samples.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return samples
+
+
+def write_timeline(samples_path: Path, parquet_path: Path) -> int:
+    """Write the timeline as Parquet; returns the number of rows."""
+    samples = read_samples(samples_path)
+    table = pa.Table.from_pylist([{k: s.get(k) for k in SCHEMA.names} for s in samples], schema=SCHEMA)
+    pq.write_table(table, parquet_path)
+    return table.num_rows

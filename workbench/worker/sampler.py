@@ -1,0 +1,88 @@
+"""The timeline: a background thread in the worker samples the cheap fields and appends each sample to disk."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from workbench.probes.allocator import Backend
+from workbench.probes.nmt import parse_summary
+from workbench.probes.process_status import read_status
+
+# One sample, flat: every column of timeline.parquet (bytes), None where a layer has no figure at that moment.
+SAMPLE_COLUMNS = (
+    "t_ms", "step", "rss_bytes", "anon_rss_bytes", "arrow_allocated_bytes", "allocator_allocated_bytes",
+    "allocator_active_bytes", "allocator_resident_bytes", "allocator_mapped_bytes", "allocator_retained_bytes",
+    "nmt_committed_bytes", "nmt_malloc_bytes", "nmt_other_committed_bytes", "cost_us",
+)
+
+
+class Sampler:
+    """Every ``interval_ms``: process status, allocator statistics, Arrow allocated; NMT every ``nmt_every``."""
+
+    def __init__(self, path: Path, interval_ms: int, nmt_every: int, started: float, allocator: Backend,
+                 arrow_allocated: Callable[[], int | None], nmt_text: Callable[[], str] | None,
+                 current_step: Callable[[], int]) -> None:
+        self._path = path
+        self._interval = interval_ms / 1000
+        self._nmt_every = max(nmt_every, 1)
+        self._started = started
+        self._allocator = allocator
+        self._arrow_allocated = arrow_allocated
+        self._nmt_text = nmt_text
+        self._current_step = current_step
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="workbench-sampler", daemon=True)
+        self.samples = 0
+        self.cost_s = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self, count: int) -> dict[str, Any]:
+        began = time.perf_counter()
+        stats = self._allocator.snapshot()
+        sample: dict[str, Any] = {
+            "t_ms": round((began - self._started) * 1000, 3),
+            "step": self._current_step(),
+            **read_status(),
+            "arrow_allocated_bytes": self._arrow_allocated(),
+            "allocator_allocated_bytes": stats.allocated_bytes,
+            "allocator_active_bytes": stats.active_bytes,
+            "allocator_resident_bytes": stats.resident_bytes,
+            "allocator_mapped_bytes": stats.mapped_bytes,
+            "allocator_retained_bytes": stats.retained_bytes,
+            "nmt_committed_bytes": None,
+            "nmt_malloc_bytes": None,
+            "nmt_other_committed_bytes": None,
+        }
+        if self._nmt_text is not None and count % self._nmt_every == 0:
+            nmt = parse_summary(self._nmt_text())
+            if nmt is not None:
+                other = nmt.categories.get("Other")
+                sample["nmt_committed_bytes"] = nmt.total_committed_bytes
+                sample["nmt_malloc_bytes"] = nmt.malloc_total_bytes
+                sample["nmt_other_committed_bytes"] = other.committed_bytes if other else None
+        sample["cost_us"] = round((time.perf_counter() - began) * 1e6, 1)
+        return sample
+
+    def _loop(self) -> None:
+        # Line-buffered appends: a sample is on disk as soon as it is taken, so a crash keeps everything before it.
+        with self._path.open("a", encoding="utf-8", buffering=1) as out:
+            count = 0
+            next_at = time.perf_counter()
+            while not self._stop.is_set():
+                began = time.perf_counter()
+                out.write(json.dumps(self._sample(count)) + "\n")
+                self.cost_s += time.perf_counter() - began
+                self.samples += 1
+                count += 1
+                next_at += self._interval
+                self._stop.wait(max(0.0, next_at - time.perf_counter()))
