@@ -1,0 +1,84 @@
+"""``workbench report RUN_DIR`` and ``workbench diff RUN_A RUN_B``: saved runs, rendered again, never re-run."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError
+
+from workbench._errors import BadInput, WorkbenchError
+from workbench.cli import app
+from workbench.report.diff import diff_reports, regressions, render_diff
+from workbench.report.model import Report, report_from_dict, report_to_json
+from workbench.report.text import render_text, report_console
+
+EXPECTATIONS_FAILED = 1
+
+
+class Format(str, Enum):
+    text = "text"
+    md = "md"
+    html = "html"
+    json = "json"
+
+
+def load_run(path: Path) -> Report:
+    """The report of a run directory (or of a report.json given directly)."""
+    report_path = path / "report.json" if path.is_dir() else path
+    if not report_path.is_file():
+        raise BadInput(f"{path}: no report.json there (expected a run directory written by `workbench run`)")
+    try:
+        return report_from_dict(json.loads(report_path.read_text(encoding="utf-8")))
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{report_path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except (ValueError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise BadInput(f"{report_path}: not a workbench report: {first}") from None
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<time>-<scenario>-<allocator>).")],
+    format: Annotated[Format, typer.Option("--format", "-f", help="How to render it.")] = Format.text,
+) -> None:
+    """Render a saved run again, without re-running it (text, md, html or json on stdout)."""
+    loaded = load_run(run_dir)
+    if format is Format.json:
+        print(report_to_json(loaded), end="")
+    elif format is Format.md:
+        from workbench.report.markdown import render_markdown
+
+        print(render_markdown(loaded), end="")
+    elif format is Format.html:
+        from workbench.report.html import render_html
+
+        print(render_html(loaded, run_dir if run_dir.is_dir() else None), end="")
+    else:
+        render_text(loaded, report_console())
+
+
+@app.command()
+def diff(
+    run_a: Annotated[Path, typer.Argument(help="The run to compare against (e.g. main's).")],
+    run_b: Annotated[Path, typer.Argument(help="The run to check (e.g. the change's).")],
+    fail_over: Annotated[
+        Optional[float], typer.Option(help="Exit 1 when any layer of any snapshot grew by more than this percent.")
+    ] = None,
+) -> None:
+    """Compare two runs snapshot by snapshot and layer by layer (absolute and relative deltas).
+
+    With --fail-over PCT it is a memory regression check: exit 1 when a layer grew more than PCT percent.
+    """
+    a, b = load_run(run_a), load_run(run_b)
+    diffs = diff_reports(a, b)
+    if not diffs:
+        raise BadInput(f"{run_a} and {run_b} share no snapshot label: nothing to compare")
+    flagged = regressions(diffs, fail_over) if fail_over is not None else []
+    render_diff(str(run_a), str(run_b), diffs, report_console(), flagged)
+    if flagged:
+        worst = ", ".join(f"{d.label}/{d.layer}" for d in flagged[:5])
+        raise WorkbenchError(f"{len(flagged)} layer(s) grew more than {fail_over:g}%: {worst}", EXPECTATIONS_FAILED)
