@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from workbench._errors import BadInput
 from workbench._files import write_atomically
@@ -112,7 +113,8 @@ def create_run_dir(run: PreparedRun, out: Path | None) -> Path:
     raise BadInput(f"{base}: too many runs named {name} this second")
 
 
-def execute(run: PreparedRun, run_dir: Path, quiet: bool = False) -> Report:
+def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
+            on_event: Callable[[dict[str, Any]], None] | None = None) -> Report:
     """Start the worker, stream its events, and build the report (also for a run that failed).
 
     Everything goes into ``run_dir`` as it happens: the worker's log, samples.jsonl, the raw statistics of each
@@ -131,7 +133,7 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False) -> Report:
         run_dir=str(run_dir),
     ).write(spec_path)
     read_end, write_end = os.pipe()
-    events: list[dict[str, object]] = []
+    events: list[dict[str, Any]] = []
     with log_path.open("w") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "workbench.worker", str(spec_path), str(write_end)],
@@ -142,7 +144,10 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False) -> Report:
         try:
             with os.fdopen(read_end, encoding="utf-8") as stream:
                 for line in stream:
-                    events.append(json.loads(line))
+                    event = json.loads(line)
+                    events.append(event)
+                    if on_event is not None:
+                        on_event(event)
             exit_code = worker.wait()
         finally:
             if worker.poll() is None:

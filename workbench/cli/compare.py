@@ -10,6 +10,7 @@ import typer
 
 from workbench._errors import BadInput, RunFailed
 from workbench.cli import app
+from workbench.cli._progress import run_progress
 from workbench._files import write_atomically
 from workbench.cli.run import parse_hold, writable_target
 from workbench.orchestrator import RunRequest, create_run_dir, execute, prepare
@@ -43,6 +44,7 @@ def compare(
     hold: Annotated[Optional[str], typer.Option(help="Duration of every hold step, e.g. 500ms or 2s.")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write workbench.compare/1 JSON here.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="A directory for the runs, one subdirectory each.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line (there is none when piped).")] = False,
 ) -> None:
     """Run one scenario once per allocator, each in a fresh worker, and show them side by side per snapshot.
 
@@ -62,9 +64,9 @@ def compare(
     runs = []
     for (name, conf), run in zip(specs, prepared):
         label = f"{name}@{conf}" if conf else name
-        console.print(f"[dim]running {run.scenario.name} under {label} ...[/dim]")
         run_dir = create_run_dir(run, out / re.sub(r"[^A-Za-z0-9_.-]+", "-", label) if out else None)
-        runs.append(ComparedRun(label, execute(run, run_dir, quiet=True)))
+        with run_progress(run.scenario, quiet, f" under {label}") as on_event:
+            runs.append(ComparedRun(label, execute(run, run_dir, quiet=True, on_event=on_event)))
     if json_path is not None:
         write_atomically(json_path, compare_to_json(prepared[0].scenario.name, runs))
     render_compare(runs, console)

@@ -14,6 +14,7 @@ from rich.console import Console
 from workbench._errors import BadInput, RunFailed
 from workbench._files import write_atomically
 from workbench.cli import app
+from workbench.cli._progress import run_progress
 from workbench.orchestrator import RunRequest, create_run_dir, execute, prepare
 from workbench.report.model import report_to_json
 from workbench.report.text import render_text, report_console
@@ -53,6 +54,7 @@ def run(
     out: Annotated[
         Optional[Path], typer.Option(help="The run directory (new or empty); default runs/<time>-<scenario>-<allocator>.")
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line (there is none when piped).")] = False,
 ) -> None:
     """Run a scenario in a JVM under a preloaded allocator and report every layer at each snapshot.
 
@@ -67,7 +69,9 @@ def run(
             java_home=str(java_home) if java_home else None, hold_ms=hold_ms,
         )
     )
-    report = execute(prepared, create_run_dir(prepared, out))
+    run_dir = create_run_dir(prepared, out)
+    with run_progress(prepared.scenario, quiet) as on_event:
+        report = execute(prepared, run_dir, quiet=quiet, on_event=on_event)
     if json_path is not None:
         write_atomically(json_path, report_to_json(report))
     render_text(report, report_console())

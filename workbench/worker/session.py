@@ -82,6 +82,9 @@ class Session:
         for index, step in enumerate(self.scenario.steps):
             kind, argument = next(iter(step))
             self.step_index = index
+            shown = f"{argument} ms" if kind == "hold" else str(argument) if kind in ("snapshot", "close", "verify") \
+                else None
+            self.emit("step", index=index, kind=kind, argument=shown)
             try:
                 getattr(self, f"_step_{kind}")(argument)
             except jpype.JException as exc:
