@@ -26,6 +26,11 @@ def jvm_project_dir() -> Path:
     return _resource("jvm")
 
 
+def native_dir() -> Path:
+    """The native build recipes (native/)."""
+    return _resource("native")
+
+
 def cache_dir() -> Path:
     """The per-user cache: ``$XDG_CACHE_HOME/workbench`` or ``~/.cache/workbench``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")

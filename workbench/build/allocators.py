@@ -30,7 +30,6 @@ class AllocatorChoice:
 
 # name -> (sonames to look for, in order; Debian package to install; backend the probe should then detect)
 _SYSTEM = {
-    "jemalloc": (("libjemalloc.so.2",), "libjemalloc2", "jemalloc"),
     "system:jemalloc": (("libjemalloc.so.2",), "libjemalloc2", "jemalloc"),
     "tcmalloc": (("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"), "libtcmalloc-minimal4", "tcmalloc"),
     "mimalloc": (("libmimalloc.so.2",), "libmimalloc2.0", "mimalloc"),
@@ -80,6 +79,15 @@ def resolve_allocator(name: str, quiet: bool = False) -> AllocatorChoice:
     """The library for an allocator name (see NAMES) or a path to a shared library; builds jemalloc on first use."""
     if name == "glibc":
         return AllocatorChoice("glibc", None, "glibc", Provenance("none"))
+    if name == "jemalloc":
+        from workbench.build.jemalloc import ensure_jemalloc
+
+        built = ensure_jemalloc(quiet=quiet)
+        return AllocatorChoice(
+            "jemalloc", built.library, "jemalloc",
+            Provenance("built", None, built.library_sha256, list(built.configure_args), built.source,
+                       built.source_sha256),
+        )
     if name in _SYSTEM:
         sonames, package, backend = _SYSTEM[name]
         found = _ldconfig_paths()

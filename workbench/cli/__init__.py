@@ -18,6 +18,7 @@ app = typer.Typer(
 
 from workbench.cli import run as _run  # noqa: E402  (registers the commands on app)
 from workbench.cli import scenarios as _scenarios  # noqa: E402,F401
+from workbench.cli import build as _build  # noqa: E402,F401
 from workbench.cli import compare as _compare  # noqa: E402,F401
 from workbench.cli import report as _report  # noqa: E402,F401
 

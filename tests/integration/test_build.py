@@ -1,0 +1,280 @@
+"""`workbench build`: jemalloc really built from Debian's source package or a local tarball, cached and checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import ROOT, run_workbench
+from workbench._errors import BadInput
+from workbench.build import jemalloc
+from workbench.build.jemalloc import ensure_jemalloc
+
+pytestmark = [pytest.mark.slow]
+
+BUILD_TIMEOUT_S = 900
+ORIG_TARBALL = "jemalloc_5.3.0.orig.tar.bz2"
+
+# Read in a fresh process with the library preloaded (jemalloc's static TLS does not fit a plain dlopen).
+MALLCTL = """
+import ctypes, json, sys
+lib = ctypes.CDLL(sys.argv[1])
+version, size = ctypes.c_char_p(), ctypes.c_size_t(ctypes.sizeof(ctypes.c_char_p))
+assert lib.mallctl(b"version", ctypes.byref(version), ctypes.byref(size), None, ctypes.c_size_t(0)) == 0
+prof, size = ctypes.c_bool(), ctypes.c_size_t(1)
+assert lib.mallctl(b"config.prof", ctypes.byref(prof), ctypes.byref(size), None, ctypes.c_size_t(0)) == 0
+print(json.dumps({"version": version.value.decode(), "config.prof": prof.value}))
+"""
+
+
+@dataclass(frozen=True)
+class FirstBuild:
+    cache_home: Path
+    allocators: Path
+    result: subprocess.CompletedProcess[str]
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return printed_fields(self.result.stdout)
+
+
+def printed_fields(stdout: str) -> dict[str, str]:
+    return {name.strip(): value.strip() for name, _, value in (line.partition(":") for line in stdout.splitlines())}
+
+
+def mallctl(library: Path) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, "-c", MALLCTL, str(library)], capture_output=True, text=True, check=False,
+                            env={**os.environ, "LD_PRELOAD": str(library)}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def top_level_mtimes(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+
+
+def entries(allocators: Path) -> list[Path]:
+    return sorted(p for p in allocators.glob("jemalloc-*") if p.is_dir()) if allocators.is_dir() else []
+
+
+def leftovers(allocators: Path) -> list[Path]:
+    return sorted(allocators.glob(".build-*")) + sorted(allocators.glob(".fetch-*")) if allocators.is_dir() else []
+
+
+def one_line_error(stderr: str, *parts: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("workbench: ") and "Traceback" not in stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+@pytest.fixture(scope="session")
+def first_build(tmp_path_factory: pytest.TempPathFactory) -> FirstBuild:
+    """The one real build from Debian's source package, into a cache of its own."""
+    home = tmp_path_factory.mktemp("xdg-cache")
+    result = run_workbench("build", env={"XDG_CACHE_HOME": str(home)}, timeout=BUILD_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr
+    return FirstBuild(home, home / "workbench" / "allocators", result)
+
+
+def test_first_build_fetches_debians_source_and_builds_a_profiling_jemalloc_5_3_0(first_build: FirstBuild) -> None:
+    fields = first_build.fields
+    assert fields["status"] == "built"
+    for phase in ("fetching source", "configuring", "compiling", "installing"):
+        assert f"jemalloc: {phase}" in first_build.result.stderr
+    library = Path(fields["library"])
+    assert library.name == "libjemalloc.so.2" and library.parent.parent.parent == first_build.allocators
+    answer = mallctl(library)
+    assert answer["config.prof"] is True
+    assert answer["version"].startswith("5.3.0-") and answer["version"] == fields["version"]
+    assert fields["sha256"] == sha256(library)
+    assert fields["configure"] == "--enable-prof"
+    assert fields["source"].startswith("debian source package jemalloc 5.3.0-") and ORIG_TARBALL in fields["source"]
+    # The tarball kept from the download is the one the .dsc names, and the one the build recorded.
+    tarball = first_build.allocators / "sources" / ORIG_TARBALL
+    dsc = next((first_build.allocators / "sources").glob("jemalloc_5.3.0-*.dsc")).read_text()
+    checksums = dsc.split("Checksums-Sha256:")[1]
+    assert f"{sha256(tarball)} {tarball.stat().st_size} {ORIG_TARBALL}" in checksums
+    assert fields["source sha256"] == sha256(tarball)
+    # apt ran on a private sources list of deb-src entries only.
+    private = (first_build.allocators / ".apt" / "deb-src.sources").read_text()
+    assert {line for line in private.splitlines() if line.startswith("Types:")} == {"Types: deb-src"}
+    assert leftovers(first_build.allocators) == []
+
+
+def test_manifest_records_every_field_of_the_returned_build(first_build: FirstBuild,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(first_build.cache_home))
+    built = ensure_jemalloc(quiet=True)
+    assert built.cache_entry.parent == first_build.allocators and built.cache_entry.name.startswith("jemalloc-5.3.0-")
+    assert built.library == built.cache_entry / "lib" / "libjemalloc.so.2"
+    assert built.name == "jemalloc" and built.configure_args == ["--enable-prof"]
+    manifest = json.loads((built.cache_entry / "manifest.json").read_text())
+    for field in dataclasses.fields(built):
+        value = getattr(built, field.name)
+        assert manifest[field.name] == (str(value) if isinstance(value, Path) else value), field.name
+    assert (built.cache_entry / "build.log").is_file()
+    assert not (built.cache_entry / "src").exists()
+
+
+def test_second_call_reuses_the_entry_without_apt_or_a_compiler(first_build: FirstBuild, tmp_path: Path) -> None:
+    before = top_level_mtimes(first_build.allocators)
+    entry = Path(first_build.fields["library"]).parent.parent
+    log_mtime = (entry / "build.log").stat().st_mtime_ns
+    # An empty PATH: neither apt-get nor gcc nor make can be run by this call.
+    result = run_workbench("build", env={"XDG_CACHE_HOME": str(first_build.cache_home), "PATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    fields = printed_fields(result.stdout)
+    assert fields["status"] == "cached"
+    assert fields["library"] == str(entry / "lib" / "libjemalloc.so.2")
+    assert result.stderr == ""
+    assert (entry / "build.log").stat().st_mtime_ns == log_mtime
+    assert top_level_mtimes(first_build.allocators) == before
+
+
+def test_a_changed_library_is_reported_and_rebuilt_from_the_kept_source(first_build: FirstBuild) -> None:
+    library = Path(first_build.fields["library"])
+    with library.open("ab") as out:
+        out.write(b"\0")
+    fetch_log_mtime = (first_build.allocators / "apt-fetch.log").stat().st_mtime_ns
+    result = run_workbench("build", env={"XDG_CACHE_HOME": str(first_build.cache_home)}, timeout=BUILD_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("workbench: warning:")]
+    assert len(warnings) == 1 and str(library) in warnings[0] and "changed since it was built" in warnings[0]
+    fields = printed_fields(result.stdout)
+    assert fields["status"] == "built" and fields["library"] == str(library)
+    manifest = json.loads((library.parent.parent / "manifest.json").read_text())
+    assert sha256(library) == manifest["library_sha256"] == fields["sha256"]
+    assert mallctl(library)["config.prof"] is True
+    # The source kept from the first download was used: apt did not run again.
+    assert (first_build.allocators / "apt-fetch.log").stat().st_mtime_ns == fetch_log_mtime
+    assert "fetching source" not in result.stderr
+    assert leftovers(first_build.allocators) == []
+
+
+def test_two_concurrent_builds_from_a_local_tarball_build_once(first_build: FirstBuild, tmp_path: Path) -> None:
+    tarball = tmp_path / ORIG_TARBALL
+    shutil.copy(first_build.allocators / "sources" / ORIG_TARBALL, tarball)
+    home = tmp_path / "cache"
+    env = {**os.environ, "XDG_CACHE_HOME": str(home)}
+    command = [sys.executable, "-m", "workbench", "build", "--source", str(tarball)]
+    callers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                cwd=ROOT, stdin=subprocess.DEVNULL) for _ in range(2)]
+    outputs = [caller.communicate(timeout=BUILD_TIMEOUT_S) for caller in callers]
+    for caller, (stdout, stderr) in zip(callers, outputs):
+        print(f"--- exit {caller.returncode}\n{stdout}\n{stderr}")
+        assert caller.returncode == 0, stderr
+    fields = [printed_fields(stdout) for stdout, _ in outputs]
+    assert sorted(f["status"] for f in fields) == ["built", "cached"]
+    assert fields[0]["library"] == fields[1]["library"]
+    assert fields[0]["source"] == str(tarball) and fields[0]["source sha256"] == sha256(tarball)
+    allocators = home / "workbench" / "allocators"
+    [entry] = entries(allocators)
+    manifest = json.loads((entry / "manifest.json").read_text())
+    assert manifest["source"] == str(tarball)
+    assert mallctl(entry / "lib" / "libjemalloc.so.2")["version"] == first_build.fields["version"]
+    # Same recipe, arguments and source bytes as Debian's: the same cache key, wherever the tarball came from.
+    assert entry.name == Path(first_build.fields["library"]).parent.parent.name
+    assert leftovers(allocators) == [] and not (allocators / "sources").exists()
+
+
+def test_a_missing_source_exits_2_with_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "jemalloc-5.3.0.tar.bz2"
+    result = run_workbench("build", "--source", str(missing), env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert result.returncode == 2
+    one_line_error(result.stderr, f"--source {missing}: no such file or directory")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_tcmalloc_is_not_built_and_exits_2() -> None:
+    result = run_workbench("build", "tcmalloc")
+    assert result.returncode == 2
+    one_line_error(result.stderr, "only jemalloc is built from source", "libtcmalloc-minimal4", "libmimalloc2.0")
+
+
+def test_a_directory_that_is_not_jemalloc_source_exits_2_and_leaves_no_entry(tmp_path: Path) -> None:
+    empty = tmp_path / "not-jemalloc"
+    empty.mkdir()
+    allocators = tmp_path / "cache" / "workbench" / "allocators"
+    result = run_workbench("build", "--source", str(empty), env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert result.returncode == 2
+    one_line_error(result.stderr, f"source {empty}: not a jemalloc release source", "no configure and VERSION")
+    assert entries(allocators) == [] and leftovers(allocators) == []
+
+
+def test_a_failing_build_exits_3_with_the_logs_tail_and_leaves_no_entry(tmp_path: Path) -> None:
+    broken = tmp_path / "jemalloc-broken"
+    broken.mkdir()
+    (broken / "VERSION").write_text("5.3.0-0-gdeadbeef\n")
+    (broken / "configure").write_text("echo 'checking for a working jemalloc... no'\n"
+                                      "echo 'configure: error: deliberately broken source' >&2\nexit 1\n")
+    allocators = tmp_path / "cache" / "workbench" / "allocators"
+    result = run_workbench("build", "--source", str(broken), env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert "workbench: building jemalloc 5.3.0 failed (exit 1) (full log: " in result.stderr
+    assert "configure: error: deliberately broken source" in result.stderr
+    [kept] = allocators.glob("failed-jemalloc-5.3.0-*.log")
+    assert str(kept) in result.stderr
+    assert "configure: error: deliberately broken source" in kept.read_text()
+    assert entries(allocators) == [] and leftovers(allocators) == []
+
+
+def test_a_version_debian_does_not_have_exits_2_naming_the_one_it_has(tmp_path: Path) -> None:
+    allocators = tmp_path / "cache" / "workbench" / "allocators"
+    result = run_workbench("build", "--version", "5.2.1", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == ("workbench: --version 5.2.1: Debian has jemalloc 5.3.0 only; "
+                    "use --source PATH to a jemalloc 5.2.1 release tarball")
+    assert "Traceback" not in result.stderr
+    assert entries(allocators) == [] and leftovers(allocators) == []
+
+
+def test_unreachable_debian_source_is_one_line_of_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    apt_dir = tmp_path / "etc-apt"
+    (apt_dir / "sources.list.d").mkdir(parents=True)
+    (apt_dir / "sources.list").write_text("# a machine whose only archive is gone\n"
+                                          f"deb [trusted=yes arch=amd64] file://{tmp_path}/gone bookworm main\n")
+    monkeypatch.setattr(jemalloc, "HOST_APT_DIR", apt_dir)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(BadInput) as raised:
+        ensure_jemalloc(quiet=True)
+    message = raised.value.message
+    assert "\n" not in message and message.startswith("cannot fetch jemalloc's Debian source package")
+    assert "give --source PATH to a jemalloc release tarball" in message
+    allocators = tmp_path / "cache" / "workbench" / "allocators"
+    # The private list got the machine's deb entry as deb-src, its options carried over to deb822 fields.
+    assert (allocators / ".apt" / "deb-src.sources").read_text() == (
+        f"Types: deb-src\nUris: file://{tmp_path}/gone\nSuites: bookworm\nComponents: main\nTrusted: yes\n"
+    )
+    assert entries(allocators) == [] and leftovers(allocators) == []
+    assert not list(allocators.glob("jemalloc-default-*.json"))
+
+
+def test_no_deb_entries_on_the_machine_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    apt_dir = tmp_path / "etc-apt"
+    (apt_dir / "sources.list.d").mkdir(parents=True)
+    (apt_dir / "sources.list.d" / "off.sources").write_text(
+        f"Types: deb\nURIs: file://{tmp_path}/gone\nSuites: bookworm\nComponents: main\nEnabled: no\n"
+    )
+    monkeypatch.setattr(jemalloc, "HOST_APT_DIR", apt_dir)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(BadInput, match=r"^no deb entries in .*; give --source PATH to a jemalloc release tarball$"):
+        ensure_jemalloc(quiet=True)

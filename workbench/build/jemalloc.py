@@ -1,0 +1,685 @@
+"""Build jemalloc from its source release into the per-user cache, once per recipe, source and configure arguments.
+
+The cache, under ``cache_dir()/allocators``::
+
+    jemalloc-5.3.0-<recipe hash>/          one build: lib/libjemalloc.so.2, include/, build.log, manifest.json (last)
+    jemalloc-<version|default>-<hash>.json where the build for a version asked of Debian is, found without downloading
+    sources/                               the Debian source tarballs and .dsc files downloaded so far
+    failed-jemalloc-<...>.log              the log of the last failed build of that entry
+    .apt/                                  apt's private lists, cache and sources list (the machine's are left alone)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, TextIO
+
+from workbench._errors import BadInput, RunFailed
+from workbench._resources import cache_dir, native_dir
+from workbench.build._lock import exclusive
+
+DEFAULT_CONFIGURE_ARGS = ("--enable-prof",)
+
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = "workbench.built-allocator/1"
+LIBRARY = Path("lib") / "libjemalloc.so.2"
+BUILD_LOG = "build.log"
+DEBIAN_PACKAGE = "jemalloc"
+HOST_APT_DIR = Path("/etc/apt")
+# The command -> the Debian package that provides it.
+_TOOLS = {"gcc": "gcc", "make": "make", "bash": "bash"}
+_APT_TOOLS = {"apt-get": "apt", "apt-cache": "apt"}
+_VERSION_PATTERN = re.compile(r"^[0-9][0-9A-Za-z.+~_]*$")
+_TAR_SUFFIXES = (".tar.bz2", ".tbz2", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar")
+# One-line sources.list options -> their deb822 field; architecture options do not apply to deb-src.
+_ONE_LINE_OPTIONS = {
+    "signed-by": "Signed-By", "trusted": "Trusted", "check-valid-until": "Check-Valid-Until",
+    "valid-until-min": "Valid-Until-Min", "valid-until-max": "Valid-Until-Max", "check-date": "Check-Date",
+    "date-max-future": "Date-Max-Future", "allow-insecure": "Allow-Insecure", "allow-weak": "Allow-Weak",
+    "allow-downgrade-to-insecure": "Allow-Downgrade-To-Insecure", "by-hash": "By-Hash", "pdiffs": "PDiffs",
+    "inrelease-path": "InRelease-Path", "snapshot": "Snapshot",
+}
+_PROGRESS_EVERY_S = 15.0
+
+
+@dataclass(frozen=True)
+class BuiltAllocator:
+    name: str
+    version: str  # what mallctl("version") answers in the built library
+    library: Path
+    configure_args: list[str]
+    library_sha256: str
+    source: str  # a local path, or the Debian source package and tarball it came from
+    source_sha256: str  # of the tarball, or of a canonical listing of a source directory
+    cache_entry: Path
+
+
+@dataclass(frozen=True)
+class _Source:
+    path: Path  # a tarball or an extracted directory
+    description: str
+    sha256: str
+    upstream_version: str
+
+
+# --- the cache --------------------------------------------------------------------------------------------------
+
+
+def _allocators_dir() -> Path:
+    return cache_dir() / "allocators"
+
+
+def _recipe() -> Path:
+    # Not in _resources' public API yet: a wheel needs native/ force-included like jvm/ (see pyproject).
+    return native_dir() / "jemalloc" / "build.sh"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _args_hash(recipe: bytes, configure_args: Sequence[str]) -> str:
+    return hashlib.sha256(recipe + b"\0" + json.dumps(list(configure_args)).encode()).hexdigest()
+
+
+def _recipe_hash(recipe: bytes, configure_args: Sequence[str], source_sha256: str) -> str:
+    return hashlib.sha256(_args_hash(recipe, configure_args).encode() + b"\0" + source_sha256.encode()).hexdigest()
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=2)
+        out.write("\n")
+    os.replace(partial, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    built: BuiltAllocator | None  # a complete entry whose library still has its recorded checksum
+    damaged: str | None  # why a complete entry cannot be used (its library changed or is gone)
+
+
+def _lookup(entry: Path, configure_args: Sequence[str]) -> _Lookup:
+    """An entry without a readable manifest is an unfinished build: it counts as absent and is replaced."""
+    manifest = _read_json(entry / MANIFEST)
+    if manifest is None or manifest.get("schema") != MANIFEST_SCHEMA or manifest.get("configure_args") != list(
+        configure_args
+    ):
+        return _Lookup(None, None)
+    library = entry / LIBRARY  # not manifest["library"]: the cache may have moved since
+    try:
+        actual = _sha256_file(library)
+    except OSError:
+        return _Lookup(None, f"{library} is missing")
+    if actual != manifest["library_sha256"]:
+        return _Lookup(None, f"{library} changed since it was built (sha256 {actual[:16]}..., "
+                             f"built {str(manifest['library_sha256'])[:16]}...)")
+    return _Lookup(
+        BuiltAllocator(
+            name=manifest["name"], version=manifest["version"], library=library,
+            configure_args=list(manifest["configure_args"]), library_sha256=actual, source=manifest["source"],
+            source_sha256=manifest["source_sha256"], cache_entry=entry,
+        ),
+        None,
+    )
+
+
+def _warn(message: str) -> None:
+    print(f"workbench: warning: {message}", file=sys.stderr)
+
+
+# --- progress ---------------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """One line per phase on stderr; on a terminal the line counts seconds, elsewhere a line every 15 s."""
+
+    def __init__(self, quiet: bool, stream: TextIO | None = None) -> None:
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.phase: str | None = None
+        self.started = 0.0
+        self.last_line = 0.0
+
+    def start(self, phase: str) -> None:
+        self.finish()
+        self.phase, self.started, self.last_line = phase, time.monotonic(), time.monotonic()
+        if not self.quiet:
+            self.stream.write(f"jemalloc: {phase}..." + ("" if self.live else "\n"))
+            self.stream.flush()
+
+    def tick(self) -> None:
+        if self.quiet or self.phase is None:
+            return
+        now = time.monotonic()
+        elapsed = int(now - self.started)
+        if self.live:
+            self.stream.write(f"\rjemalloc: {self.phase}... ({elapsed} s)")
+            self.stream.flush()
+        elif now - self.last_line >= _PROGRESS_EVERY_S:
+            self.last_line = now
+            self.stream.write(f"jemalloc: {self.phase}... ({elapsed} s)\n")
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if not self.quiet and self.live and self.phase is not None:
+            self.stream.write(f"\rjemalloc: {self.phase}... ({int(time.monotonic() - self.started)} s)\n")
+            self.stream.flush()
+        self.phase = None
+
+
+# --- the source: a local tarball or directory, or Debian's source package ---------------------------------------------
+
+
+def _release_version(version_text: str, shown_as: str) -> str:
+    """``5.3.0`` from a release's VERSION file (``5.3.0-0-g54eaed1d...``)."""
+    version = version_text.strip().split("-")[0]
+    if not _VERSION_PATTERN.match(version):
+        raise BadInput(f"source {shown_as}: its VERSION file does not start with a version number")
+    return version
+
+
+def _not_a_release(shown_as: str, missing: list[str], has_configure_ac: bool) -> BadInput:
+    hint = " (a git checkout: run ./autogen.sh in it first)" if has_configure_ac else ""
+    return BadInput(f"source {shown_as}: not a jemalloc release source, it has no {' and '.join(missing)}{hint}; "
+                    "give a release tarball such as jemalloc-5.3.0.tar.bz2 or the directory it unpacks to")
+
+
+def _directory_version(source_dir: Path) -> str:
+    missing = [name for name in ("configure", "VERSION") if not (source_dir / name).is_file()]
+    if missing:
+        raise _not_a_release(str(source_dir), missing, (source_dir / "configure.ac").is_file())
+    return _release_version((source_dir / "VERSION").read_text(encoding="utf-8", errors="replace"), str(source_dir))
+
+
+def _tarball_version(tarball: Path, shown_as: str) -> str:
+    """The release in a tarball, read from its top directory's VERSION without unpacking it."""
+    try:
+        with tarfile.open(tarball, "r:*") as archive:
+            tops: dict[str, dict[str, tarfile.TarInfo]] = {}
+            for member in archive:
+                parts = PurePosixPath(member.name).parts
+                if parts and parts[-1] in ("configure", "VERSION", "configure.ac") and len(parts) <= 2:
+                    tops.setdefault(str(PurePosixPath(*parts[:-1])), {})[parts[-1]] = member
+            top = next((found for found in tops.values() if "configure" in found and "VERSION" in found), None)
+            if top is None:
+                found = next(iter(tops.values()), {})
+                missing = [name for name in ("configure", "VERSION") if name not in found]
+                raise _not_a_release(shown_as, missing, "configure.ac" in found)
+            stream = archive.extractfile(top["VERSION"])
+            text = stream.read().decode(errors="replace") if stream is not None else ""
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BadInput(f"source {shown_as}: cannot read it as a tarball ({exc})") from None
+    return _release_version(text, shown_as)
+
+
+def _directory_sha256(root: Path) -> str:
+    """sha256 over every file's relative path, executable bit and content, and every symlink's target, sorted."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        relative = str(path.relative_to(root)).encode()
+        if path.is_symlink():
+            digest.update(b"L\0" + relative + b"\0" + os.readlink(path).encode() + b"\0")
+        elif path.is_file():
+            executable = b"x" if os.access(path, os.X_OK) else b"-"
+            digest.update(b"F\0" + relative + b"\0" + executable + _sha256_file(path).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _unpack(tarball: Path, into: Path, shown_as: str) -> Path:
+    """The source tree inside a tarball, unpacked with tarfile's ``data`` filter (no links or devices out of it)."""
+    try:
+        with tarfile.open(tarball, "r:*") as archive:
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(into, filter="data")
+            else:  # Python before 3.11.4 has no extraction filters: refuse what the data filter would refuse
+                for member in archive.getmembers():
+                    parts = Path(member.name).parts
+                    if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+                        raise tarfile.TarError(f"refusing member {member.name!r}")
+                archive.extractall(into)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BadInput(f"source {shown_as}: cannot unpack it ({exc})") from None
+    if (into / "configure").is_file():
+        return into
+    top = next((p.parent for p in into.glob("*/configure") if (p.parent / "VERSION").is_file()), None)
+    if top is None:
+        raise _not_a_release(shown_as, ["configure", "VERSION"], False)
+    return top
+
+
+def _local_source(path: Path, version: str | None) -> _Source:
+    path = path.resolve()
+    if path.is_dir():
+        upstream = _directory_version(path)
+        source = _Source(path, str(path), _directory_sha256(path), upstream)
+    elif not path.is_file():
+        raise BadInput(f"source {path}: no such file or directory")
+    elif not path.name.endswith(_TAR_SUFFIXES):
+        raise BadInput(f"source {path}: expected a .tar.bz2, .tar.gz or .tar.xz release tarball or a directory")
+    else:
+        source = _Source(path, str(path), _sha256_file(path), _tarball_version(path, str(path)))
+    if version is not None and source.upstream_version != version:
+        raise BadInput(f"--version {version}: source {path} is jemalloc {source.upstream_version}")
+    return source
+
+
+def _require(tools: dict[str, str], why: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for command, package in tools.items():
+        where = shutil.which(command)
+        if where is None:
+            raise BadInput(f"{command} is needed {why}: install it (Debian: apt-get install {package})")
+        found[command] = where
+    return found
+
+
+def _deb822_paragraphs(text: str) -> list[dict[str, str]]:
+    """Paragraphs of a deb822 file (``.sources``, ``.dsc``), keys lower-cased, continuation lines kept verbatim."""
+    paragraphs: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    field: str | None = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            if current:
+                paragraphs.append(current)
+            current, field = {}, None
+        elif line[0] in " \t" and field is not None:
+            current[field] += "\n" + line
+        else:
+            name, colon, value = line.partition(":")
+            if colon and " " not in name:  # PGP armour lines of a signed .dsc have no "Field:"
+                field = name.lower()
+                current[field] = value
+    if current:
+        paragraphs.append(current)
+    return paragraphs
+
+
+def _one_line_entries(text: str) -> list[dict[str, str]]:
+    """The ``deb`` lines of a one-line-style sources.list, as deb822 paragraphs."""
+    entries: list[dict[str, str]] = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        match = re.match(r"^deb\s+(?:\[([^\]]*)\]\s*)?(\S+)\s+(\S+)(.*)$", line)
+        if match is None:
+            continue
+        options, uri, suite, components = match.groups()
+        entry = {"uris": f" {uri}", "suites": f" {suite}", "components": f" {components.strip()}"}
+        for option in (options or "").split():
+            key, _, value = option.partition("=")
+            if key in _ONE_LINE_OPTIONS:
+                entry[_ONE_LINE_OPTIONS[key].lower()] = f" {value.replace(',', ' ')}"
+        entries.append(entry)
+    return entries
+
+
+def deb_src_sources(apt_dir: Path = HOST_APT_DIR) -> str:
+    """A deb822 sources list with a ``deb-src`` paragraph for every enabled ``deb`` entry of the machine's apt."""
+    entries: list[dict[str, str]] = []
+    one_line = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
+    for path in one_line:
+        if path.is_file():
+            entries.extend(_one_line_entries(path.read_text(encoding="utf-8", errors="replace")))
+    for path in sorted((apt_dir / "sources.list.d").glob("*.sources")):
+        for paragraph in _deb822_paragraphs(path.read_text(encoding="utf-8", errors="replace")):
+            if "deb" in paragraph.get("types", "").split() and paragraph.get("enabled", "yes").strip() != "no":
+                entries.append({k: v for k, v in paragraph.items() if k not in ("types", "enabled")})
+    seen: set[tuple[str, str, str]] = set()
+    paragraphs: list[str] = []
+    for entry in entries:
+        key = (entry.get("uris", "").strip(), entry.get("suites", "").strip(), entry.get("components", "").strip())
+        if key in seen or not key[0] or key[0].startswith("cdrom:"):
+            continue
+        seen.add(key)
+        lines = ["Types: deb-src"]
+        lines.extend(f"{name.title()}:{value}" for name, value in entry.items() if value.strip())
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs) + "\n" if paragraphs else ""
+
+
+class _PrivateApt:
+    """apt-get and apt-cache on a private sources list, state and cache: no root, the machine's apt untouched."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        self.tools = _require(_APT_TOOLS, "to fetch jemalloc's Debian source package (or give --source PATH)")
+        self.root, self.log = root, log
+        for sub in ("lists/partial", "cache/archives/partial", "state"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self.sources = root / "deb-src.sources"  # apt reads a Dir::Etc::SourceList ending in .sources as deb822
+        self.update_error: str | None = None
+
+    def options(self) -> list[str]:
+        return [
+            "-o", f"Dir::Etc::SourceList={self.sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", f"Dir::State={self.root / 'state'}", "-o", f"Dir::Cache={self.root / 'cache'}",
+            "-o", f"Dir::State::Lists={self.root / 'lists'}",
+        ]
+
+    def run(self, tool: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        command = [self.tools[tool], *self.options(), *args]
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+                                env={**os.environ, "LC_ALL": "C"})
+        with self.log.open("a", encoding="utf-8") as out:
+            out.write(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}--- exit {result.returncode}\n")
+        return result
+
+    def update(self) -> None:
+        # Some repositories of the machine may have no Sources index: only the download decides; this explains it.
+        result = self.run("apt-get", "-q", "update")
+        if result.returncode != 0:
+            self.update_error = _first_error(result)
+
+    def unavailable(self, what: str, result: subprocess.CompletedProcess[str]) -> BadInput:
+        reason = _first_error(result)
+        if self.update_error is not None:
+            reason += f", after apt-get update: {self.update_error}"
+        return BadInput(f"cannot fetch jemalloc's Debian source package ({what}: {reason}; log: {self.log}); "
+                        "give --source PATH to a jemalloc release tarball, or let apt reach a Debian mirror")
+
+
+def _first_error(result: subprocess.CompletedProcess[str]) -> str:
+    errors = [line[2:].strip() for line in result.stderr.splitlines() if line.startswith("E:")]
+    return " ".join(errors[0].split()) if errors else f"exit {result.returncode}"
+
+
+def _debian_upstream(debian_version: str) -> str:
+    """``1:5.3.0-1`` -> ``5.3.0``."""
+    return debian_version.split(":", 1)[-1].rsplit("-", 1)[0]
+
+
+def _debian_source(root: Path, version: str | None, progress: _Progress) -> _Source:
+    """Download Debian's jemalloc source package into ``root/sources`` and check its tarball against the .dsc."""
+    progress.start("fetching source (Debian source package)")
+    apt = _PrivateApt(root / ".apt", root / "apt-fetch.log")
+    apt.log.write_text("", encoding="utf-8")
+    text = deb_src_sources(HOST_APT_DIR)
+    if not text:
+        raise BadInput(f"no deb entries in {HOST_APT_DIR}/sources.list(.d) to fetch jemalloc's source from; "
+                       "give --source PATH to a jemalloc release tarball")
+    apt.sources.write_text(text, encoding="utf-8")
+    apt.update()
+    wanted = DEBIAN_PACKAGE
+    if version is not None:
+        shown = apt.run("apt-cache", "showsrc", DEBIAN_PACKAGE)
+        versions = [p["version"].strip() for p in _deb822_paragraphs(shown.stdout)
+                    if p.get("package", "").strip() == DEBIAN_PACKAGE and "version" in p]
+        if not versions:
+            raise apt.unavailable("apt-cache showsrc jemalloc", shown)
+        matching = [v for v in versions if _debian_upstream(v) == version]
+        if not matching:
+            available = ", ".join(sorted({_debian_upstream(v) for v in versions}))
+            raise BadInput(f"--version {version}: Debian has jemalloc {available} only; "
+                           f"use --source PATH to a jemalloc {version} release tarball")
+        wanted = f"{DEBIAN_PACKAGE}={matching[0]}"
+    download = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))
+    try:
+        fetched = apt.run("apt-get", "-q", "source", "--download-only", wanted, cwd=download)
+        dscs = sorted(download.glob(f"{DEBIAN_PACKAGE}_*.dsc"))
+        if fetched.returncode != 0 or not dscs:
+            raise apt.unavailable(f"apt-get source {wanted}", fetched)
+        dsc = next((p for p in _deb822_paragraphs(dscs[0].read_text(encoding="utf-8")) if "checksums-sha256" in p), {})
+        debian_version = dsc.get("version", "").strip()
+        checksums = {name: sha for sha, _size, name in
+                     (line.split() for line in dsc.get("checksums-sha256", "").splitlines() if line.strip())}
+        origs = [name for name in checksums if ".orig.tar." in name]
+        if not debian_version or len(origs) != 1:
+            raise RunFailed(f"{dscs[0].name}: expected a Version and one .orig tarball in Checksums-Sha256")
+        orig = download / origs[0]
+        actual = _sha256_file(orig)
+        if actual != checksums[origs[0]]:
+            raise RunFailed(f"{orig.name}: sha256 {actual} does not match {checksums[origs[0]]} in {dscs[0].name}")
+        kept = root / "sources"
+        kept.mkdir(exist_ok=True)
+        os.replace(dscs[0], kept / dscs[0].name)
+        os.replace(orig, kept / orig.name)
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
+    return _Source(kept / orig.name, f"debian source package {DEBIAN_PACKAGE} {debian_version} ({orig.name})",
+                   actual, _tarball_version(kept / orig.name, orig.name))
+
+
+# --- building ---------------------------------------------------------------------------------------------------
+
+_CHECK_LIBRARY = """
+import ctypes, json, sys
+library = ctypes.CDLL(sys.argv[1])
+version, size = ctypes.c_char_p(), ctypes.c_size_t(ctypes.sizeof(ctypes.c_char_p))
+assert library.mallctl(b"version", ctypes.byref(version), ctypes.byref(size), None, ctypes.c_size_t(0)) == 0
+prof, size = ctypes.c_bool(), ctypes.c_size_t(ctypes.sizeof(ctypes.c_bool))
+assert library.mallctl(b"config.prof", ctypes.byref(prof), ctypes.byref(size), None, ctypes.c_size_t(0)) == 0
+print(json.dumps({"version": version.value.decode(), "config.prof": prof.value}))
+"""
+
+
+def _check_library(library: Path) -> dict[str, Any]:
+    """mallctl's ``version`` and ``config.prof`` read in a fresh Python with the library preloaded."""
+    # Preloaded, not only dlopen()ed: jemalloc's initial-exec TLS does not fit in a running process's static TLS.
+    env = {**os.environ, "LD_PRELOAD": str(library)}
+    env.pop("MALLOC_CONF", None)
+    result = subprocess.run([sys.executable, "-c", _CHECK_LIBRARY, str(library)], capture_output=True, text=True,
+                            env=env, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        raise RunFailed(f"the built {library.name} does not answer mallctl(\"version\"): {last}")
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+def _follow_phases(log: Path, offset: int, progress: _Progress) -> int:
+    with log.open("rb") as stream:
+        stream.seek(offset)
+        chunk = stream.read()
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    for line in complete.decode(errors="replace").splitlines():
+        if line.startswith("==> "):
+            progress.start(line[4:].strip())
+    return offset + len(complete)
+
+
+def _run_recipe(recipe: Path, source_dir: Path, prefix: Path, configure_args: Sequence[str], log: Path,
+                progress: _Progress) -> int:
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            ["bash", str(recipe), str(source_dir), str(prefix), *configure_args], cwd=source_dir, stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        offset = 0
+        try:
+            while True:
+                try:
+                    returncode: int | None = process.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    returncode = None
+                offset = _follow_phases(log, offset, progress)
+                if returncode is not None:
+                    return returncode
+                progress.tick()
+        except BaseException:
+            # make -j runs in its own session: stop all of it, not only bash.
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+
+
+def _failed(root: Path, entry_name: str, log: Path, message: str) -> RunFailed:
+    kept = root / f"failed-{entry_name}.log"
+    shutil.copy(log, kept)
+    tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+    return RunFailed(f"{message} (full log: {kept}):\n{tail}")
+
+
+def _entry(root: Path, recipe: bytes, configure_args: Sequence[str], source: _Source) -> Path:
+    return root / f"jemalloc-{source.upstream_version}-{_recipe_hash(recipe, configure_args, source.sha256)[:16]}"
+
+
+def _build(root: Path, recipe: Path, source: _Source, configure_args: list[str], entry: Path,
+           progress: _Progress) -> BuiltAllocator:
+    """Unpack, build and check in a temporary directory, then move it into place; the manifest comes last."""
+    staging = Path(tempfile.mkdtemp(prefix=".build-jemalloc-", dir=root))
+    try:
+        progress.start("unpacking source")
+        if source.path.is_dir():
+            source_dir = staging / "src"
+            shutil.copytree(source.path, source_dir, symlinks=True)
+        else:
+            source_dir = _unpack(source.path, staging / "src", source.description)
+        log = staging / BUILD_LOG
+        log.write_text(f"# source: {source.description} (sha256 {source.sha256})\n"
+                       f"# configure args: {' '.join(configure_args)}\n", encoding="utf-8")
+        returncode = _run_recipe(recipe, source_dir, staging, configure_args, log, progress)
+        if returncode != 0:
+            raise _failed(root, entry.name, log, f"building jemalloc {source.upstream_version} failed "
+                                                 f"(exit {returncode})")
+        progress.start("checking the library")
+        try:
+            answer = _check_library(staging / LIBRARY)
+        except RunFailed as error:
+            raise _failed(root, entry.name, log, error.message) from None
+        progress.finish()
+        shutil.rmtree(staging / "src")
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide the library from a worker run as another user
+        if entry.exists():
+            shutil.rmtree(entry)  # unfinished or damaged: the caller found no usable build in it
+        os.rename(staging, entry)
+    except BaseException:
+        progress.finish()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    built = BuiltAllocator(
+        name="jemalloc", version=answer["version"], library=entry / LIBRARY, configure_args=configure_args,
+        library_sha256=_sha256_file(entry / LIBRARY), source=source.description, source_sha256=source.sha256,
+        cache_entry=entry,
+    )
+    _write_json_atomically(entry / MANIFEST, _manifest(built))
+    return built
+
+
+def _reuse_or_build(root: Path, recipe: Path, source: _Source, configure_args: list[str],
+                    progress: _Progress) -> tuple[BuiltAllocator, bool]:
+    """With the lock held: the entry of this source if it is sound, else a new build."""
+    entry = _entry(root, recipe.read_bytes(), configure_args, source)
+    found = _lookup(entry, configure_args)
+    if found.built is not None:
+        return found.built, False
+    if found.damaged is not None:
+        _warn(f"{found.damaged}; rebuilding it")
+    return _build(root, recipe, source, configure_args, entry, progress), True
+
+
+def _manifest(built: BuiltAllocator) -> dict[str, Any]:
+    fields = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(built).items()}
+    return {"schema": MANIFEST_SCHEMA, **fields}
+
+
+def _remove_abandoned(root: Path) -> None:
+    """Temporary directories of builds that were killed; only called with the lock held, so none is running."""
+    for path in [*root.glob(".build-jemalloc-*"), *root.glob(".fetch-*")]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# --- the entry point --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    with exclusive(root / "jemalloc.lock"):
+        _remove_abandoned(root)
+        yield
+
+
+def _checked_arguments(version: str | None, configure_args: Sequence[str] | None) -> list[str]:
+    if version is not None and not _VERSION_PATTERN.match(version):
+        raise BadInput(f"--version {version}: expected a version number such as 5.3.0")
+    args = list(DEFAULT_CONFIGURE_ARGS if configure_args is None else configure_args)
+    for arg in args:
+        if arg == "--prefix" or arg.startswith("--prefix="):
+            raise BadInput("--configure: --prefix is set by the build (the library goes into the cache)")
+    return args
+
+
+def build_jemalloc(version: str | None = None, configure_args: Sequence[str] | None = None,
+                   source: Path | None = None, quiet: bool = False) -> tuple[BuiltAllocator, bool]:
+    """Like :func:`ensure_jemalloc`, also telling whether it built (True) or found the build in the cache (False)."""
+    args = _checked_arguments(version, configure_args)
+    root = _allocators_dir()
+    recipe = _recipe()
+    progress = _Progress(quiet)
+    if source is not None:
+        local = _local_source(source, version)
+        found = _lookup(_entry(root, recipe.read_bytes(), args, local), args)
+        if found.built is not None:
+            return found.built, False
+        root.mkdir(parents=True, exist_ok=True)
+        with _locked(root):
+            _require(_TOOLS, "to build jemalloc")
+            return _reuse_or_build(root, recipe, local, args, progress)
+
+    # Debian's source: found through the index, so that a cached build needs neither apt nor the network.
+    index = root / f"jemalloc-{version or 'default'}-{_args_hash(recipe.read_bytes(), args)[:16]}.json"
+    found = _lookup(root / str((_read_json(index) or {}).get("entry", ".missing")), args)
+    if found.built is not None:
+        return found.built, False
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root):
+        pointer = _read_json(index) or {}
+        found = _lookup(root / str(pointer.get("entry", ".missing")), args)
+        if found.built is not None:
+            return found.built, False
+        _require(_TOOLS, "to build jemalloc")  # before downloading anything
+        kept = root / "sources" / str(pointer.get("source_file", ".missing"))
+        if kept.is_file() and _sha256_file(kept) == pointer.get("source_sha256"):
+            debian = _Source(kept, str(pointer["source"]), str(pointer["source_sha256"]),
+                             _tarball_version(kept, str(kept)))
+        else:
+            debian = _debian_source(root, version, progress)
+        built, rebuilt = _reuse_or_build(root, recipe, debian, args, progress)
+        _write_json_atomically(index, {
+            "entry": built.cache_entry.name, "source": built.source, "source_sha256": built.source_sha256,
+            "source_file": debian.path.name,
+        })
+        return built, rebuilt
+
+
+def ensure_jemalloc(version: str | None = None, configure_args: Sequence[str] | None = None,
+                    source: Path | None = None, quiet: bool = False) -> BuiltAllocator:
+    """jemalloc built from source with ``configure_args``: from the cache when this recipe, these arguments and this
+    source were built before (checked against the library's recorded sha256), else built now and cached.
+
+    ``source`` is a release tarball or its unpacked directory; without it, Debian's ``jemalloc`` source package is
+    downloaded with a private apt state (``version``, e.g. ``5.3.0``, must then be the one Debian has). A later call
+    without ``source`` finds the build through an index file and neither downloads nor runs apt.
+    Raises BadInput (exit 2) for what the user can fix, RunFailed (exit 3) when the build fails.
+    """
+    return build_jemalloc(version, configure_args, source, quiet)[0]
