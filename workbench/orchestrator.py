@@ -16,6 +16,7 @@ from typing import Any, Callable
 from workbench._errors import BadInput
 from workbench._files import write_atomically
 from workbench.report.model import report_to_json
+from workbench.report.html import render_html
 from workbench.report.timeline import write_timeline
 
 from workbench.build.allocators import AllocatorChoice, resolve_allocator
@@ -174,6 +175,7 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
     )
     write_timeline(run_dir / "samples.jsonl", run_dir / "timeline.parquet")
     write_atomically(run_dir / "report.json", report_to_json(report))
+    write_atomically(run_dir / "report.html", render_html(report, run_dir))
     return report
 
 

@@ -18,7 +18,7 @@ Row = tuple[str, str, Callable[[Snapshot], Any], str]  # layer, what, value of a
 NMT_CATEGORIES = ("Other", "Java Heap", "Thread", "Class", "Code", "GC", "Internal")
 
 
-def _rows(report: Report) -> list[Row]:
+def table_rows(report: Report) -> list[Row]:
     def get(layer: str, name: str) -> Callable[[Snapshot], Any]:
         return lambda s: getattr(getattr(s, layer), name) if getattr(s, layer) is not None else None
 
@@ -115,7 +115,7 @@ def render_text(report: Report, console: Console) -> None:
     for snapshot in report.snapshots:
         table.add_column(f"{snapshot.label}\n{snapshot.t_ms / 1000:.2f} s", justify="right", no_wrap=True)
     previous_layer = None
-    for layer, what, value_of, delta_key in _rows(report):
+    for layer, what, value_of, delta_key in table_rows(report):
         if previous_layer is not None and layer != previous_layer:
             table.add_section()
         cells = [

@@ -1,0 +1,240 @@
+"""The HTML and Markdown reports of real runs, the HTML opened in headless Chromium (selenium + chromedriver)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.conftest import ROOT, run_workbench
+from workbench.report.html import jemalloc_size_classes, render_html
+from workbench.report.markdown import render_markdown
+from workbench.report.model import Report, RunError, report_from_dict
+
+pytestmark = [pytest.mark.jvm, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+HOSTILE = "<script>window.pwned=1</script>"
+LABELS = ["baseline", "allocated", "filled", "held", "vector-closed", "allocator-closed"]
+# process, allocator, Arrow, NMT: the groups of the timeline that every arrow-intvector run samples.
+CHART_COUNT = 4
+
+webdriver = pytest.importorskip("selenium.webdriver")
+if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+    pytest.skip("needs Debian's chromium and chromium-driver", allow_module_level=True)
+
+
+@dataclass(frozen=True)
+class RenderedRun:
+    report: Report
+    run_dir: Path
+    page: Path
+
+
+def _run_and_render(work: Path, scenario: str, *extra: str) -> RenderedRun:
+    run_dir = work / "run"
+    result = run_workbench("run", scenario, "--hold", "1s", "--out", str(run_dir), *extra, cwd=work)
+    assert result.returncode == 0, result.stderr
+    report = report_from_dict(json.loads((run_dir / "report.json").read_text()))
+    page = work / "report.html"
+    page.write_text(render_html(report, run_dir), encoding="utf-8")
+    return RenderedRun(report, run_dir, page)
+
+
+@pytest.fixture(scope="module")
+def jemalloc_run(tmp_path_factory: pytest.TempPathFactory) -> RenderedRun:
+    return _run_and_render(tmp_path_factory.mktemp("html-jemalloc"), "arrow-intvector", "--allocator", "jemalloc")
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> RenderedRun:
+    """arrow-intvector under glibc, renamed, with markup in its description."""
+    work = tmp_path_factory.mktemp("html-hostile")
+    scenario_data = yaml.safe_load((ROOT / "scenarios" / "arrow-intvector.yaml").read_text())
+    scenario_data.update(name="hostile-intvector", description=f"Escaping: {HOSTILE} & <b>bold</b>",
+                         allocator="glibc")
+    scenario = work / "hostile.yaml"
+    scenario.write_text(yaml.safe_dump(scenario_data, sort_keys=False))
+    return _run_and_render(work, str(scenario))
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1000",
+                     f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(argument)
+    # The DevTools network events of each page load, to prove that nothing is fetched.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    # An explicit chromedriver: selenium's own driver manager would otherwise go online to find one.
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _open(browser: Any, page: Path) -> list[str]:
+    """Load the page; the URLs it requested, from the DevTools log."""
+    browser.get_log("performance")  # drop what earlier pages logged
+    browser.get(page.as_uri())
+    requested = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            requested.append(message["params"]["request"]["url"])
+    return requested
+
+
+def _chart_svgs(browser: Any) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(browser.find_elements(By.CSS_SELECTOR, "figure.chart > svg"))
+
+
+def test_html_page_has_one_rendered_chart_per_layer_group_marked_with_every_snapshot(
+    browser: Any, jemalloc_run: RenderedRun
+) -> None:
+    _open(browser, jemalloc_run.page)
+    assert [s.label for s in jemalloc_run.report.snapshots] == LABELS
+    svgs = _chart_svgs(browser)
+    assert len(svgs) == CHART_COUNT
+    assert [svg.find_element("xpath", "..").get_attribute("data-layer") for svg in svgs] == \
+        ["process", "allocator", "Arrow", "NMT"]
+    for svg in svgs:
+        box = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", svg)
+        assert box[0] > 300 and box[1] > 150, box
+        texts = browser.execute_script(
+            "return Array.from(arguments[0].querySelectorAll('text')).map(t => t.textContent.trim());", svg)
+        assert set(LABELS) <= set(texts), texts
+    # The page fills a screen and more: a visible report, not an error page.
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    assert height > 3000
+    browser.set_window_size(1280, height)
+    browser.save_screenshot("/tmp/report.png")
+    browser.set_window_size(1280, 1000)
+
+
+def test_html_ledger_of_allocated_shows_arrow_accounting_in_exact_bytes(
+    browser: Any, jemalloc_run: RenderedRun
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    _open(browser, jemalloc_run.page)
+    ledgers = browser.find_elements(By.CSS_SELECTOR, "table.ledger")
+    assert [t.get_attribute("data-snapshot") for t in ledgers] == LABELS
+    allocated = ledgers[LABELS.index("allocated")]
+    rows = {
+        row.find_elements(By.TAG_NAME, "td")[0].text: row.find_elements(By.TAG_NAME, "td")
+        for row in allocated.find_elements(By.CSS_SELECTOR, "tbody tr")
+    }
+    arrow = rows["Arrow: accounted"]
+    assert arrow[1].text == "+512.0 KiB"
+    assert arrow[1].get_attribute("title") == "+524,288 B"
+    assert {"JVM mappings (NMT committed − malloc)", "unexplained", "process: anonymous RSS"} <= set(rows)
+    reconciliation = jemalloc_run.report.snapshot("allocated").reconciliation
+    assert reconciliation is not None and reconciliation.unexplained_bytes is not None
+    assert rows["unexplained"][1].get_attribute("title") == f"{reconciliation.unexplained_bytes:+,} B"
+
+
+def test_html_shows_largest_mappings_and_jemalloc_size_classes_of_the_last_snapshot(
+    browser: Any, jemalloc_run: RenderedRun
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    _open(browser, jemalloc_run.page)
+    last = jemalloc_run.report.snapshots[-1]
+    assert last.process is not None
+    mapping_rows = browser.find_elements(By.CSS_SELECTOR, "table.mappings tbody tr")
+    assert len(mapping_rows) == len(last.process.largest_anon_mappings) > 0
+    first = last.process.largest_anon_mappings[0]
+    cells = mapping_rows[0].find_elements(By.TAG_NAME, "td")
+    assert cells[0].text == f"{first.start:#x}-{first.end:#x}"
+    assert cells[3].get_attribute("title") == f"{first.size_bytes:,} B"
+    size_rows = browser.find_elements(By.CSS_SELECTOR, "table.size-classes tbody tr")
+    assert len(size_rows) == 15
+    live_bytes = [int(row.find_elements(By.TAG_NAME, "td")[3].get_attribute("title").removesuffix(" B")
+                      .replace(",", "")) for row in size_rows]
+    assert live_bytes == sorted(live_bytes, reverse=True) and live_bytes[-1] > 0
+    # Every size class together is exactly what jemalloc's own totals say is allocated: the keys are read right.
+    stats = json.loads((jemalloc_run.run_dir / "allocator" / f"{last.label}.json").read_text())
+    every_class = jemalloc_size_classes(stats, top=10**6)
+    assert [c[3] for c in every_class[:15]] == live_bytes
+    assert sum(c[3] for c in every_class) == stats["jemalloc"]["stats"]["allocated"] > sum(live_bytes)
+
+
+def test_html_escapes_the_scenario_and_fetches_nothing(browser: Any, hostile_run: RenderedRun) -> None:
+    from selenium.webdriver.common.by import By
+
+    requested = _open(browser, hostile_run.page)
+    assert requested == [hostile_run.page.as_uri()]
+    assert browser.execute_script("return typeof window.pwned") == "undefined"
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert f"Escaping: {HOSTILE} & <b>bold</b>" in body
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    assert browser.find_elements(By.TAG_NAME, "link") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "b") == []
+    for attribute in ("src", "href", "xlink:href"):
+        values = browser.execute_script(
+            f"return Array.from(document.querySelectorAll('*')).map(e => e.getAttribute('{attribute}'))"
+            ".filter(v => v !== null);")
+        assert not [v for v in values if re.match(r"\s*(https?:)?//", v)], values
+    html = hostile_run.page.read_text()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html)
+    assert "@import" not in html and "url(http" not in html
+    # The run under glibc: its allocator statistics are malloc_info XML, which has no size classes.
+    assert "Size classes are available for jemalloc only" in body
+    # glibc gives allocated and mapped, so its allocator chart is there too.
+    assert len(_chart_svgs(browser)) == CHART_COUNT
+
+
+def test_markdown_has_the_table_findings_and_every_ledger(jemalloc_run: RenderedRun) -> None:
+    markdown = render_markdown(jemalloc_run.report)
+    assert "| Arrow | allocated (accounted) |" in markdown
+    for label in LABELS:
+        assert f"### Ledger: {label}" in markdown
+    ledger = markdown.split("### Ledger: allocated", 1)[1].split("### Ledger:", 1)[0]
+    assert re.search(r"^\| Arrow: accounted \| \+512\.0 KiB \(\+524,288 B\) \|", ledger, re.MULTILINE), ledger
+    assert "Arrow accounts 524,288 B at 'allocated'" in markdown
+    # Every row of every table has as many unescaped '|' as its header: no cell broke its row.
+    tables = re.findall(r"(?m)(?:^\|.*\n)+", markdown)
+    assert len(tables) == 1 + len(LABELS)
+    for table in tables:
+        widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
+        assert len(widths) == 1, table
+
+
+def test_html_without_run_dir_says_what_is_missing(jemalloc_run: RenderedRun, tmp_path: Path) -> None:
+    page = render_html(jemalloc_run.report, None)
+    assert "<svg" not in page
+    assert "No run directory: the timeline is not available." in page
+    assert "No run directory: allocator statistics files are not available." in page
+    partial = tmp_path / "partial"
+    shutil.copytree(jemalloc_run.run_dir, partial)
+    (partial / "samples.jsonl").unlink()
+    shutil.rmtree(partial / "allocator")
+    page = render_html(jemalloc_run.report, partial)
+    assert "has no samples.jsonl" in page and "No allocator statistics file for" in page
+
+
+def test_html_of_a_failed_run_shows_its_error_as_text(jemalloc_run: RenderedRun) -> None:
+    failed = replace(jemalloc_run.report, status="failed",
+                     error=RunError(type="ScenarioError", message=f"step said {HOSTILE}", step=3))
+    page = render_html(failed, jemalloc_run.run_dir)
+    assert '<span class="status failed">failed</span>' in page
+    assert "<strong>ScenarioError</strong> at step 3" in page
+    assert "step said &lt;script&gt;window.pwned=1&lt;/script&gt;" in page and HOSTILE not in page
+    assert "error: ScenarioError: step said &lt;script>" in render_markdown(failed)

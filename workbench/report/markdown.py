@@ -1,0 +1,99 @@
+"""The Markdown report (GitHub flavour): the layers table, the findings and each snapshot's ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from workbench.report.ledger import Reconciliation
+from workbench.report.model import Report
+from workbench.report.text import findings, table_rows
+from workbench.units import format_bytes
+
+
+def _escape(text: str) -> str:
+    # A '|' would end the cell; a '<' would open HTML that GitHub renders (or strips); a newline would end the row.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\r", " ").replace("\n", " ")
+
+
+def _table(header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A GFM table; ``align`` holds ``l`` or ``r`` per column; cells are escaped here."""
+    lines = ["| " + " | ".join(_escape(cell) for cell in header) + " |",
+             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    lines += ["| " + " | ".join(_escape(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _exact(value: int | None) -> str:
+    """Human units and the exact figure: ``+512.0 KiB (+524,288 B)``."""
+    if value is None:
+        return "-"
+    human = format_bytes(value, signed=True)
+    return human if abs(value) < 1024 else f"{human} ({value:+,} B)"
+
+
+def _ledger(label: str, reconciliation: Reconciliation) -> list[str]:
+    rows = [
+        [line.layer, _exact(line.bytes), _exact(line.delta_to_next) if line.delta_to_next is not None else "",
+         line.explanation]
+        for line in reconciliation.lines
+    ]
+    rows.append(["JVM mappings (NMT committed - malloc)", _exact(reconciliation.jvm_mapped_bytes), "", ""])
+    rows.append(["unexplained", _exact(reconciliation.unexplained_bytes), "", ""])
+    return [
+        f"### Ledger: {_escape(label)}",
+        "",
+        f"{_escape(reconciliation.basis)}.",
+        "",
+        *_table(["layer", "bytes", "to next layer", "explanation"], "lrrl", rows),
+        "",
+        f"_{_escape(reconciliation.explanation)}_",
+        "",
+    ]
+
+
+def render_markdown(report: Report) -> str:
+    """The report as GitHub Markdown: header, layers x snapshots (value and change since baseline), findings, ledgers."""
+    allocator, jvm = report.allocator, report.jvm
+    lines = [
+        f"# {_escape(report.scenario.name)}",
+        "",
+        _escape(report.scenario.description),
+        "",
+        f"- status: **{_escape(report.status)}**",
+        f"- allocator: {_escape(allocator.name)} (backend {_escape(allocator.backend or 'not detected')} "
+        f"{_escape(allocator.version or '')}), MALLOC_CONF `{_escape(allocator.malloc_conf or '(none)')}`",
+        f"- JVM: {_escape(jvm.vm or '?')} {_escape(jvm.version or '?')}, NMT {_escape(jvm.nmt or '?')}, "
+        f"allocation manager {_escape(jvm.allocation_manager)}",
+    ]
+    if report.error is not None:
+        lines.append(f"- error: {_escape(report.error.type)}: {_escape(report.error.message)}")
+    lines += ["", "## Layers by snapshot", ""]
+    if report.snapshots:
+        header = ["layer", ""] + [f"{s.label} ({s.t_ms / 1000:.2f} s)" for s in report.snapshots]
+        rows = []
+        for layer, what, value_of, delta_key in table_rows(report):
+            cells = [layer, what]
+            for snapshot in report.snapshots:
+                value = value_of(snapshot)
+                if value is None:
+                    cells.append("-")
+                elif delta_key == "":  # a count, not bytes
+                    cells.append(f"{value:,}")
+                else:
+                    delta = snapshot.deltas.get(delta_key)
+                    cells.append(format_bytes(value) + (f" ({format_bytes(delta, signed=True)})" if delta else ""))
+            rows.append(cells)
+        lines += _table(header, "ll" + "r" * len(report.snapshots), rows)
+        if report.baseline:
+            lines += ["", f"In parentheses: change since '{_escape(report.baseline)}'."]
+    else:
+        lines.append("No snapshots were taken.")
+    lines += ["", "## Findings", ""]
+    lines += [f"- {_escape(line)}" for line in findings(report)] or ["No findings."]
+    lines += ["", "## Reconciliation", ""]
+    ledgers = [(s.label, s.reconciliation) for s in report.snapshots if s.reconciliation is not None]
+    for label, reconciliation in ledgers:
+        lines += _ledger(label, reconciliation)
+    if not ledgers:
+        lines += ["No snapshot has a reconciliation (it needs the process's anonymous RSS).", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
