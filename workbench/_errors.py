@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+EXPECTATIONS_FAILED = 1
 BAD_INPUT = 2
 RUN_FAILED = 3
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -15,7 +16,8 @@ from typing import Any, Callable
 
 from workbench._errors import BadInput
 from workbench._files import write_atomically
-from workbench.report.model import report_to_json
+from workbench.report.expectations import check_expectations
+from workbench.report.model import report_to_dict, report_to_json
 from workbench.report.html import render_html
 from workbench.report.timeline import write_timeline
 
@@ -173,6 +175,10 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
         failure=failure,
         run_dir=str(run_dir),
     )
+    if run.scenario.expect:
+        report = dataclasses.replace(
+            report, expectations=check_expectations(report_to_dict(report), list(run.scenario.expect))
+        )
     write_timeline(run_dir / "samples.jsonl", run_dir / "timeline.parquet")
     write_atomically(run_dir / "report.json", report_to_json(report))
     write_atomically(run_dir / "report.html", render_html(report, run_dir))

@@ -21,6 +21,7 @@ from workbench.cli import scenarios as _scenarios  # noqa: E402,F401
 from workbench.cli import build as _build  # noqa: E402,F401
 from workbench.cli import compare as _compare  # noqa: E402,F401
 from workbench.cli import report as _report  # noqa: E402,F401
+from workbench.cli import validate as _validate  # noqa: E402,F401
 
 _ = _run
 

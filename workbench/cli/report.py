@@ -10,13 +10,11 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 
-from workbench._errors import BadInput, WorkbenchError
+from workbench._errors import EXPECTATIONS_FAILED, BadInput, WorkbenchError
 from workbench.cli import app
 from workbench.report.diff import diff_reports, regressions, render_diff
 from workbench.report.model import Report, report_from_dict, report_to_json
 from workbench.report.text import render_text, report_console
-
-EXPECTATIONS_FAILED = 1
 
 
 class Format(str, Enum):

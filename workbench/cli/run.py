@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from workbench._errors import BadInput, RunFailed
+from workbench._errors import EXPECTATIONS_FAILED, BadInput, RunFailed, WorkbenchError
 from workbench._files import write_atomically
 from workbench.cli import app
 from workbench.cli._progress import run_progress
@@ -78,3 +78,10 @@ def run(
     if report.status != "ok":
         assert report.error is not None
         raise RunFailed(f"scenario {report.scenario.name} failed: {report.error.type}: {report.error.message}")
+    failed = report.expectations_failed
+    if failed:
+        raise WorkbenchError(
+            f"{len(failed)} of {len(report.expectations)} expectations of {report.scenario.name} failed: "
+            + "; ".join(f"{r.describe()} (measured {r.measured})" for r in failed[:3]),
+            EXPECTATIONS_FAILED,
+        )

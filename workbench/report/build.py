@@ -12,6 +12,7 @@ from workbench.report.model import (
     AllocatorSection,
     Checks,
     JvmSection,
+    Leak,
     Report,
     RunError,
     SamplerSection,
@@ -57,6 +58,7 @@ def build_report(
     done = False
     step_results: list[dict[str, Any]] = []
     sampler = None
+    leaks: list[Leak] = []
     for event in events:
         kind = event["event"]
         if kind == "allocator":
@@ -80,6 +82,8 @@ def build_report(
         elif kind == "error":
             error = RunError(type=event["type"], message=event["message"], step=event.get("step"),
                              kind=event.get("kind"))
+        elif kind == "leak":
+            leaks.append(Leak(allocator=event["allocator"], bytes=event["bytes"], detail=event["detail"]))
         elif kind == "churn":
             step_results.append({k: v for k, v in event.items()})
         elif kind == "sampler":
@@ -107,6 +111,7 @@ def build_report(
         step_results=step_results,
         run_dir=run_dir,
         sampler=sampler,
+        leaks=leaks,
         worker_exit_code=worker_exit_code,
         worker_log=worker_log,
     )

@@ -13,6 +13,7 @@ from workbench.probes.allocator import AllocatorSnapshot
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtSummary
 from workbench.probes.process import ProcessSnapshot
+from workbench.report.expectations import ExpectationResult
 from workbench.report.ledger import Reconciliation
 
 SCHEMA = "workbench.report/1"
@@ -83,6 +84,15 @@ class RunError:
 
 
 @dataclass(frozen=True)
+class Leak:
+    """An allocator that still held memory when it was to be closed (or when the run ended)."""
+
+    allocator: str
+    bytes: int
+    detail: str  # Arrow's toVerboseString(): which buffers, allocated where
+
+
+@dataclass(frozen=True)
 class SamplerSection:
     interval_ms: int
     samples: int
@@ -106,7 +116,13 @@ class Report:
     worker_log: str | None = None
     run_dir: str | None = None
     sampler: SamplerSection | None = None
+    leaks: list[Leak] = field(default_factory=list)
+    expectations: list[ExpectationResult] = field(default_factory=list)
     schema: str = SCHEMA
+
+    @property
+    def expectations_failed(self) -> list[ExpectationResult]:
+        return [e for e in self.expectations if not e.ok]
 
     def snapshot(self, label: str) -> Snapshot:
         """The snapshot with this label (KeyError if there is none)."""

@@ -73,7 +73,8 @@ def findings(report: Report) -> list[str]:
             )
         last = snapshots[-1]
         kept = last.deltas.get("nmt.categories.Other.committed_bytes")
-        if last is not grown and kept is not None and kept >= 64 * 1024 and last.arrow is not None:
+        if last is not grown and kept is not None and kept >= 64 * 1024 and last.arrow is not None \
+                and last.arrow.allocated_bytes == 0:
             lines.append(
                 f"At '{last.label}' Arrow accounts {last.arrow.allocated_bytes:,} B, and NMT 'Other' is still "
                 f"{kept:+,} B from baseline: memory the allocation manager keeps after close."
@@ -129,6 +130,11 @@ def render_text(report: Report, console: Console) -> None:
         console.print(Text(f"Second line of a cell: change since '{report.baseline}'.", style="dim"))
     for line in findings(report):
         console.print(f"• {line}")
+    for leak in report.leaks:
+        console.print(Text(f"Leak: allocator '{leak.allocator}' still holds {leak.bytes:,} B:", style="bold yellow"))
+        console.print(Text(leak.detail.rstrip(), style="dim"))
+    if report.expectations:
+        render_expectations(report, console)
     if report.status != "ok" and report.error:
         console.print(Text(f"Run failed: {report.error.type}: {report.error.message}", style="bold red"))
         if report.worker_log:
@@ -141,3 +147,17 @@ def report_console() -> Console:
     if not console.is_terminal:
         console = Console(width=160)
     return console
+
+
+def render_expectations(report: Report, console: Console) -> None:
+    """What each expectation asked for and what was measured; failed ones first in red."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold",
+                  title=Text("Expectations", style="bold"), title_justify="left")
+    for column in ("", "expected", "measured", "note"):
+        table.add_column(column)
+    for result in report.expectations:
+        measured = result.measured
+        shown = f"{measured:,}" if isinstance(measured, int) and not isinstance(measured, bool) else str(measured)
+        table.add_row(Text("ok", style="green") if result.ok else Text("FAILED", style="bold red"),
+                      result.describe(), shown, result.note)
+    console.print(table)

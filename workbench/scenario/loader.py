@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ from pydantic import ValidationError
 
 from workbench._errors import BadInput
 from workbench._resources import scenarios_dir
-from workbench.scenario.model import STEP_TYPES, Scenario
+from workbench.scenario.model import COMPARISONS, STEP_TYPES, Comparison, Scenario
+from workbench.units import parse_size
 
 Path_ = tuple[str | int, ...]
 
@@ -47,8 +49,10 @@ def load_scenario(path: Path) -> Scenario:
         data = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        position = getattr(exc, "position", None)  # the reader's errors (bad characters) have an offset instead
+        line = mark.line + 1 if mark is not None else text[:position].count("\n") + 1 if position is not None else None
+        where = f":{line}" if line is not None else ""
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc).splitlines()[0]
         raise BadInput(f"{path}{where}: not valid YAML: {problem}") from None
     lines = _line_numbers(node) if node is not None else {}
     if not isinstance(data, dict):
@@ -142,6 +146,61 @@ def _fields_at(loc: Path_) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
+_JSON_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_ -]*(\.[A-Za-z0-9_][A-Za-z0-9_ -]*)*$")
+
+
+def _check_expectations(path: Path, lines: dict[Path_, int], scenario: Scenario, labels: set[str]) -> None:
+    for index, expectation in enumerate(scenario.expect):
+        where: Path_ = ("expect", index)
+        for key in ("at", "delta"):
+            label = getattr(expectation, key)
+            if label is not None and label not in labels:
+                raise BadInput(f"{_where(path, lines, (*where, key))}: expected a snapshot label of this scenario "
+                               f"({', '.join(sorted(labels)) or 'none'}), got {label!r}")
+        if expectation.delta is not None and expectation.at is None:
+            raise BadInput(f"{_where(path, lines, (*where, 'delta'))}: 'delta' needs 'at' (the snapshot to compare)")
+        extra = expectation.model_extra or {}
+        if not extra and expectation.leaks is None:
+            raise BadInput(f"{_where(path, lines, where)}: expected at least one JSON path with comparisons "
+                           "(e.g. arrow.allocated_bytes: {eq: 0}) or leaks: none")
+        for json_path, spec in extra.items():
+            loc: Path_ = (*where, json_path)
+            if not _JSON_PATH.match(json_path):
+                raise BadInput(f"{_where(path, lines, loc)}: expected a dotted JSON path such as "
+                               "process.anon_rss_bytes")
+            try:
+                comparison = Comparison.model_validate(spec)
+            except ValidationError as exc:
+                raise BadInput(_describe_comparison(path, lines, loc, exc)) from None
+            if not comparison.checks():
+                raise BadInput(f"{_where(path, lines, loc)}: expected at least one of {', '.join(COMPARISONS)}")
+            for op, value in comparison.checks():
+                if op in ("lt", "le", "gt", "ge") and not _is_number_or_size(value):
+                    raise BadInput(f"{_where(path, lines, (*loc, op))}: expected a number or a size such as 64MiB, "
+                                   f"got {value!r}")
+
+
+def _describe_comparison(path: Path, lines: dict[Path_, int], loc: Path_, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    if err["type"] == "extra_forbidden":
+        return f"{_where(path, lines, (*loc, *err['loc']))}: unknown comparison (expected one of: {', '.join(COMPARISONS)})"
+    if err["type"] == "model_type":
+        return f"{_where(path, lines, loc)}: expected a mapping of comparisons such as {{lt: 64MiB}}"
+    return f"{_where(path, lines, (*loc, *err['loc']))}: {err['msg']}"
+
+
+def _is_number_or_size(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    try:
+        parse_size(str(value))
+        return True
+    except ValueError:
+        return False
+
+
 def _check_references(path: Path, lines: dict[Path_, int], scenario: Scenario) -> None:
     """Steps name vectors and allocators; each must exist, in that order, before it is used."""
     allocators: set[str] = set()
@@ -196,3 +255,4 @@ def _check_references(path: Path, lines: dict[Path_, int], scenario: Scenario) -
                 groups.discard(spec)
             else:
                 fail(index, kind, None, f"expected an open vector, allocator or kept group, got {spec!r}")
+    _check_expectations(path, lines, scenario, labels)

@@ -4,15 +4,35 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainSerializer, Tag, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+)
 
 from workbench.units import parse_duration_ms, parse_size
 
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
 Label = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
-Bytes = Annotated[int, BeforeValidator(parse_size)]
+# In the JSON Schema (for editors) sizes and durations are what a file may hold: a number or a string with a unit.
+_SIZE_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 0},
+                          {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKmMgG]i?[bB]?|[bB])?\s*$"}],
+                "examples": ["64MiB", "512KiB", 4096]}
+_DURATION_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0},
+                              {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|min)?\s*$"}],
+                    "examples": ["500ms", "1s", "2.5s"]}
+Bytes = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]
 # Dumped with its unit, so that validating a dumped scenario again gives the same duration.
-Millis = Annotated[int, BeforeValidator(parse_duration_ms), PlainSerializer(lambda ms: f"{ms}ms", return_type=str)]
+Millis = Annotated[
+    int, BeforeValidator(parse_duration_ms), PlainSerializer(lambda ms: f"{ms}ms", return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+]
 ValueCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 # Arrow's name for each allocation manager, as read from -Darrow.allocation.manager.type.
@@ -152,6 +172,41 @@ Step = Annotated[
 ]
 
 
+COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")
+Scalar = Union[int, float, bool, str, None]
+
+
+class Comparison(_Strict):
+    """``{lt: 64MiB}``: one or more comparisons that must all hold; sizes accept units."""
+
+    eq: Scalar = None
+    ne: Scalar = None
+    lt: Scalar = None
+    le: Scalar = None
+    gt: Scalar = None
+    ge: Scalar = None
+
+    def checks(self) -> list[tuple[str, Any]]:
+        return [(op, getattr(self, op)) for op in COMPARISONS if op in self.model_fields_set]
+
+
+class Expectation(BaseModel):
+    """Checked after the run. ``at`` picks a snapshot (paths are then relative to it), ``delta`` compares with the
+    change since another snapshot; every other key is a JSON path in the report with its comparisons.
+    ``leaks: none`` expects every allocator to be empty when it is closed."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    at: Label | None = None
+    delta: Label | None = None
+    leaks: Literal["none", "allowed"] | None = None
+
+    def paths(self) -> dict[str, Comparison]:
+        """The JSON paths this expectation checks, validated into comparisons."""
+        extra = self.model_extra or {}
+        return {path: Comparison.model_validate(spec) for path, spec in extra.items()}
+
+
 class JvmSpec(_Strict):
     options: list[str] = []
 
@@ -169,6 +224,7 @@ class Scenario(_Strict):
     sample_interval: Millis = 100
     nmt_every: Annotated[int, Field(ge=1)] = 10
     steps: Annotated[list[Step], Field(min_length=1)]
+    expect: list[Expectation] = []
 
     @field_validator("steps", mode="before")
     @classmethod

@@ -58,6 +58,7 @@ class Session:
         steps_started = time.perf_counter()
         try:
             self._run_steps()
+            self.report_open_allocators()
         finally:
             if sampler is not None:
                 sampler.stop()
@@ -229,4 +230,18 @@ class Session:
             for vector in self.groups.pop(name):
                 vector.close()
         else:
-            self.allocators.pop(name).close()
+            allocator = self.allocators.pop(name)
+            # A leak is reported, not crashed on: Arrow's close() would throw "Memory was leaked".
+            if not self._report_leak(name, allocator):
+                allocator.close()
+
+    def _report_leak(self, name: str, allocator: Any) -> bool:
+        held = int(allocator.getAllocatedMemory())
+        if held > 0:
+            self.emit("leak", allocator=name, bytes=held, detail=str(allocator.toVerboseString()))
+        return held > 0
+
+    def report_open_allocators(self) -> None:
+        """At the end of the steps: allocators the scenario never closed that still hold memory are leaks too."""
+        for name, allocator in self.allocators.items():
+            self._report_leak(name, allocator)
