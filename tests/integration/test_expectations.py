@@ -78,3 +78,20 @@ def test_validate_checks_files_without_running_them() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == len(bad) and "Traceback" not in result.stderr
     assert result.stdout.strip().endswith("arrow-intvector.yaml: ok (arrow-intvector, 14 steps, 0 expectations)")
+
+
+def test_pytest_plugin_runs_an_inline_scenario_under_a_chosen_allocator(workbench_run) -> None:  # type: ignore[no-untyped-def]
+    from workbench.pytest_plugin import assert_layer, measured
+
+    report = workbench_run({
+        "name": "inline", "description": "a vector of 1,000,000 ints", "allocation_manager": "unsafe",
+        "steps": [{"root_allocator": {}}, {"snapshot": "baseline"}, {"allocate": {"vector": "v", "count": 1_000_000}},
+                  {"fill": {"vector": "v", "k": 1}}, {"snapshot": "filled"}, {"close": "v"}, {"close": "root"}],
+    }, allocator="glibc")
+    assert report.allocator.backend == "glibc"
+    # 4,000,000 bytes of values + 125,000 of validity, rounded up to the next power of two.
+    assert measured(report, "arrow.allocated_bytes", at="filled") == 4 * 1024 * 1024
+    assert_layer(report, "arrow.allocated_bytes", at="filled", eq="4MiB")
+    assert_layer(report, "process.anon_rss_bytes", at="filled", delta="baseline", ge=4_000_000, lt="512MiB")
+    with pytest.raises(AssertionError, match=r"arrow.allocated_bytes at 'filled': expected lt 1MiB, measured 4194304"):
+        assert_layer(report, "arrow.allocated_bytes", at="filled", lt="1MiB")
