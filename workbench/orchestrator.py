@@ -128,7 +128,7 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
     spec_path = run_dir / "worker-spec.json"
     log_path = run_dir / "worker.log"
     WorkerSpec(
-        scenario=run.scenario.model_dump(mode="json"),
+        scenario=run.scenario.model_dump(mode="json", by_alias=True),
         java_home=str(run.jdk.home),
         jvm_library=str(run.jdk.library),
         jvm_options=run.jvm_options,

@@ -69,7 +69,7 @@ def test_reference_to_a_vector_that_is_not_open(tmp_path: Path) -> None:
 
 def test_fill_past_the_allocated_count(tmp_path: Path) -> None:
     text = HEADER + "steps:\n  - root_allocator: {}\n  - allocate: {vector: v, count: 10}\n  - fill: {vector: v, count: 11}\n"
-    assert error_of(tmp_path, text) == "FILE:6: steps[2].fill.count: expected at most the allocated 10, got 11"
+    assert error_of(tmp_path, text) == "FILE:6: steps[2].fill.count: expected at most the allocated 10, got 11 (set_safe grows a vector)"
 
 
 def test_yaml_syntax_error_has_the_parser_line(tmp_path: Path) -> None:

@@ -14,12 +14,12 @@ class ArrowSnapshot:
     requested_bytes: int
 
 
-def read_arrow(root_allocator: Any, requested_bytes: int) -> ArrowSnapshot | None:
-    """The root allocator's figures, or None while the scenario has no root allocator."""
-    if root_allocator is None:
+def read_arrow(root_allocators: list[Any], requested_bytes: int) -> ArrowSnapshot | None:
+    """The root allocators' figures summed (open or closed), or None while the scenario has none."""
+    if not root_allocators:
         return None
     return ArrowSnapshot(
-        allocated_bytes=int(root_allocator.getAllocatedMemory()),
-        peak_bytes=int(root_allocator.getPeakMemoryAllocation()),
+        allocated_bytes=sum(int(root.getAllocatedMemory()) for root in root_allocators),
+        peak_bytes=sum(int(root.getPeakMemoryAllocation()) for root in root_allocators),
         requested_bytes=requested_bytes,
     )

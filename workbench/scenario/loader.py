@@ -201,58 +201,122 @@ def _is_number_or_size(value: object) -> bool:
         return False
 
 
+class _Names:
+    """What is open at a point of the scenario, to check that every step names something that exists."""
+
+    def __init__(self) -> None:
+        self.allocators: set[str] = set()
+        self.vectors: dict[str, int | None] = {}  # name -> allocated count (None: unknown, e.g. transferred)
+        self.groups: set[str] = set()  # vectors kept by a churn step
+        self.buffers: set[str] = set()  # direct ByteBuffers
+        self.labels: set[str] = set()
+
+    def taken(self) -> set[str]:
+        return self.allocators | self.vectors.keys() | self.groups | self.buffers
+
+
 def _check_references(path: Path, lines: dict[Path_, int], scenario: Scenario) -> None:
     """Steps name vectors and allocators; each must exist, in that order, before it is used."""
-    allocators: set[str] = set()
-    vectors: dict[str, int] = {}
-    labels: set[str] = set()
-    groups: set[str] = set()  # vectors kept by a churn step
-
-    def fail(index: int, kind: str, field: str | None, message: str) -> None:
-        loc: Path_ = ("steps", index, kind) + ((field,) if field else ())
-        raise BadInput(f"{_where(path, lines, loc)}: {message}")
-
-    for index, step in enumerate(scenario.steps):
-        kind, spec = next(iter(step.model_dump().items()))
-        if kind == "snapshot":
-            if spec in labels:
-                fail(index, kind, None, f"expected a label not used before, got {spec!r} again")
-            labels.add(spec)
-        elif kind == "root_allocator":
-            if spec["name"] in allocators | vectors.keys():
-                fail(index, kind, "name", f"expected a new name, {spec['name']!r} is already open")
-            allocators.add(spec["name"])
-        elif kind == "allocate":
-            if spec["allocator"] not in allocators:
-                fail(index, kind, "allocator", f"expected an open allocator, got {spec['allocator']!r}")
-            if spec["vector"] in allocators | vectors.keys():
-                fail(index, kind, "vector", f"expected a new name, {spec['vector']!r} is already open")
-            vectors[spec["vector"]] = spec["count"]
-        elif kind in ("fill", "set_value_count"):
-            if spec["vector"] not in vectors:
-                fail(index, kind, "vector", f"expected an open vector, got {spec['vector']!r}")
-            count = spec["count"]
-            if count is not None and count > vectors[spec["vector"]]:
-                fail(index, kind, "count", f"expected at most the allocated {vectors[spec['vector']]}, got {count}")
-        elif kind == "churn":
-            if spec["allocator"] not in allocators:
-                fail(index, kind, "allocator", f"expected an open allocator, got {spec['allocator']!r}")
-            if spec["min_count"] > spec["max_count"]:
-                fail(index, kind, "min_count", f"expected at most max_count ({spec['max_count']}), got {spec['min_count']}")
-            if spec["keep"] is not None:
-                if spec["keep"] in allocators | vectors.keys() | groups:
-                    fail(index, kind, "keep", f"expected a new name, {spec['keep']!r} is already open")
-                groups.add(spec["keep"])
-        elif kind == "verify":
-            if spec not in vectors:
-                fail(index, kind, None, f"expected an open vector, got {spec!r}")
-        elif kind == "close":
-            if spec in vectors:
-                del vectors[spec]
-            elif spec in allocators:
-                allocators.discard(spec)
-            elif spec in groups:
-                groups.discard(spec)
-            else:
-                fail(index, kind, None, f"expected an open vector, allocator or kept group, got {spec!r}")
+    names = _Names()
+    _check_steps(path, lines, list(scenario.steps), ("steps",), names, nested=None)
+    labels = names.labels
     _check_expectations(path, lines, scenario, labels)
+
+
+def _check_steps(path: Path, lines: dict[Path_, int], steps: list[Any], prefix: Path_, names: _Names,
+                 nested: str | None) -> None:
+    for index, step in enumerate(steps):
+        kind, spec = next(iter(step.model_dump(by_alias=True).items()))
+
+        def fail(field: str | None, message: str) -> None:
+            loc: Path_ = (*prefix, index, kind) + ((field,) if field else ())
+            raise BadInput(f"{_where(path, lines, loc)}: {message}")
+
+        def need_vector(name: str, field: str | None = "vector") -> None:
+            if name not in names.vectors:
+                fail(field, f"expected an open vector, got {name!r}")
+
+        def need_allocator(name: str, field: str) -> None:
+            if name not in names.allocators:
+                fail(field, f"expected an open allocator, got {name!r}")
+
+        def new_name(name: str, field: str | None) -> None:
+            if name in names.taken():
+                fail(field, f"expected a new name, {name!r} is already open")
+
+        if kind == "snapshot":
+            if nested:
+                fail(None, f"snapshots cannot be taken inside {nested} (labels must be unique); take one after it")
+            if spec in names.labels:
+                fail(None, f"expected a label not used before, got {spec!r} again")
+            names.labels.add(spec)
+        elif kind == "root_allocator":
+            new_name(spec["name"], "name")
+            names.allocators.add(spec["name"])
+        elif kind == "child_allocator":
+            need_allocator(spec["parent"], "parent")
+            new_name(spec["name"], "name")
+            names.allocators.add(spec["name"])
+        elif kind == "allocate":
+            need_allocator(spec["allocator"], "allocator")
+            new_name(spec["vector"], "vector")
+            names.vectors[spec["vector"]] = spec["count"]
+        elif kind in ("fill", "set_value_count"):
+            need_vector(spec["vector"])
+            count, allocated = spec["count"], names.vectors[spec["vector"]]
+            if count is not None and allocated is not None and count > allocated:
+                fail("count", f"expected at most the allocated {allocated}, got {count} (set_safe grows a vector)")
+        elif kind == "set_safe":
+            need_vector(spec["vector"])
+            names.vectors[spec["vector"]] = max(spec["count"], names.vectors[spec["vector"]] or 0)
+        elif kind == "transfer":
+            need_vector(spec["vector"])
+            need_allocator(spec["to"], "to")
+            target = spec["as"] or spec["vector"]
+            count = names.vectors.pop(spec["vector"])
+            new_name(target, "as")
+            names.vectors[target] = count
+        elif kind == "slice":
+            need_vector(spec["vector"])
+            new_name(spec["as"], "as")
+            names.vectors[spec["as"]] = spec["length"]
+        elif kind == "direct_buffer":
+            new_name(spec["name"], "name")
+            names.buffers.add(spec["name"])
+        elif kind == "churn":
+            need_allocator(spec["allocator"], "allocator")
+            if spec["min_count"] > spec["max_count"]:
+                fail("min_count", f"expected at most max_count ({spec['max_count']}), got {spec['min_count']}")
+            if spec["keep"] is not None:
+                new_name(spec["keep"], "keep")
+                names.groups.add(spec["keep"])
+        elif kind == "verify":
+            need_vector(spec, None)
+        elif kind in ("repeat", "threads"):
+            inner = _Names()
+            inner.allocators, inner.labels = set(names.allocators), names.labels
+            inner.vectors, inner.groups, inner.buffers = dict(names.vectors), set(names.groups), set(names.buffers)
+            before = inner.taken()
+            step_model = getattr(step, kind)
+            _check_steps(path, lines, list(step_model.steps), (*prefix, index, kind, "steps"), inner, kind)
+            left = sorted(inner.taken() - before - inner.allocators)
+            if left:
+                fail("steps", f"expected everything allocated inside {kind} to be closed inside it; still open: "
+                              f"{', '.join(left)}")
+            if kind == "repeat":
+                closed = before - inner.taken()
+                names.vectors = {k: v for k, v in names.vectors.items() if k not in closed}
+                names.groups -= closed
+                names.buffers -= closed
+                names.allocators = inner.allocators
+        elif kind == "close":
+            if spec in names.vectors:
+                del names.vectors[spec]
+            elif spec in names.allocators:
+                names.allocators.discard(spec)
+            elif spec in names.groups:
+                names.groups.discard(spec)
+            elif spec in names.buffers:
+                names.buffers.discard(spec)
+            else:
+                fail(None, f"expected an open vector, allocator, direct buffer or kept group, got {spec!r}")

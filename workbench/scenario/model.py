@@ -37,8 +37,10 @@ ValueCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 # Arrow's name for each allocation manager, as read from -Darrow.allocation.manager.type.
 ALLOCATION_MANAGER_PROPERTY = {"netty": "Netty", "unsafe": "Unsafe"}
-# Bytes per value of each vector type the kernels know.
-TYPE_WIDTH = {"IntVector": 4}
+# Bytes per value of each fixed-width vector type the kernels know; VarCharVector has 4-byte offsets plus its data.
+TYPE_WIDTH = {"IntVector": 4, "BigIntVector": 8, "Float8Vector": 8}
+VectorType = Literal["IntVector", "BigIntVector", "Float8Vector", "VarCharVector"]
+Manager = Literal["netty", "unsafe"]
 
 
 class _Strict(BaseModel):
@@ -54,6 +56,7 @@ class SnapshotStep(_Strict):
 class RootAllocatorSpec(_Strict):
     name: Name = "root"
     limit: Bytes | None = None
+    manager: Manager | None = None  # this allocator's allocation manager; default: the scenario's
 
 
 class RootAllocatorStep(_Strict):
@@ -62,11 +65,24 @@ class RootAllocatorStep(_Strict):
     root_allocator: RootAllocatorSpec = RootAllocatorSpec()
 
 
+class ChildAllocatorSpec(_Strict):
+    name: Name
+    parent: Name = "root"
+    limit: Bytes | None = None
+
+
+class ChildAllocatorStep(_Strict):
+    """``parent.newChildAllocator(name, 0, limit)``."""
+
+    child_allocator: ChildAllocatorSpec
+
+
 class AllocateSpec(_Strict):
     vector: Name
-    type: Literal["IntVector"] = "IntVector"
+    type: VectorType = "IntVector"
     count: ValueCount
     allocator: Name = "root"
+    bytes_per_value: Annotated[int, Field(ge=1, le=1 << 20)] = 8  # VarCharVector's data estimate
 
 
 class AllocateStep(_Strict):
@@ -77,7 +93,9 @@ class AllocateStep(_Strict):
 
 class FillSpec(_Strict):
     vector: Name
-    k: int = 1
+    pattern: Literal["sequence", "constant", "random"] = "sequence"
+    k: int = 1  # sequence: i * k; constant: k; random: uniform in [0, k)
+    seed: int = 0
     count: ValueCount | None = None
 
 
@@ -85,6 +103,56 @@ class FillStep(_Strict):
     """Set element i to ``i * k`` for the first ``count`` elements (default: the allocated count), in Java."""
 
     fill: FillSpec
+
+
+class SetSafeSpec(_Strict):
+    vector: Name
+    count: ValueCount
+    pattern: Literal["sequence", "constant", "random"] = "sequence"
+    k: int = 1
+    seed: int = 0
+
+
+class SetSafeStep(_Strict):
+    """Write ``count`` values with ``setSafe``, which reallocates (doubling) past the vector's capacity."""
+
+    set_safe: SetSafeSpec
+
+
+class TransferSpec(_Strict):
+    vector: Name
+    to: Name
+    as_: Name | None = Field(None, alias="as")
+
+
+class TransferStep(_Strict):
+    """Move a vector's buffers to another allocator (Arrow's TransferPair); ``as`` renames it."""
+
+    transfer: TransferSpec
+
+
+class SliceSpec(_Strict):
+    vector: Name
+    start: ValueCount
+    length: ValueCount
+    as_: Name = Field(alias="as")
+
+
+class SliceStep(_Strict):
+    """A new vector with a range of another (``splitAndTransfer``), in the same allocator."""
+
+    slice: SliceSpec
+
+
+class DirectBufferSpec(_Strict):
+    name: Name
+    size: Bytes
+
+
+class DirectBufferStep(_Strict):
+    """``ByteBuffer.allocateDirect(size)`` with every page written; ``close: NAME`` frees it at once."""
+
+    direct_buffer: DirectBufferSpec
 
 
 class SetValueCountSpec(_Strict):
@@ -127,6 +195,34 @@ class ChurnStep(_Strict):
     churn: ChurnSpec
 
 
+class SleepStep(_Strict):
+    """The same as ``hold``."""
+
+    sleep: Millis
+
+
+class RepeatSpec(_Strict):
+    times: Annotated[int, Field(ge=1, le=1_000_000)]
+    steps: Annotated[list[Step], Field(min_length=1)]
+
+
+class RepeatStep(_Strict):
+    """Run a list of steps N times; vectors allocated inside must be closed inside."""
+
+    repeat: RepeatSpec
+
+
+class ThreadsSpec(_Strict):
+    count: Annotated[int, Field(ge=1, le=256)]
+    steps: Annotated[list[Step], Field(min_length=1)]
+
+
+class ThreadsStep(_Strict):
+    """Run a list of steps in N threads at once, each with its own vectors (closed inside)."""
+
+    threads: ThreadsSpec
+
+
 class GcStep(_Strict):
     """``System.gc()``."""
 
@@ -142,9 +238,17 @@ class CloseStep(_Strict):
 STEP_TYPES: dict[str, type[_Strict]] = {
     "snapshot": SnapshotStep,
     "root_allocator": RootAllocatorStep,
+    "child_allocator": ChildAllocatorStep,
     "allocate": AllocateStep,
     "fill": FillStep,
+    "set_safe": SetSafeStep,
     "set_value_count": SetValueCountStep,
+    "transfer": TransferStep,
+    "slice": SliceStep,
+    "direct_buffer": DirectBufferStep,
+    "repeat": RepeatStep,
+    "threads": ThreadsStep,
+    "sleep": SleepStep,
     "verify": VerifyStep,
     "hold": HoldStep,
     "gc": GcStep,
@@ -162,13 +266,21 @@ def _step_kind(value: Any) -> str | None:
     return None
 
 
+def _bare_step_name(value: Any) -> Any:
+    # `- gc` is a step without arguments; give it the mapping shape of every other step.
+    return {value: None} if isinstance(value, str) and value in STEP_TYPES else value
+
+
 Step = Annotated[
-    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STEP_TYPES.items())],  # type: ignore[valid-type]
-    Discriminator(
-        _step_kind,
-        custom_error_type="unknown_step",
-        custom_error_message="expected a mapping with exactly one of: " + ", ".join(STEP_TYPES),
-    ),
+    Annotated[
+        Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STEP_TYPES.items())],  # type: ignore[valid-type]
+        Discriminator(
+            _step_kind,
+            custom_error_type="unknown_step",
+            custom_error_message="expected a mapping with exactly one of: " + ", ".join(STEP_TYPES),
+        ),
+    ],
+    BeforeValidator(_bare_step_name),
 ]
 
 
@@ -207,6 +319,10 @@ class Expectation(BaseModel):
         return {path: Comparison.model_validate(spec) for path, spec in extra.items()}
 
 
+for _model in (RepeatSpec, ThreadsSpec, RepeatStep, ThreadsStep):
+    _model.model_rebuild()
+
+
 class JvmSpec(_Strict):
     options: list[str] = []
 
@@ -225,11 +341,3 @@ class Scenario(_Strict):
     nmt_every: Annotated[int, Field(ge=1)] = 10
     steps: Annotated[list[Step], Field(min_length=1)]
     expect: list[Expectation] = []
-
-    @field_validator("steps", mode="before")
-    @classmethod
-    def _bare_step_names(cls, value: Any) -> Any:
-        # `- gc` is a step without arguments; give it the mapping shape of every other step.
-        if isinstance(value, list):
-            return [{item: None} if isinstance(item, str) and item in STEP_TYPES else item for item in value]
-        return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +21,7 @@ from workbench.worker.sampler import Sampler
 from workbench.worker.spec import WorkerSpec
 
 Emit = Callable[..., None]
+Vectors = dict[str, tuple[Any, int]]  # name -> (java vector, requested bytes)
 
 
 class StepFailed(Exception):
@@ -30,9 +32,13 @@ class StepFailed(Exception):
         self.fields = fields
 
 
-def requested_bytes(vector_type: str, count: int) -> int:
-    """What a fixed-width vector needs for count values: the values plus one validity bit each."""
-    return count * TYPE_WIDTH[vector_type] + (count + 7) // 8
+def requested_bytes(vector_type: str, count: int, bytes_per_value: int = 8) -> int:
+    """What a vector needs for count values: the values (variable width: 4-byte offsets and the data) plus one
+    validity bit each."""
+    validity = (count + 7) // 8
+    if vector_type in TYPE_WIDTH:
+        return count * TYPE_WIDTH[vector_type] + validity
+    return (count + 1) * 4 + count * bytes_per_value + validity
 
 
 class Session:
@@ -46,7 +52,8 @@ class Session:
         self.allocators: dict[str, Any] = {}
         self.vectors: dict[str, tuple[Any, int]] = {}  # name -> (java vector, requested bytes)
         self.groups: dict[str, list[Any]] = {}  # vectors kept by a churn step, closed together by name
-        self.root: Any = None
+        self.roots: list[Any] = []  # every root allocator, open or closed: Arrow's figures are their sum
+        self.buffers: dict[str, Any] = {}  # direct ByteBuffers by name
         self.nmt_enabled = False
 
     def run(self) -> None:
@@ -72,7 +79,7 @@ class Session:
         sampler = Sampler(
             self.run_dir / "samples.jsonl", self.scenario.sample_interval, self.scenario.nmt_every, self.started,
             self.allocator_probe,
-            arrow_allocated=lambda: int(self.root.getAllocatedMemory()) if self.root is not None else None,
+            arrow_allocated=lambda: sum(int(r.getAllocatedMemory()) for r in self.roots) if self.roots else None,
             nmt_text=(lambda: str(self.NativeMemory.query("summary", "scale=b"))) if self.nmt_enabled else None,
             current_step=lambda: self.step_index,
         )
@@ -87,7 +94,7 @@ class Session:
                 else None
             self.emit("step", index=index, kind=kind, argument=shown)
             try:
-                getattr(self, f"_step_{kind}")(argument)
+                self._run_step(kind, argument, self.vectors)
             except jpype.JException as exc:
                 raise StepFailed(
                     {"type": str(exc.getClass().getName()), "message": str(exc.getMessage()), "step": index,
@@ -103,8 +110,7 @@ class Session:
         system = jpype.JClass("java.lang.System")
         self.NativeMemory = jpype.JClass("workbench.jvm.NativeMemory")
         self.Kernels = jpype.JClass("workbench.jvm.IntVectorKernels")
-        self.RootAllocator = jpype.JClass("org.apache.arrow.memory.RootAllocator")
-        self.IntVector = jpype.JClass("org.apache.arrow.vector.IntVector")
+        self.VectorKernels = jpype.JClass("workbench.jvm.VectorKernels")
         self.System = system
         nmt_text = str(self.NativeMemory.query("summary"))
         self.nmt_enabled = parse_summary(nmt_text) is not None
@@ -121,7 +127,7 @@ class Session:
     def _snapshot(self, label: str) -> None:
         began = time.perf_counter()
         requested = sum(requested for _, requested in self.vectors.values())
-        arrow = read_arrow(self.root, requested)
+        arrow = read_arrow(self.roots, requested)
         after_arrow = time.perf_counter()
         nmt_text = str(self.NativeMemory.query("summary", "scale=b")) if self.nmt_enabled else None
         nmt = parse_summary(nmt_text) if nmt_text is not None else None
@@ -161,40 +167,92 @@ class Session:
             path.parent.mkdir(exist_ok=True)
             path.write_text(text, encoding="utf-8")
 
-    # Steps: one method each, named after the scenario key.
-    def _step_snapshot(self, label: str) -> None:
+    def _run_step(self, kind: str, argument: Any, vectors: Vectors) -> None:
+        getattr(self, f"_step_{kind}")(argument, vectors)
+
+    # Steps: one method each, named after the scenario key; `vectors` is the scope (a thread has its own).
+    def _step_snapshot(self, label: str, vectors: Vectors) -> None:
         self._snapshot(label)
 
-    def _step_root_allocator(self, spec: Any) -> None:
-        self.root = self.RootAllocator() if spec.limit is None else self.RootAllocator(jpype.JLong(spec.limit))
-        self.allocators[spec.name] = self.root
+    def _step_root_allocator(self, spec: Any, vectors: Vectors) -> None:
+        limit = jpype.JLong(spec.limit if spec.limit is not None else 2**63 - 1)
+        root = self.VectorKernels.rootAllocator(spec.manager, limit)
+        self.roots.append(root)
+        self.allocators[spec.name] = root
 
-    def _step_allocate(self, spec: Any) -> None:
-        vector = self.IntVector(spec.vector, self.allocators[spec.allocator])
-        self.vectors[spec.vector] = (vector, requested_bytes(spec.type, spec.count))
-        vector.allocateNew(spec.count)
+    def _step_child_allocator(self, spec: Any, vectors: Vectors) -> None:
+        limit = jpype.JLong(spec.limit if spec.limit is not None else 2**63 - 1)
+        self.allocators[spec.name] = self.allocators[spec.parent].newChildAllocator(spec.name, jpype.JLong(0), limit)
 
-    def _step_fill(self, spec: Any) -> None:
-        vector, _ = self.vectors[spec.vector]
+    def _step_allocate(self, spec: Any, vectors: Vectors) -> None:
+        vector = self.VectorKernels.create(spec.type, spec.vector, self.allocators[spec.allocator])
+        vectors[spec.vector] = (vector, requested_bytes(spec.type, spec.count, spec.bytes_per_value))
+        self.VectorKernels.allocate(vector, spec.count, spec.bytes_per_value)
+
+    def _step_fill(self, spec: Any, vectors: Vectors) -> None:
+        vector, _ = vectors[spec.vector]
         count = spec.count if spec.count is not None else int(vector.getValueCapacity())
-        self.Kernels.fillSequence(vector, count, spec.k)
+        self.VectorKernels.fill(vector, count, spec.pattern, jpype.JLong(spec.k), jpype.JLong(spec.seed), False)
 
-    def _step_set_value_count(self, spec: Any) -> None:
-        self.vectors[spec.vector][0].setValueCount(spec.count)
+    def _step_set_safe(self, spec: Any, vectors: Vectors) -> None:
+        vector, requested = vectors[spec.vector]
+        self.VectorKernels.fill(vector, spec.count, spec.pattern, jpype.JLong(spec.k), jpype.JLong(spec.seed), True)
+        type_name = str(vector.getClass().getSimpleName())
+        vectors[spec.vector] = (vector, max(requested, requested_bytes(type_name, spec.count)))
 
-    def _step_verify(self, name: str) -> None:
+    def _step_set_value_count(self, spec: Any, vectors: Vectors) -> None:
+        vectors[spec.vector][0].setValueCount(spec.count)
+
+    def _step_transfer(self, spec: Any, vectors: Vectors) -> None:
+        vector, requested = vectors.pop(spec.vector)
+        vectors[spec.as_ or spec.vector] = (self.VectorKernels.transfer(vector, self.allocators[spec.to]), requested)
+
+    def _step_slice(self, spec: Any, vectors: Vectors) -> None:
+        vector, _ = vectors[spec.vector]
+        part = self.VectorKernels.slice(vector, spec.start, spec.length)
+        vectors[spec.as_] = (part, requested_bytes(str(vector.getClass().getSimpleName()), spec.length))
+
+    def _step_direct_buffer(self, spec: Any, vectors: Vectors) -> None:
+        self.buffers[spec.name] = self.VectorKernels.allocateDirect(spec.size)
+
+    def _step_repeat(self, spec: Any, vectors: Vectors) -> None:
+        for _ in range(spec.times):
+            for step in spec.steps:
+                self._run_step(*next(iter(step)), vectors)
+
+    def _step_threads(self, spec: Any, vectors: Vectors) -> None:
+        failures: list[BaseException] = []
+
+        def work() -> None:
+            own: Vectors = dict(vectors)  # one vector set per thread; the outer ones stay visible
+            try:
+                for step in spec.steps:
+                    self._run_step(*next(iter(step)), own)
+            except BaseException as exc:  # re-raised in the scenario's thread below
+                failures.append(exc)
+
+        workers = [threading.Thread(target=work, name=f"scenario-{n}") for n in range(spec.count)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        if failures:
+            raise failures[0]
+
+    def _step_verify(self, name: str, vectors: Vectors) -> None:
         import pyarrow.compute
         import pyarrow.jvm
 
-        vector, _ = self.vectors[name]
+        vector, _ = vectors[name]
         array = pyarrow.jvm.array(vector)
         pyarrow_address = array.buffers()[1].address
         pyarrow_sum = pyarrow.compute.sum(array).as_py() or 0
         # The pyarrow view retains the Java buffer; let it go before anything is closed.
         del array
         gc.collect()
-        java_address = int(self.Kernels.dataBufferAddress(vector))
-        java_sum = int(self.Kernels.sum(vector))
+        java_address = int(vector.getDataBuffer().memoryAddress())
+        is_int = str(vector.getClass().getSimpleName()) == "IntVector"
+        java_sum = int(self.Kernels.sum(vector)) if is_int else None
         self.emit(
             "check",
             vector=name,
@@ -205,10 +263,13 @@ class Session:
             java_address=java_address,
         )
 
-    def _step_hold(self, millis: int) -> None:
+    def _step_hold(self, millis: int, vectors: Vectors) -> None:
         time.sleep(millis / 1000)
 
-    def _step_churn(self, spec: Any) -> None:
+    def _step_sleep(self, millis: int, vectors: Vectors) -> None:
+        time.sleep(millis / 1000)
+
+    def _step_churn(self, spec: Any, vectors: Vectors) -> None:
         churn = jpype.JClass("workbench.jvm.ChurnKernel")
         result = churn.run(self.allocators[spec.allocator], spec.threads, jpype.JLong(spec.duration), spec.min_count,
                            spec.max_count, spec.keep_every, jpype.JLong(spec.seed))
@@ -220,12 +281,14 @@ class Session:
         else:
             self.groups[spec.keep] = survivors
 
-    def _step_gc(self, _: None) -> None:
+    def _step_gc(self, _: None, vectors: Vectors) -> None:
         self.System.gc()
 
-    def _step_close(self, name: str) -> None:
-        if name in self.vectors:
-            self.vectors.pop(name)[0].close()
+    def _step_close(self, name: str, vectors: Vectors) -> None:
+        if name in vectors:
+            vectors.pop(name)[0].close()
+        elif name in self.buffers:
+            self.VectorKernels.releaseDirect(self.buffers.pop(name))
         elif name in self.groups:
             for vector in self.groups.pop(name):
                 vector.close()

@@ -1,0 +1,67 @@
+"""Every bundled scenario, run under its own expectations through the project's pytest plugin."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.pytest_plugin import RunScenario, assert_layer, measured
+from workbench.scenario import bundled_scenarios
+
+pytestmark = [pytest.mark.jvm, pytest.mark.slow]
+MIB = 1024 * 1024
+
+
+def test_every_bundled_scenario_has_a_test_here() -> None:
+    tested = {"arrow-intvector", "intvector-grow", "intvector-leak", "intvector-churn-threads", "intvector-large",
+              "direct-bytebuffer", "netty-vs-unsafe"}
+    assert set(bundled_scenarios()) == tested
+
+
+def test_intvector_grow_doubles_by_set_safe(workbench_run: RunScenario) -> None:
+    report = workbench_run("intvector-grow", hold="0")
+    assert_layer(report, "arrow.allocated_bytes", at="allocated", eq=8192)
+    assert_layer(report, "arrow.allocated_bytes", at="grown", eq="4MiB")
+    # During the last doubling the 2 MiB buffer and the 4 MiB one are alive together.
+    assert_layer(report, "arrow.peak_bytes", at="grown", eq="6MiB")
+    assert report.checks.sum == 999_999_000_000 == report.checks.java_sum and report.checks.zero_copy
+    assert all(e.ok for e in report.expectations)
+
+
+def test_direct_bytebuffer_shows_in_nmt_and_rss_not_in_arrow(workbench_run: RunScenario) -> None:
+    report = workbench_run("direct-bytebuffer", allocator="glibc")
+    allocated = report.snapshot("allocated")
+    assert allocated.arrow is None
+    assert 256 * MIB <= allocated.deltas["nmt.categories.Other.committed_bytes"] < 260 * MIB
+    assert allocated.deltas["process.anon_rss_bytes"] >= 250 * MIB
+    assert report.snapshot("released").deltas["nmt.categories.Other.committed_bytes"] < 4 * MIB
+    assert "-XX:MaxDirectMemorySize=512m" in report.jvm.options
+
+
+def test_netty_vs_unsafe_in_one_jvm(workbench_run: RunScenario) -> None:
+    report = workbench_run("netty-vs-unsafe", hold="0")
+    assert measured(report, "arrow.allocated_bytes", at="netty") == 524288
+    assert measured(report, "arrow.allocated_bytes", at="both") == 2 * 524288
+    netty_growth = measured(report, "nmt.categories.Other.committed_bytes", at="netty", delta="baseline")
+    unsafe_growth = measured(report, "nmt.categories.Other.committed_bytes", at="both", delta="netty")
+    assert netty_growth >= 4 * MIB  # a whole pooled chunk
+    assert 524288 <= unsafe_growth < 524288 + 64 * 1024  # exactly what Arrow accounts
+    assert_layer(report, "nmt.categories.Other.committed_bytes", at="closed", delta="baseline", ge="4MiB")
+
+
+def test_intvector_large_holds_gigabytes_under_its_limit(workbench_run: RunScenario) -> None:
+    report = workbench_run("intvector-large")
+    assert measured(report, "arrow.allocated_bytes", at="allocated") == 3 * 825_000_000
+    assert measured(report, "process.anon_rss_bytes", at="filled", delta="baseline") >= 3 * 800_000_000
+    assert measured(report, "arrow.allocated_bytes", at="closed") == 0
+    assert measured(report, "process.anon_rss_bytes", at="closed", delta="baseline") < 256 * MIB
+
+
+def test_intvector_leak_reports_its_buffer(workbench_run: RunScenario) -> None:
+    report = workbench_run("intvector-leak", expect_exit=1)
+    assert [(leak.allocator, leak.bytes) for leak in report.leaks] == [("root", 524288)]
+
+
+def test_churn_scenario_under_glibc(workbench_run: RunScenario) -> None:
+    report = workbench_run("intvector-churn-threads", allocator="glibc", hold="0")
+    assert report.step_results[0]["allocations"] > 1000
+    assert measured(report, "arrow.allocated_bytes", at="closed") == 0
