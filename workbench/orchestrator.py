@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,8 @@ def prepare(request: RunRequest) -> PreparedRun:
         "-XX:NativeMemoryTracking=summary",
         *arrow_options(jdk),
         f"-Darrow.allocation.manager.type={ALLOCATION_MANAGER_PROPERTY[scenario.allocation_manager]}",
+        # A native crash's report goes into the run directory (the worker runs there).
+        "-XX:ErrorFile=hs_err_pid%p.log",
         *scenario.jvm.options,
     ]
     return PreparedRun(scenario, source, allocator, malloc_conf, jdk, jvm_options)
@@ -104,6 +108,9 @@ def create_run_dir(run: PreparedRun, out: Path | None) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         return out
     base = Path("runs")
+    if base.is_symlink():
+        raise BadInput(f"{base.resolve()}: 'runs' is a symbolic link; refusing to write run directories through it "
+                       "(remove it, or give --out DIR)")
     base.mkdir(exist_ok=True)
     name = _run_dir_name(run)
     for suffix in [""] + [f"-{n}" for n in range(2, 100)]:
@@ -141,22 +148,39 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
         worker = subprocess.Popen(
             [sys.executable, "-m", "workbench.worker", str(spec_path), str(write_end)],
             env=worker_environment(run), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            pass_fds=(write_end,), start_new_session=True,
+            pass_fds=(write_end,), start_new_session=True, cwd=run_dir,
         )
         os.close(write_end)
+        stopper = _WorkerStopper(worker)
+        watchdog = threading.Timer(run.scenario.timeout / 1000, stopper.stop, args=("timeout",))
+        watchdog.daemon = True
+        watchdog.start()
+        previous = {sig: signal.signal(sig, lambda signum, _frame: stopper.stop(signal.Signals(signum).name))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             with os.fdopen(read_end, encoding="utf-8") as stream:
                 for line in stream:
-                    event = json.loads(line)
+                    try:
+                        event = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut short by a worker killed mid-write
                     events.append(event)
                     if on_event is not None:
                         on_event(event)
             exit_code = worker.wait()
         finally:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
-    failure = _orchestrator_finding(run, events, exit_code)
+            watchdog.cancel()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            stopper.stop("exit")  # nothing the run started may outlive it
+            _remove_perf_data(worker.pid)
+    failure = stopper.finding(run) or _orchestrator_finding(run, events, exit_code)
+    hs_err = next((p for p in sorted(run_dir.glob("hs_err_pid*.log"))), None)
+    if hs_err is not None and failure is not None and failure.type in ("Signal", "WorkerDied"):
+        failure = RunError(type="JvmCrash", message=f"{_crash_line(hs_err)} ({failure.message}; see {hs_err})")
+    last_step = next((e for e in reversed(events) if e["event"] == "step"), None)
+    if failure is not None and failure.step is None and last_step is not None:
+        failure = dataclasses.replace(failure, step=last_step["index"], kind=last_step["kind"])
     report = build_report(
         events,
         ScenarioSection(run.scenario.name, run.scenario.description, str(run.source)),
@@ -174,6 +198,8 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
         worker_log=str(log_path),
         failure=failure,
         run_dir=str(run_dir),
+        hs_err=str(hs_err) if hs_err else None,
+        interrupted_by=stopper.signal_name,
     )
     if run.scenario.expect:
         report = dataclasses.replace(
@@ -185,9 +211,72 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
     return report
 
 
+class _WorkerStopper:
+    """Stops the worker's whole process group: TERM, then KILL after a grace period. Records why."""
+
+    GRACE_S = 5.0
+
+    def __init__(self, worker: subprocess.Popen[bytes]) -> None:
+        self._worker = worker
+        self._lock = threading.Lock()
+        self.reason: str | None = None  # "timeout", "SIGINT", "SIGTERM"
+
+    @property
+    def signal_name(self) -> str | None:
+        return self.reason if self.reason in ("SIGINT", "SIGTERM") else None
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            if self.reason is None and reason != "exit" and self._worker.poll() is None:
+                self.reason = reason
+        threading.Thread(target=self._terminate, daemon=True).start() if reason != "exit" else self._terminate()
+
+    def _terminate(self) -> None:
+        for sig, wait_s in ((signal.SIGTERM, self.GRACE_S), (signal.SIGKILL, None)):
+            try:
+                os.killpg(self._worker.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self._worker.wait(timeout=wait_s)
+                # The worker is gone; still kill its group, in case it left children behind.
+            except subprocess.TimeoutExpired:
+                continue
+
+    def finding(self, run: PreparedRun) -> RunError | None:
+        if self.reason == "timeout":
+            return RunError(type="Timeout", message=f"the scenario ran longer than its timeout of "
+                                                    f"{run.scenario.timeout / 1000:g} s; the worker was stopped")
+        if self.reason in ("SIGINT", "SIGTERM"):
+            return RunError(type="Interrupted", message=f"workbench received {self.reason}; the worker was stopped")
+        return None
+
+
+def _crash_line(hs_err: Path) -> str:
+    """The line of an hs_err file that says what happened, e.g. ``SIGSEGV (0xb) at pc=0x..., pid=123, tid=456``."""
+    for line in hs_err.read_text(errors="replace").splitlines()[:20]:
+        if line.startswith("#  ") and ("SIG" in line or "Internal Error" in line or "EXCEPTION" in line):
+            return "the JVM crashed: " + line[3:].strip()
+    return "the JVM crashed"
+
+
+def _remove_perf_data(pid: int) -> None:
+    """HotSpot's hsperfdata file of the worker: the JVM removes it at a normal exit, which the worker skips."""
+    try:
+        # HotSpot on Linux always uses /tmp here, whatever TMPDIR says.
+        (Path("/tmp") / f"hsperfdata_{getpass.getuser()}" / str(pid)).unlink()
+    except (FileNotFoundError, PermissionError, KeyError, OSError):
+        pass
+
+
 def _orchestrator_finding(run: PreparedRun, events: list[dict[str, object]], exit_code: int) -> RunError | None:
     if exit_code < 0:
-        return RunError(type="Signal", message=f"the worker was killed by {signal.Signals(-exit_code).name}")
+        name = signal.Signals(-exit_code).name
+        hint = " (from outside, or the kernel's OOM killer: see dmesg)" if name == "SIGKILL" else ""
+        return RunError(type="Signal", message=f"the worker was killed by {name}{hint}")
+    if exit_code not in (0, 3) and not any(e["event"] == "error" for e in events):
+        return RunError(type="WorkerDied", message=f"the worker exited with code {exit_code} (a JVM crash "
+                                                   "writes hs_err_pid*.log into the run directory)")
     detected = next((e for e in events if e["event"] == "allocator"), None)
     expected = run.allocator.expected_backend
     if detected is not None and expected is not None and detected["backend"] != expected:

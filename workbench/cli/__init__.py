@@ -34,3 +34,6 @@ def main() -> None:
     except WorkbenchError as error:
         print(f"workbench: {error.message}", file=sys.stderr)
         sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        print("workbench: interrupted", file=sys.stderr)
+        sys.exit(130)

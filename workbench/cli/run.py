@@ -75,6 +75,9 @@ def run(
     if json_path is not None:
         write_atomically(json_path, report_to_json(report))
     render_text(report, report_console())
+    if report.interrupted_by is not None:
+        raise WorkbenchError(f"interrupted by {report.interrupted_by}; the partial report is in {run_dir}",
+                             130 if report.interrupted_by == "SIGINT" else 143)
     if report.status != "ok":
         assert report.error is not None
         raise RunFailed(f"scenario {report.scenario.name} failed: {report.error.type}: {report.error.message}")

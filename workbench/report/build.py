@@ -50,6 +50,8 @@ def build_report(
     worker_log: str | None,
     failure: RunError | None = None,
     run_dir: str | None = None,
+    hs_err: str | None = None,
+    interrupted_by: str | None = None,
 ) -> Report:
     """Assemble the report; ``failure`` is the orchestrator's own finding (signal, allocator mismatch)."""
     snapshots: list[Snapshot] = []
@@ -94,7 +96,8 @@ def build_report(
             )
         elif kind == "done":
             done = True
-    error = error or failure
+    # A timeout or an interrupt is the cause even when the dying worker reported something on its way out.
+    error = failure if failure is not None and failure.type in ("Timeout", "Interrupted") else (error or failure)
     if error is None and not done:
         error = RunError(type="WorkerDied", message=f"the worker ended (exit code {worker_exit_code}) before the "
                                                     "scenario finished")
@@ -112,6 +115,8 @@ def build_report(
         run_dir=run_dir,
         sampler=sampler,
         leaks=leaks,
+        hs_err=hs_err,
+        interrupted_by=interrupted_by,
         worker_exit_code=worker_exit_code,
         worker_log=worker_log,
     )

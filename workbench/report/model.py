@@ -117,6 +117,8 @@ class Report:
     run_dir: str | None = None
     sampler: SamplerSection | None = None
     leaks: list[Leak] = field(default_factory=list)
+    hs_err: str | None = None  # the JVM's crash report, when it crashed
+    interrupted_by: str | None = None  # "SIGINT" or "SIGTERM" when the user stopped the run
     expectations: list[ExpectationResult] = field(default_factory=list)
     schema: str = SCHEMA
 

@@ -223,6 +223,12 @@ class ThreadsStep(_Strict):
     threads: ThreadsSpec
 
 
+class FaultStep(_Strict):
+    """Fault injection, to test the workbench itself: ``segfault`` writes through Unsafe to address 0."""
+
+    fault: Literal["segfault"]
+
+
 class GcStep(_Strict):
     """``System.gc()``."""
 
@@ -249,6 +255,7 @@ STEP_TYPES: dict[str, type[_Strict]] = {
     "repeat": RepeatStep,
     "threads": ThreadsStep,
     "sleep": SleepStep,
+    "fault": FaultStep,
     "verify": VerifyStep,
     "hold": HoldStep,
     "gc": GcStep,
@@ -338,6 +345,9 @@ class Scenario(_Strict):
     jvm: JvmSpec = JvmSpec()
     # The timeline: cheap fields every sample_interval (0 turns sampling off), NMT every nmt_every samples.
     sample_interval: Millis = 100
+    # After this the worker's process group is stopped (TERM, then KILL) and the run reported as timed out.
+    timeout: Annotated[int, BeforeValidator(parse_duration_ms), PlainSerializer(lambda ms: f"{ms}ms", return_type=str),
+                       WithJsonSchema(_DURATION_SCHEMA), Field(gt=0)] = 30 * 60 * 1000
     nmt_every: Annotated[int, Field(ge=1)] = 10
     steps: Annotated[list[Step], Field(min_length=1)]
     expect: list[Expectation] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -280,6 +281,10 @@ class Session:
                 vector.close()
         else:
             self.groups[spec.keep] = survivors
+
+    def _step_fault(self, kind: str, vectors: Vectors) -> None:
+        sys.stdout.flush()
+        jpype.JClass("workbench.jvm.FaultKernels").segfault()
 
     def _step_gc(self, _: None, vectors: Vectors) -> None:
         self.System.gc()
