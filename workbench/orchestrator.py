@@ -20,7 +20,6 @@ from workbench._errors import BadInput
 from workbench._files import write_atomically
 from workbench.report.expectations import check_expectations
 from workbench.report.model import report_to_dict, report_to_json
-from workbench.report.html import render_html
 from workbench.report.timeline import write_timeline
 
 from workbench.build.allocators import AllocatorChoice, resolve_allocator
@@ -207,6 +206,8 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
         )
     write_timeline(run_dir / "samples.jsonl", run_dir / "timeline.parquet")
     write_atomically(run_dir / "report.json", report_to_json(report))
+    from workbench.report.html import render_html  # matplotlib: imported only when a report is drawn
+
     write_atomically(run_dir / "report.html", render_html(report, run_dir))
     return report
 
