@@ -60,7 +60,7 @@ def prepare(request: RunRequest) -> PreparedRun:
     source = resolve_scenario(request.scenario)
     scenario = load_scenario(source)
     if request.hold_ms is not None:
-        steps = [HoldStep(hold=f"{request.hold_ms}ms") if isinstance(s, HoldStep) else s for s in scenario.steps]
+        steps = [HoldStep.model_validate({"hold": f"{request.hold_ms}ms"}) if isinstance(s, HoldStep) else s for s in scenario.steps]
         scenario = scenario.model_copy(update={"steps": steps})
     allocator = resolve_allocator(request.allocator or scenario.allocator)
     jdk = resolve_jdk(request.java_home)
@@ -91,14 +91,23 @@ def worker_environment(run: PreparedRun) -> dict[str, str]:
 
 
 def _run_dir_name(run: PreparedRun) -> str:
-    allocator = run.allocator.name if run.allocator.library is None or run.allocator.provenance.kind != "file" \
-        else Path(run.allocator.name).name
-    allocator = re.sub(r"[^A-Za-z0-9_.-]+", "-", allocator + (f"-{run.malloc_conf}" if run.malloc_conf else ""))
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{run.scenario.name}-{allocator}"[:200]
+    return run_dir_name(run.scenario.name, run.allocator, run.malloc_conf)
+
+
+def run_dir_name(what: str, allocator: AllocatorChoice, malloc_conf: str | None) -> str:
+    """``<time>-<what>-<allocator>[-<malloc_conf>]``, safe as a file name."""
+    label = allocator.name if allocator.provenance.kind != "file" else Path(allocator.name).name
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", label + (f"-{malloc_conf}" if malloc_conf else ""))
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', what)}-{label}"[:200]
 
 
 def create_run_dir(run: PreparedRun, out: Path | None) -> Path:
     """A new directory for this run: ``out`` (new or empty), else ``runs/<time>-<scenario>-<allocator>``."""
+    return new_run_dir(_run_dir_name(run), out)
+
+
+def new_run_dir(name: str, out: Path | None) -> Path:
+    """``out`` (new or empty), else ``runs/<name>`` made new (with a suffix when taken)."""
     if out is not None:
         if out.is_symlink():
             raise BadInput(f"--out {out}: is a symbolic link (expected a new or empty directory)")
@@ -111,7 +120,6 @@ def create_run_dir(run: PreparedRun, out: Path | None) -> Path:
         raise BadInput(f"{base.resolve()}: 'runs' is a symbolic link; refusing to write run directories through it "
                        "(remove it, or give --out DIR)")
     base.mkdir(exist_ok=True)
-    name = _run_dir_name(run)
     for suffix in [""] + [f"-{n}" for n in range(2, 100)]:
         try:
             path = base / f"{name}{suffix}"

@@ -247,7 +247,7 @@ class GlibcBackend:
 
     def snapshot(self) -> AllocatorSnapshot:
         info = self._mallinfo2()
-        raw = {name: int(getattr(info, name)) for name, _ in _MallInfo2._fields_}
+        raw = {field[0]: int(getattr(info, field[0])) for field in _MallInfo2._fields_}
         xml = self._malloc_info()
         if xml is not None:
             raw["arenas"] = len(re.findall(r"<heap nr=", xml))

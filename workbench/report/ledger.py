@@ -75,7 +75,7 @@ def reconcile(deltas: dict[str, int], allocation_manager: str, baseline: str) ->
         (k for k in ("allocator.resident_bytes", "allocator.mapped_bytes", "allocator.allocated_bytes") if k in deltas),
         None,
     )
-    chain = [
+    chain: list[str] = [
         key for key in (
             "arrow.requested_bytes", "arrow.allocated_bytes", "nmt.categories.Other.committed_bytes",
             "nmt.malloc_total_bytes", "allocator.allocated_bytes", "allocator.active_bytes",

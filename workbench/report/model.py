@@ -63,6 +63,8 @@ class Snapshot:
     # Every byte figure of this snapshot minus the same figure at the baseline, by dotted path.
     deltas: dict[str, int] = field(default_factory=dict)
     reconciliation: Reconciliation | None = None
+    # From the Java agent (`workbench exec`): heap, non_heap, buffer_pools, gc, threads.
+    jvm_runtime: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,16 @@ class SamplerSection:
 
 
 @dataclass(frozen=True)
+class ProgramSection:
+    """The program `workbench exec` ran, or the process `workbench attach` watched."""
+
+    argv: list[str]
+    pid: int
+    exit_code: int | None  # None while attached to a process that outlived the attach
+    sources: dict[str, str]  # layer -> where its figures came from ("probe", "agent", "jcmd")
+
+
+@dataclass(frozen=True)
 class Report:
     scenario: ScenarioSection
     allocator: AllocatorSection
@@ -119,6 +131,7 @@ class Report:
     leaks: list[Leak] = field(default_factory=list)
     hs_err: str | None = None  # the JVM's crash report, when it crashed
     interrupted_by: str | None = None  # "SIGINT" or "SIGTERM" when the user stopped the run
+    program: ProgramSection | None = None
     expectations: list[ExpectationResult] = field(default_factory=list)
     schema: str = SCHEMA
 

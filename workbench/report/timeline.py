@@ -35,4 +35,4 @@ def write_timeline(samples_path: Path, parquet_path: Path) -> int:
     samples = read_samples(samples_path)
     table = pa.Table.from_pylist([{k: s.get(k) for k in SCHEMA.names} for s in samples], schema=SCHEMA)
     pq.write_table(table, parquet_path)
-    return table.num_rows
+    return int(table.num_rows)

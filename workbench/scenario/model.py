@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -278,17 +278,21 @@ def _bare_step_name(value: Any) -> Any:
     return {value: None} if isinstance(value, str) and value in STEP_TYPES else value
 
 
-Step = Annotated[
-    Annotated[
-        Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STEP_TYPES.items())],  # type: ignore[valid-type]
-        Discriminator(
-            _step_kind,
-            custom_error_type="unknown_step",
-            custom_error_message="expected a mapping with exactly one of: " + ", ".join(STEP_TYPES),
-        ),
-    ],
-    BeforeValidator(_bare_step_name),
-]
+if TYPE_CHECKING:
+    # For the type checker every step is one of the _Strict step models; pydantic gets the tagged union below.
+    Step = _Strict
+else:
+    Step = Annotated[
+        Annotated[
+            Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STEP_TYPES.items())],
+            Discriminator(
+                _step_kind,
+                custom_error_type="unknown_step",
+                custom_error_message="expected a mapping with exactly one of: " + ", ".join(STEP_TYPES),
+            ),
+        ],
+        BeforeValidator(_bare_step_name),
+    ]
 
 
 COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")

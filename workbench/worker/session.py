@@ -89,6 +89,8 @@ class Session:
 
     def _run_steps(self) -> None:
         for index, step in enumerate(self.scenario.steps):
+            kind: str
+            argument: Any
             kind, argument = next(iter(step))
             self.step_index = index
             shown = f"{argument} ms" if kind == "hold" else str(argument) if kind in ("snapshot", "close", "verify") \
@@ -168,7 +170,7 @@ class Session:
             path.parent.mkdir(exist_ok=True)
             path.write_text(text, encoding="utf-8")
 
-    def _run_step(self, kind: str, argument: Any, vectors: Vectors) -> None:
+    def _run_step(self, kind: str, argument: Any, vectors: Vectors) -> None:  # noqa: D401
         getattr(self, f"_step_{kind}")(argument, vectors)
 
     # Steps: one method each, named after the scenario key; `vectors` is the scope (a thread has its own).
@@ -219,7 +221,8 @@ class Session:
     def _step_repeat(self, spec: Any, vectors: Vectors) -> None:
         for _ in range(spec.times):
             for step in spec.steps:
-                self._run_step(*next(iter(step)), vectors)
+                kind, argument = next(iter(step))
+                self._run_step(kind, argument, vectors)
 
     def _step_threads(self, spec: Any, vectors: Vectors) -> None:
         failures: list[BaseException] = []
@@ -228,7 +231,8 @@ class Session:
             own: Vectors = dict(vectors)  # one vector set per thread; the outer ones stay visible
             try:
                 for step in spec.steps:
-                    self._run_step(*next(iter(step)), own)
+                    kind, argument = next(iter(step))
+                    self._run_step(kind, argument, own)
             except BaseException as exc:  # re-raised in the scenario's thread below
                 failures.append(exc)
 
