@@ -1,0 +1,59 @@
+package workbench.agent;
+
+import java.nio.file.Path;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * A Java agent that lets the workbench read any JVM's memory from outside: {@code -javaagent:<the project jar>}
+ * (optionally {@code =dir=<path>}) or attached later. It starts one daemon thread that serves a Unix domain socket
+ * at {@code <dir>/agent-<pid>.sock}; see {@link ProbeServer} for the protocol and {@link ProbeDirectory} for where
+ * the socket lives and why it is safe. JDK classes only, so it works in any program; it never throws into it.
+ */
+public final class ProbeAgent {
+    private static final AtomicBoolean STARTED = new AtomicBoolean();
+
+    private ProbeAgent() {}
+
+    public static void premain(String args) {
+        start(args);
+    }
+
+    public static void agentmain(String args) {
+        start(args);
+    }
+
+    /** Starts the server thread once per JVM; everything that can fail happens on that thread. */
+    static void start(String args) {
+        try {
+            if (!STARTED.compareAndSet(false, true)) {
+                return;
+            }
+            Thread thread = new Thread(() -> run(args), "workbench-agent");
+            thread.setDaemon(true);
+            thread.start();
+        } catch (Throwable t) {
+            warn("not started: " + t);
+        }
+    }
+
+    private static void run(String args) {
+        try {
+            Path directory = ProbeDirectory.resolve(args, System.getenv());
+            String refusal = ProbeDirectory.prepare(directory);
+            if (refusal != null) {
+                warn(refusal);
+                return;
+            }
+            new ProbeServer(directory.resolve("agent-" + ProcessHandle.current().pid() + ".sock")).serve();
+        } catch (IllegalArgumentException badArgument) {
+            warn("not started: " + badArgument.getMessage());
+        } catch (Throwable t) {
+            warn("stopped: " + t);
+        }
+    }
+
+    /** One line on stderr: the agent's only way to speak to the program's user. */
+    static void warn(String message) {
+        System.err.println("workbench-agent: " + message.replace('\n', ' ').replace('\r', ' '));
+    }
+}

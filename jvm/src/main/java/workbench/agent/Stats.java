@@ -1,0 +1,89 @@
+package workbench.agent;
+
+import java.lang.management.BufferPoolMXBean;
+import java.lang.management.GarbageCollectorMXBean;
+import java.lang.management.ManagementFactory;
+import java.lang.management.MemoryMXBean;
+import java.lang.management.MemoryUsage;
+import javax.management.ObjectName;
+
+/**
+ * The {@code stats} reply: one JSON object with the JVM's own view of its memory.
+ * <pre>
+ * {"pid", "t_ms" (uptime), "nmt" (text of VM.native_memory summary scale=b, or null), "nmt_error" (only when null),
+ *  "buffer_pools": {name: {"count", "memory_used_bytes", "total_capacity_bytes"}} (at least "direct", "mapped"),
+ *  "heap": {"used_bytes", "committed_bytes", "max_bytes"}, "non_heap": {...}, "gc": [{"name", "count", "time_ms"}],
+ *  "threads", "java_version", "vm_name"}
+ * </pre>
+ * A figure the JVM does not know (reported as -1, e.g. non_heap max) is null. The management beans are first
+ * touched here, not at premain, so a program that never gets asked never loads JMX.
+ * NIO copies the reply through its per-thread temporary direct buffer, so after the first reply the "direct" pool
+ * includes a few KiB of the agent's own.
+ */
+final class Stats {
+    private static final String[] SIGNATURE = {String[].class.getName()};
+    private static final String[] NMT_SUMMARY = {"summary", "scale=b"};
+    private static final String NMT_OFF = "Native memory tracking is not enabled";
+
+    private Stats() {}
+
+    static String collect() {
+        Json json = new Json().beginObject();
+        json.field("pid", ProcessHandle.current().pid());
+        json.field("t_ms", ManagementFactory.getRuntimeMXBean().getUptime());
+        nmt(json);
+        json.key("buffer_pools").beginObject();
+        for (BufferPoolMXBean pool : ManagementFactory.getPlatformMXBeans(BufferPoolMXBean.class)) {
+            json.key(pool.getName()).beginObject()
+                    .fieldOrNull("count", pool.getCount())
+                    .fieldOrNull("memory_used_bytes", pool.getMemoryUsed())
+                    .fieldOrNull("total_capacity_bytes", pool.getTotalCapacity())
+                    .endObject();
+        }
+        json.endObject();
+        MemoryMXBean memory = ManagementFactory.getMemoryMXBean();
+        usage(json.key("heap"), memory.getHeapMemoryUsage());
+        usage(json.key("non_heap"), memory.getNonHeapMemoryUsage());
+        json.key("gc").beginArray();
+        for (GarbageCollectorMXBean gc : ManagementFactory.getGarbageCollectorMXBeans()) {
+            json.beginObject()
+                    .field("name", gc.getName())
+                    .fieldOrNull("count", gc.getCollectionCount())
+                    .fieldOrNull("time_ms", gc.getCollectionTime())
+                    .endObject();
+        }
+        json.endArray();
+        json.field("threads", ManagementFactory.getThreadMXBean().getThreadCount());
+        json.field("java_version", System.getProperty("java.version"));
+        json.field("vm_name", System.getProperty("java.vm.name"));
+        return json.endObject().toString();
+    }
+
+    /** NMT read in-process through the DiagnosticCommand MBean: about 0.1 ms, where jcmd starts a JVM of its own. */
+    private static void nmt(Json json) {
+        String text;
+        try {
+            text = (String) ManagementFactory.getPlatformMBeanServer().invoke(
+                    new ObjectName("com.sun.management:type=DiagnosticCommand"), "vmNativeMemory",
+                    new Object[] {NMT_SUMMARY}, SIGNATURE);
+        } catch (Exception e) {
+            json.key("nmt").value((String) null).field("nmt_error", e.toString());
+            return;
+        }
+        if (text == null || text.contains(NMT_OFF)) {
+            String why = text == null ? "no reply from VM.native_memory" : text.strip()
+                    + " (start the JVM with -XX:NativeMemoryTracking=summary)";
+            json.key("nmt").value((String) null).field("nmt_error", why);
+        } else {
+            json.field("nmt", text);
+        }
+    }
+
+    private static void usage(Json json, MemoryUsage usage) {
+        json.beginObject()
+                .fieldOrNull("used_bytes", usage.getUsed())
+                .fieldOrNull("committed_bytes", usage.getCommitted())
+                .fieldOrNull("max_bytes", usage.getMax())
+                .endObject();
+    }
+}
