@@ -22,6 +22,7 @@ from workbench.cli import build as _build  # noqa: E402,F401
 from workbench.cli import compare as _compare  # noqa: E402,F401
 from workbench.cli import report as _report  # noqa: E402,F401
 from workbench.cli import validate as _validate  # noqa: E402,F401
+from workbench.cli import exec as _exec  # noqa: E402,F401
 from workbench.cli import doctor as _doctor  # noqa: E402,F401
 
 _ = _run

@@ -1,0 +1,750 @@
+/*
+ * libworkbench-probe.so: preloaded beside the allocator into any process, it serves the allocator's statistics on a
+ * Unix socket ($WORKBENCH_PROBE_DIR/probe-<pid>.sock) and dumps them on a signal. The fields and their mapping are
+ * those of workbench/probes/allocator.py.
+ *
+ * Rules (see /work/shared/STYLE.md): never abort or exit the host; every failure is a return code and at most one
+ * line on stderr prefixed "workbench-probe:"; answers are formatted into static buffers, so a "stats" request does not
+ * allocate through the allocator it measures.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "probe.h"
+
+#define PROBE_STACK_BYTES (256 * 1024)
+#define TCMALLOC_STATS_BYTES (1 << 20)
+#define COMMAND_MAX 64
+
+enum backend { BACKEND_UNKNOWN, BACKEND_JEMALLOC, BACKEND_TCMALLOC, BACKEND_MIMALLOC, BACKEND_GLIBC };
+static const char *const BACKEND_NAMES[] = {"unknown", "jemalloc", "tcmalloc", "mimalloc", "glibc"};
+
+struct mallinfo2_fields {
+    size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+
+typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+typedef void (*je_write_fn)(void *, const char *);
+typedef void (*je_stats_print_fn)(je_write_fn, void *, const char *);
+typedef int (*tc_property_fn)(const char *, size_t *);
+typedef void (*tc_get_stats_fn)(char *, int);
+typedef const char *(*tc_version_fn)(int *, int *, const char **);
+typedef void (*mi_process_info_fn)(size_t *, size_t *, size_t *, size_t *, size_t *, size_t *, size_t *, size_t *);
+typedef int (*mi_version_fn)(void);
+typedef void (*mi_output_fn)(const char *, void *);
+typedef void (*mi_stats_print_out_fn)(mi_output_fn, void *);
+typedef struct mallinfo2_fields (*mallinfo2_fn)(void);
+typedef int (*malloc_info_fn)(int, FILE *);
+typedef const char *(*libc_version_fn)(void);
+
+/* The allocator malloc resolves to, and the entry points of its statistics. */
+static struct {
+    enum backend kind;
+    char library[PATH_MAX];
+    char version[64];
+    mallctl_fn mallctl;
+    je_stats_print_fn je_stats_print;
+    tc_property_fn tc_property;
+    tc_get_stats_fn tc_get_stats;
+    tc_version_fn tc_version;
+    mi_process_info_fn mi_process_info;
+    mi_version_fn mi_version;
+    mi_stats_print_out_fn mi_stats_print_out;
+    mallinfo2_fn mallinfo2;
+    malloc_info_fn malloc_info;
+    libc_version_fn libc_version;
+} g_alloc;
+
+static pid_t g_pid;
+static int g_listen_fd = -1;
+static int g_pipe[2] = {-1, -1};
+static int g_serving;
+static unsigned g_dumps;
+static char g_socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static char g_dump_dir[PATH_MAX];
+static char g_reply[1 << 16];
+
+/* glibc's malloc_info writes to a FILE: one stream made at load, with a static buffer, reused for every call. */
+static FILE *g_xml_stream;
+static char g_xml_buffer[8192];
+static struct {
+    int fd;
+    unsigned heaps;
+    unsigned matched;
+} g_xml = {-1, 0, 0};
+
+/* One line on stderr, without stdio (no allocation, no lock shared with the host). */
+static void warn(const char *format, ...) {
+    char line[512];
+    int n = snprintf(line, sizeof line, "workbench-probe: ");
+    va_list args;
+    va_start(args, format);
+    int m = vsnprintf(line + n, sizeof line - n - 1, format, args);
+    va_end(args);
+    n += m < 0 ? 0 : (m >= (int)(sizeof line - n - 1) ? (int)(sizeof line - n - 2) : m);
+    line[n++] = '\n';
+    ssize_t written = write(STDERR_FILENO, line, n);
+    (void)written;
+}
+
+static int write_all(int fd, const char *data, size_t size) {
+    while (size > 0) {
+        ssize_t n = write(fd, data, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        data += n;
+        size -= n;
+    }
+    return 0;
+}
+
+/* --- finding the allocator ---------------------------------------------------------------------------------- */
+
+/* `name` only if it is defined in the object at `base` (not in one of its dependencies). */
+static void *symbol_in(void *handle, const void *base, const char *name) {
+    void *address = dlsym(handle, name);
+    Dl_info info;
+    if (address == NULL || dladdr(address, &info) == 0 || info.dli_fbase != base)
+        return NULL;
+    return address;
+}
+
+/* Which library `malloc` resolves to, judged by what that library exports (like allocator.detect()). */
+static void detect_allocator(void) {
+    void *malloc_address = dlsym(RTLD_DEFAULT, "malloc");
+    Dl_info info;
+    if (malloc_address == NULL || dladdr(malloc_address, &info) == 0 || info.dli_fname == NULL)
+        return;
+    snprintf(g_alloc.library, sizeof g_alloc.library, "%s", info.dli_fname);
+    void *handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    if (handle == NULL)
+        handle = RTLD_DEFAULT;  // malloc is in the executable itself
+    const void *base = info.dli_fbase;
+    if ((g_alloc.mallctl = (mallctl_fn)symbol_in(handle, base, "mallctl")) != NULL) {
+        g_alloc.kind = BACKEND_JEMALLOC;
+        g_alloc.je_stats_print = (je_stats_print_fn)symbol_in(handle, base, "malloc_stats_print");
+    } else if ((g_alloc.tc_property = (tc_property_fn)symbol_in(handle, base, "MallocExtension_GetNumericProperty"))) {
+        g_alloc.kind = BACKEND_TCMALLOC;
+        g_alloc.tc_get_stats = (tc_get_stats_fn)symbol_in(handle, base, "MallocExtension_GetStats");
+        g_alloc.tc_version = (tc_version_fn)symbol_in(handle, base, "tc_version");
+    } else if ((g_alloc.mi_process_info = (mi_process_info_fn)symbol_in(handle, base, "mi_process_info")) != NULL) {
+        g_alloc.kind = BACKEND_MIMALLOC;
+        g_alloc.mi_version = (mi_version_fn)symbol_in(handle, base, "mi_version");
+        g_alloc.mi_stats_print_out = (mi_stats_print_out_fn)symbol_in(handle, base, "mi_stats_print_out");
+    } else if (strstr(info.dli_fname, "libc.so") != NULL &&
+               (g_alloc.mallinfo2 = (mallinfo2_fn)symbol_in(handle, base, "mallinfo2")) != NULL) {
+        g_alloc.kind = BACKEND_GLIBC;
+        g_alloc.malloc_info = (malloc_info_fn)symbol_in(handle, base, "malloc_info");
+        g_alloc.libc_version = (libc_version_fn)symbol_in(handle, base, "gnu_get_libc_version");
+    }
+}
+
+/* The allocator's version, read once (from the probe thread, not the constructor). */
+static const char *allocator_version(void) {
+    if (g_alloc.version[0] != '\0')
+        return g_alloc.version;
+    const char *text = NULL;
+    size_t size = sizeof text;
+    if (g_alloc.kind == BACKEND_JEMALLOC && g_alloc.mallctl("version", &text, &size, NULL, 0) != 0)
+        text = NULL;
+    if (g_alloc.kind == BACKEND_TCMALLOC && g_alloc.tc_version != NULL)
+        text = g_alloc.tc_version(NULL, NULL, NULL);
+    if (g_alloc.kind == BACKEND_GLIBC && g_alloc.libc_version != NULL)
+        text = g_alloc.libc_version();
+    if (g_alloc.kind == BACKEND_MIMALLOC && g_alloc.mi_version != NULL) {
+        int n = g_alloc.mi_version();
+        snprintf(g_alloc.version, sizeof g_alloc.version, "%d.%d.%d", n / 100, n / 10 % 10, n % 10);
+    } else if (text != NULL) {
+        snprintf(g_alloc.version, sizeof g_alloc.version, "%s", text);
+    }
+    return g_alloc.version[0] != '\0' ? g_alloc.version : NULL;
+}
+
+/* --- JSON into a fixed buffer -------------------------------------------------------------------------------- */
+
+struct out {
+    char *buffer;
+    size_t size;
+    size_t length;
+};
+
+static void out_printf(struct out *o, const char *format, ...) {
+    if (o->length >= o->size)
+        return;
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(o->buffer + o->length, o->size - o->length, format, args);
+    va_end(args);
+    o->length = n < 0 ? o->size : (o->length + n > o->size ? o->size : o->length + n);
+}
+
+static void out_string(struct out *o, const char *text) {
+    if (text == NULL) {
+        out_printf(o, "null");
+        return;
+    }
+    out_printf(o, "\"");
+    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+        if (*c == '"' || *c == '\\')
+            out_printf(o, "\\%c", *c);
+        else if (*c < 0x20)
+            out_printf(o, "\\u%04x", *c);
+        else
+            out_printf(o, "%c", *c);
+    }
+    out_printf(o, "\"");
+}
+
+static void out_size(struct out *o, const char *key, int known, size_t value) {
+    if (known)
+        out_printf(o, ", \"%s\": %zu", key, value);
+    else
+        out_printf(o, ", \"%s\": null", key);
+}
+
+/* ", \"key\": value" inside "raw", where the first entry has no comma. */
+static void out_raw(struct out *o, int *first, const char *key, size_t value) {
+    out_printf(o, "%s\"%s\": %zu", *first ? "" : ", ", key, value);
+    *first = 0;
+}
+
+/* --- statistics per backend: the six fields, then "raw" -------------------------------------------------------- */
+
+static void jemalloc_stats(struct out *o) {
+    static const char *const names[] = {"allocated", "active", "metadata", "resident", "mapped", "retained"};
+    uint64_t epoch = 1;
+    g_alloc.mallctl("epoch", NULL, NULL, &epoch, sizeof epoch);  // refresh the merged statistics
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char key[32], field[32];
+        size_t value = 0, size = sizeof value;
+        snprintf(key, sizeof key, "stats.%s", names[i]);
+        snprintf(field, sizeof field, "%s_bytes", names[i]);
+        int known = g_alloc.mallctl(key, &value, &size, NULL, 0) == 0;
+        out_size(o, field, known, value);
+    }
+    unsigned narenas = 0;
+    size_t size = sizeof narenas;
+    int first = 1;
+    out_printf(o, ", \"raw\": {");
+    if (g_alloc.mallctl("arenas.narenas", &narenas, &size, NULL, 0) == 0)
+        out_raw(o, &first, "narenas", narenas);
+    out_printf(o, "}");
+}
+
+static void tcmalloc_stats(struct out *o) {
+    static const char *const names[] = {
+        "generic.current_allocated_bytes", "generic.heap_size", "generic.total_physical_bytes",
+        "tcmalloc.pageheap_free_bytes", "tcmalloc.pageheap_unmapped_bytes", "tcmalloc.central_cache_free_bytes",
+        "tcmalloc.transfer_cache_free_bytes", "tcmalloc.thread_cache_free_bytes",
+    };
+    enum { ALLOCATED, HEAP, PHYSICAL, FREE, UNMAPPED, COUNT = 8 };
+    size_t values[COUNT] = {0};
+    int known[COUNT] = {0};
+    for (int i = 0; i < COUNT; i++)
+        known[i] = g_alloc.tc_property(names[i], &values[i]) != 0;
+    int spans = known[HEAP] && known[FREE] && known[UNMAPPED];
+    int mapped = known[HEAP] && known[UNMAPPED];
+    out_size(o, "allocated_bytes", known[ALLOCATED], values[ALLOCATED]);
+    // Spans handed out of the page heap: allocated plus what sits in the central/transfer/thread caches.
+    out_size(o, "active_bytes", spans, values[HEAP] - values[FREE] - values[UNMAPPED]);
+    out_size(o, "metadata_bytes", 0, 0);
+    out_size(o, "resident_bytes", known[PHYSICAL], values[PHYSICAL]);
+    out_size(o, "mapped_bytes", mapped, values[HEAP] - values[UNMAPPED]);
+    out_size(o, "retained_bytes", known[UNMAPPED], values[UNMAPPED]);
+    int first = 1;
+    out_printf(o, ", \"raw\": {");
+    for (int i = 0; i < COUNT; i++)
+        if (known[i])
+            out_raw(o, &first, names[i], values[i]);
+    out_printf(o, "}");
+}
+
+static void mimalloc_stats(struct out *o) {
+    static const char *const names[] = {"elapsed_msecs", "user_msecs", "system_msecs", "current_rss",
+                                        "peak_rss", "current_commit", "peak_commit", "page_faults"};
+    size_t v[8] = {0};
+    g_alloc.mi_process_info(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+    out_size(o, "allocated_bytes", 0, 0);
+    out_size(o, "active_bytes", 0, 0);
+    out_size(o, "metadata_bytes", 0, 0);
+    out_size(o, "resident_bytes", 0, 0);
+    out_size(o, "mapped_bytes", 1, v[5]);
+    out_size(o, "retained_bytes", 0, 0);
+    int first = 1;
+    out_printf(o, ", \"raw\": {");
+    for (int i = 0; i < 8; i++)
+        out_raw(o, &first, names[i], v[i]);
+    out_printf(o, "}");
+}
+
+/* The write side of the malloc_info stream: into the dump file, or counting "<heap nr=" (one per arena). */
+static ssize_t xml_write(void *cookie, const char *data, size_t size) {
+    static const char pattern[] = "<heap nr=";
+    (void)cookie;
+    if (g_xml.fd >= 0)
+        return write_all(g_xml.fd, data, size) == 0 ? (ssize_t)size : -1;
+    for (size_t i = 0; i < size; i++) {
+        // '<' occurs only at the start of the pattern, so a mismatch restarts at 0 or 1.
+        if (data[i] == pattern[g_xml.matched]) {
+            if (++g_xml.matched == sizeof pattern - 1) {
+                g_xml.heaps++;
+                g_xml.matched = 0;
+            }
+        } else {
+            g_xml.matched = data[i] == '<';
+        }
+    }
+    return (ssize_t)size;
+}
+
+/* A FILE for malloc_info made once, at load, with a static buffer (stdio would otherwise malloc one). */
+static void open_xml_stream(void) {
+    cookie_io_functions_t io = {.read = NULL, .write = xml_write, .seek = NULL, .close = NULL};
+    g_xml_stream = fopencookie(NULL, "w", io);
+    if (g_xml_stream != NULL && setvbuf(g_xml_stream, g_xml_buffer, _IOFBF, sizeof g_xml_buffer) != 0) {
+        fclose(g_xml_stream);
+        g_xml_stream = NULL;
+    }
+}
+
+/* malloc_info into `fd`, or (fd < 0) the number of arenas it lists; -1 if it cannot run. */
+static long glibc_malloc_info(int fd) {
+    if (g_alloc.malloc_info == NULL || g_xml_stream == NULL)
+        return -1;
+    g_xml.fd = fd;
+    g_xml.heaps = 0;
+    g_xml.matched = 0;
+    int failed = g_alloc.malloc_info(0, g_xml_stream) != 0;
+    failed |= fflush(g_xml_stream) != 0;
+    clearerr(g_xml_stream);
+    g_xml.fd = -1;
+    return failed ? -1 : (long)g_xml.heaps;
+}
+
+static void glibc_stats(struct out *o) {
+    // mallinfo2 first: nothing the probe does afterwards can show in it.
+    struct mallinfo2_fields m = g_alloc.mallinfo2();
+    long arenas = glibc_malloc_info(-1);
+    // In use = small chunks in arenas + mmapped chunks; obtained from the system = arenas + mmapped chunks.
+    out_size(o, "allocated_bytes", 1, m.uordblks + m.hblkhd);
+    out_size(o, "active_bytes", 0, 0);
+    out_size(o, "metadata_bytes", 0, 0);
+    out_size(o, "resident_bytes", 0, 0);
+    out_size(o, "mapped_bytes", 1, m.arena + m.hblkhd);
+    out_size(o, "retained_bytes", 0, 0);
+    int first = 1;
+    out_printf(o, ", \"raw\": {");
+    out_raw(o, &first, "arena", m.arena);
+    out_raw(o, &first, "ordblks", m.ordblks);
+    out_raw(o, &first, "smblks", m.smblks);
+    out_raw(o, &first, "hblks", m.hblks);
+    out_raw(o, &first, "hblkhd", m.hblkhd);
+    out_raw(o, &first, "usmblks", m.usmblks);
+    out_raw(o, &first, "fsmblks", m.fsmblks);
+    out_raw(o, &first, "uordblks", m.uordblks);
+    out_raw(o, &first, "fordblks", m.fordblks);
+    out_raw(o, &first, "keepcost", m.keepcost);
+    if (arenas >= 0)
+        out_raw(o, &first, "arenas", (size_t)arenas);
+    out_printf(o, "}");
+}
+
+static void unknown_stats(struct out *o) {
+    static const char *const fields[] = {"allocated_bytes", "active_bytes", "metadata_bytes",
+                                         "resident_bytes", "mapped_bytes", "retained_bytes"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        out_size(o, fields[i], 0, 0);
+    out_printf(o, ", \"raw\": {}");
+}
+
+/* The answer to "stats": one JSON object with the snapshot's fields, pid, version, library and t_ns. */
+static void format_stats(struct out *o) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    out_printf(o, "{\"pid\": %ld, \"backend\": ", (long)g_pid);
+    out_string(o, BACKEND_NAMES[g_alloc.kind]);
+    out_printf(o, ", \"version\": ");
+    out_string(o, allocator_version());
+    out_printf(o, ", \"library\": ");
+    out_string(o, g_alloc.library[0] != '\0' ? g_alloc.library : NULL);
+    out_printf(o, ", \"t_ns\": %lld", (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+    switch (g_alloc.kind) {
+    case BACKEND_JEMALLOC: jemalloc_stats(o); break;
+    case BACKEND_TCMALLOC: tcmalloc_stats(o); break;
+    case BACKEND_MIMALLOC: mimalloc_stats(o); break;
+    case BACKEND_GLIBC: glibc_stats(o); break;
+    default: unknown_stats(o); break;
+    }
+    out_printf(o, "}");
+}
+
+/* --- full statistics dumps ------------------------------------------------------------------------------------ */
+
+static void je_write(void *opaque, const char *text) {
+    write_all(*(int *)opaque, text, strlen(text));
+}
+
+static void mi_write(const char *text, void *opaque) {
+    write_all(*(int *)opaque, text, strlen(text));
+}
+
+/* tcmalloc fills a caller's buffer: take it from mmap, not from the allocator being measured. */
+static int tcmalloc_dump(int fd) {
+    char *buffer = mmap(NULL, TCMALLOC_STATS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buffer == MAP_FAILED)
+        return -1;
+    buffer[0] = '\0';
+    g_alloc.tc_get_stats(buffer, TCMALLOC_STATS_BYTES);
+    int result = write_all(fd, buffer, strnlen(buffer, TCMALLOC_STATS_BYTES));
+    munmap(buffer, TCMALLOC_STATS_BYTES);
+    return result;
+}
+
+/* The file extension of this backend's dump, or NULL if it has none. */
+static const char *dump_extension(void) {
+    switch (g_alloc.kind) {
+    case BACKEND_JEMALLOC: return g_alloc.je_stats_print ? "json" : NULL;
+    case BACKEND_TCMALLOC: return g_alloc.tc_get_stats ? "txt" : NULL;
+    case BACKEND_MIMALLOC: return g_alloc.mi_stats_print_out ? "txt" : NULL;
+    case BACKEND_GLIBC: return g_alloc.malloc_info && g_xml_stream ? "xml" : NULL;
+    default: return NULL;
+    }
+}
+
+/* The allocator's full statistics in its own format, written to `fd`; 0 or -1. */
+static int write_dump(int fd) {
+    switch (g_alloc.kind) {
+    case BACKEND_JEMALLOC: g_alloc.je_stats_print(je_write, &fd, "J"); return 0;
+    case BACKEND_TCMALLOC: return tcmalloc_dump(fd);
+    case BACKEND_MIMALLOC: g_alloc.mi_stats_print_out(mi_write, &fd); return 0;
+    case BACKEND_GLIBC: return glibc_malloc_info(fd) < 0 ? -1 : 0;
+    default: return -1;
+    }
+}
+
+/* Writes a dump to $WORKBENCH_PROBE_DUMP_DIR (complete before it appears: temporary name, then rename) or stderr. */
+static int dump(char *where, size_t size) {
+    const char *extension = dump_extension();
+    if (extension == NULL) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    if (g_dump_dir[0] == '\0') {
+        snprintf(where, size, "stderr");
+        return write_dump(STDERR_FILENO);
+    }
+    char temporary[PATH_MAX];
+    unsigned n = ++g_dumps;
+    int a = snprintf(where, size, "%s/" WORKBENCH_PROBE_DUMP_PREFIX "%ld-%u.%s", g_dump_dir, (long)g_pid, n, extension);
+    int b = snprintf(temporary, sizeof temporary, "%s/.%ld-%u.tmp", g_dump_dir, (long)g_pid, n);
+    if (a < 0 || (size_t)a >= size || b < 0 || (size_t)b >= sizeof temporary) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    int failed = write_dump(fd) != 0;
+    failed |= close(fd) != 0;
+    if (failed || rename(temporary, where) != 0) {
+        int saved = errno;
+        unlink(temporary);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+/* --- the socket and the probe thread ------------------------------------------------------------------------ */
+
+/* The answer to one command line, in g_reply (newline-terminated). */
+static size_t answer(const char *command) {
+    struct out o = {g_reply, sizeof g_reply - 1, 0};
+    if (strcmp(command, "stats") == 0) {
+        format_stats(&o);
+    } else if (strcmp(command, "ping") == 0) {
+        out_printf(&o, "{\"pid\": %ld}", (long)g_pid);
+    } else if (strcmp(command, "dump") == 0) {
+        char where[PATH_MAX];
+        if (dump(where, sizeof where) == 0) {
+            out_printf(&o, "{\"dump\": ");
+            out_string(&o, where);
+            out_printf(&o, "}");
+        } else {
+            out_printf(&o, "{\"error\": \"dump failed: %m\"}");
+        }
+    } else {
+        out_printf(&o, "{\"error\": \"unknown command\"}");
+    }
+    if (o.length >= o.size)  // did not fit: say so rather than send broken JSON
+        o.length = snprintf(g_reply, sizeof g_reply, "{\"error\": \"answer too long\"}");
+    g_reply[o.length++] = '\n';
+    return o.length;
+}
+
+/* Only the user the probe runs as may talk to it. */
+static int peer_is_same_user(int fd) {
+    struct ucred credentials;
+    socklen_t size = sizeof credentials;
+    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) == 0 && credentials.uid == geteuid();
+}
+
+/* One command line from the client (up to a newline or its end of stream), without "\r\n"; 0 or -1. */
+static int read_command(int fd, char *line, size_t size) {
+    struct timeval timeout = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    size_t length = 0;
+    while (length < size - 1) {
+        ssize_t n = recv(fd, line + length, size - 1 - length, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        length += n;
+        if (memchr(line, '\n', length) != NULL)
+            break;
+    }
+    line[length] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    return length > 0 ? 0 : -1;
+}
+
+static void serve_connection(void) {
+    int fd = accept4(g_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    char command[COMMAND_MAX];
+    if (peer_is_same_user(fd) && read_command(fd, command, sizeof command) == 0) {
+        size_t length = answer(command);
+        for (size_t sent = 0; sent < length;) {
+            ssize_t n = send(fd, g_reply + sent, length - sent, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            sent += n;
+        }
+    }
+    close(fd);
+}
+
+/* The signal asked for a dump: drain the pipe, then dump once. */
+static void dump_on_signal(void) {
+    char bytes[64];
+    while (read(g_pipe[0], bytes, sizeof bytes) > 0)
+        continue;
+    char where[PATH_MAX];
+    if (dump(where, sizeof where) != 0)
+        warn("allocator dump on signal failed: %m");
+}
+
+static void *probe_thread(void *unused) {
+    (void)unused;
+    for (;;) {
+        struct pollfd fds[2] = {{g_listen_fd, POLLIN, 0}, {g_pipe[0], POLLIN, 0}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            warn("poll failed, the probe stops answering: %m");
+            return NULL;
+        }
+        if (((fds[0].revents | fds[1].revents) & (POLLNVAL | POLLERR | POLLHUP)) != 0) {
+            warn("the host closed the probe's file descriptors; the probe stops answering");
+            return NULL;  // rather than spin on them
+        }
+        if (fds[1].revents & POLLIN)
+            dump_on_signal();
+        if (fds[0].revents & POLLIN)
+            serve_connection();
+    }
+}
+
+/* The socket directory exists (made 0700 if missing), is no symlink, is ours and closed to others; 0 or -1. */
+static int check_directory(const char *dir) {
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        warn("cannot create %s (%m); the probe is disabled", dir);
+        return -1;
+    }
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        warn("cannot stat %s (%m); the probe is disabled", dir);
+        return -1;
+    }
+    const char *problem = S_ISLNK(st.st_mode)          ? "is a symlink"
+                          : !S_ISDIR(st.st_mode)       ? "is not a directory"
+                          : st.st_uid != geteuid()     ? "is not owned by this user"
+                          : (st.st_mode & 0077) != 0   ? "is accessible to group or others (want mode 0700)"
+                                                       : NULL;
+    if (problem != NULL) {
+        warn("refusing socket directory %s: it %s; the probe is disabled", dir, problem);
+        return -1;
+    }
+    return 0;
+}
+
+/* Binds and listens at <dir>/probe-<pid>.sock, mode 0600; the listening fd or -1. */
+static int open_socket(const char *dir) {
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    int n = snprintf(address.sun_path, sizeof address.sun_path, WORKBENCH_PROBE_SOCKET_FORMAT, dir, (long)g_pid);
+    if (n < 0 || (size_t)n >= sizeof address.sun_path) {
+        warn("socket path in %s is too long for a Unix socket; the probe is disabled", dir);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        warn("socket: %m; the probe is disabled");
+        return -1;
+    }
+    unlink(address.sun_path);  // left by an earlier process with this pid
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0 || chmod(address.sun_path, 0600) != 0 ||
+        listen(fd, 8) != 0) {
+        warn("cannot serve %s: %m; the probe is disabled", address.sun_path);
+        unlink(address.sun_path);
+        close(fd);
+        return -1;
+    }
+    memcpy(g_socket_path, address.sun_path, sizeof g_socket_path);
+    return fd;
+}
+
+/* The probe thread, with every signal blocked in it (the host's signals go to the host's threads); 0 or -1. */
+static int start_thread(void) {
+    sigset_t all, previous;
+    pthread_attr_t attributes;
+    pthread_t thread;
+    sigfillset(&all);
+    if (pthread_attr_init(&attributes) != 0)
+        return -1;
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attributes, PROBE_STACK_BYTES);
+    pthread_sigmask(SIG_BLOCK, &all, &previous);
+    int error = pthread_create(&thread, &attributes, probe_thread, NULL);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    pthread_attr_destroy(&attributes);
+    if (error != 0) {
+        errno = error;
+        return -1;
+    }
+    pthread_setname_np(thread, "workbench-probe");
+    return 0;
+}
+
+/* --- the dump signal ------------------------------------------------------------------------------------------ */
+
+/* Async-signal-safe: one byte into the self-pipe, errno preserved. */
+static void on_dump_signal(int signal_number) {
+    (void)signal_number;
+    int saved = errno;
+    char byte = 'd';
+    ssize_t n = write(g_pipe[1], &byte, 1);
+    (void)n;
+    errno = saved;
+}
+
+/* WORKBENCH_PROBE_SIGNAL: a name (USR1, SIGUSR1, ...) or a number; 0 for "none"; -1 if not understood. */
+static int parse_signal(const char *text) {
+    static const struct {
+        const char *name;
+        int number;
+    } names[] = {{"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+                 {"ALRM", SIGALRM}, {"TERM", SIGTERM}, {"CONT", SIGCONT}, {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},
+                 {"URG", SIGURG}, {"WINCH", SIGWINCH}, {"PWR", SIGPWR}, {"PROF", SIGPROF}, {"VTALRM", SIGVTALRM}};
+    if (text == NULL || *text == '\0')
+        return SIGUSR1;
+    if (strcasecmp(text, "none") == 0)
+        return 0;
+    char *end;
+    long number = strtol(text, &end, 10);
+    if (end != text && *end == '\0')
+        return number > 0 && number < NSIG && number != SIGKILL && number != SIGSTOP ? (int)number : -1;
+    if (strncasecmp(text, "SIG", 3) == 0)
+        text += 3;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcasecmp(text, names[i].name) == 0)
+            return names[i].number;
+    return -1;
+}
+
+/* Installs the dump handler unless the host already handles that signal; 0, or -1 (with one line said). */
+static int install_signal(const char *setting) {
+    int number = parse_signal(setting);
+    if (number == 0)
+        return 0;
+    if (number < 0) {
+        warn("WORKBENCH_PROBE_SIGNAL=%s is not a signal name or number; no dump signal", setting);
+        return -1;
+    }
+    struct sigaction previous, action;
+    if (sigaction(number, NULL, &previous) != 0)
+        return -1;
+    if ((previous.sa_flags & SA_SIGINFO) != 0 ||
+        (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN)) {
+        warn("signal %d already has a handler; leaving it (the socket's dump command still works)", number);
+        return -1;
+    }
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_dump_signal;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    return sigaction(number, &action, NULL);
+}
+
+/* --- load and unload -------------------------------------------------------------------------------------------- */
+
+static void copy_env(char *to, size_t size, const char *name) {
+    const char *value = getenv(name);
+    int n = snprintf(to, size, "%s", value != NULL ? value : "");
+    if (n < 0 || (size_t)n >= size)
+        to[0] = '\0';
+}
+
+/* Cheap: finds the allocator, opens the socket, starts one thread, installs the signal; never fails the host. */
+__attribute__((constructor)) static void probe_load(void) {
+    char dir[PATH_MAX];
+    g_pid = getpid();
+    copy_env(g_dump_dir, sizeof g_dump_dir, "WORKBENCH_PROBE_DUMP_DIR");
+    detect_allocator();
+    if (workbench_probe_dir(dir, sizeof dir) != 0) {
+        warn("socket directory path too long; the probe is disabled");
+        return;
+    }
+    if (check_directory(dir) != 0 || (g_listen_fd = open_socket(dir)) < 0)
+        return;
+    if (g_alloc.kind == BACKEND_GLIBC)
+        open_xml_stream();
+    if (pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) != 0 || start_thread() != 0) {
+        warn("cannot start the probe thread: %m; the probe is disabled");
+        unlink(g_socket_path);
+        close(g_listen_fd);
+        g_listen_fd = -1;
+        return;
+    }
+    g_serving = 1;
+    install_signal(getenv("WORKBENCH_PROBE_SIGNAL"));
+}
+
+/* Removes the socket, unless this is a forked child (the socket is its parent's). */
+__attribute__((destructor)) static void probe_unload(void) {
+    if (g_serving && getpid() == g_pid)
+        unlink(g_socket_path);
+}

@@ -1,0 +1,155 @@
+"""Unmodified JVM programs: `workbench exec -- java ...` with the probe and the agent, `snapshot`, `attach`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import run_workbench
+from workbench.build.jvm import kernels_classpath
+
+pytestmark = [pytest.mark.jvm, pytest.mark.slow]
+MIB = 1024 * 1024
+MAIN = "workbench.example.NativeMemoryExampleKt"
+
+
+def reference_command(sleep_ms: int) -> list[str]:
+    """The Kotlin reference program as a user runs it: plain java, Arrow's options, the Netty manager."""
+    return ["java", "--add-opens=java.base/java.nio=ALL-UNNAMED", "-Darrow.allocation.manager.type=Netty",
+            "-cp", ":".join(kernels_classpath()), MAIN, str(sleep_ms)]
+
+
+def pid_of(marker: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline and b"-javaagent" in cmdline:
+                return int(entry.name)
+    return None
+
+
+def start_exec(tmp_path: Path, allocator: str, sleep_ms: int) -> tuple[subprocess.Popen[str], Path]:
+    out = tmp_path / f"run-{allocator}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "exec", "--allocator", allocator, "--out", str(out), "--",
+         *reference_command(sleep_ms)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    return process, out
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if text in line:
+            return
+    raise AssertionError(f"{text!r} never printed")
+
+
+def run_reference(tmp_path: Path, allocator: str) -> tuple[dict[str, Any], str, Path]:
+    process, out = start_exec(tmp_path, allocator, 3000)
+    wait_for_line(process, "Allocated: 512 KB")
+    time.sleep(0.5)
+    pid = pid_of(str(out))
+    assert pid is not None
+    snap = run_workbench("snapshot", str(pid), "--label", "held")
+    assert snap.returncode == 0, snap.stderr
+    rest, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert rest.strip() == "closed"  # the program's own stdout, unchanged
+    return json.loads((out / "report.json").read_text()), stderr, out
+
+
+def test_exec_reference_program_under_jemalloc_shows_the_netty_chunk(tmp_path: Path) -> None:
+    report, stderr, out = run_reference(tmp_path, "jemalloc")
+    assert report["program"]["exit_code"] == 0
+    assert report["program"]["sources"] == {"allocator": "probe", "jvm": "agent"}
+    labels = [s["label"] for s in report["snapshots"]]
+    assert labels[:2] == ["start", "held"] and labels[-1] == "last"
+    held = next(s for s in report["snapshots"] if s["label"] == "held")
+    assert held["arrow"] is None  # nothing in the program reports Arrow's accounting
+    assert NETTY <= held["deltas"]["nmt.categories.Other.committed_bytes"] < NETTY + 512 * 1024
+    assert NETTY <= held["deltas"]["allocator.allocated_bytes"] < 64 * MIB
+    assert held["deltas"]["process.anon_rss_bytes"] > NETTY
+    assert held["allocator"]["backend"] == "jemalloc" and report["allocator"]["backend"] == "jemalloc"
+    assert held["jvm_runtime"]["buffer_pools"]["direct"]["total_capacity_bytes"] >= NETTY
+    assert report["allocator"]["detected_library"].endswith("libjemalloc.so.2")
+    assert "-XX:NativeMemoryTracking=summary" in report["jvm"]["options"]
+    assert len((out / "samples.jsonl").read_text().splitlines()) >= 10
+    assert (out / "report.html").is_file() and "workbench: run directory" in stderr
+
+
+NETTY = 4 * MIB
+
+
+def test_exec_under_glibc_probe_answers_without_jemalloc_statistics(tmp_path: Path) -> None:
+    report, _, _ = run_reference(tmp_path, "glibc")
+    held = next(s for s in report["snapshots"] if s["label"] == "held")
+    assert held["allocator"]["backend"] == "glibc"
+    assert held["allocator"]["resident_bytes"] is None and held["allocator"]["allocated_bytes"] > 0
+    # glibc's figure also moves with everything else the JVM frees meanwhile, so bounded below, not exact.
+    assert held["deltas"]["allocator.allocated_bytes"] >= NETTY - 512 * 1024
+    assert held["deltas"]["nmt.categories.Other.committed_bytes"] >= NETTY
+
+
+def test_a_signal_dumps_the_allocators_statistics_into_the_run_directory(tmp_path: Path) -> None:
+    process, out = start_exec(tmp_path, "jemalloc", 3000)
+    wait_for_line(process, "Allocated: 512 KB")
+    pid = pid_of(str(out))
+    assert pid is not None
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not list((out / "allocator").glob("allocator-dump-*.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.communicate(timeout=120)
+    (dump,) = list((out / "allocator").glob("allocator-dump-*.json"))
+    assert json.loads(dump.read_text())["jemalloc"]["version"].startswith("5.3.0")
+    assert process.returncode == 0
+
+
+def test_a_program_that_fails_keeps_its_exit_code_and_report(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_workbench("exec", "--allocator", "glibc", "--out", str(out), "--", "java", "-cp",
+                           str(tmp_path), "NoSuchMainClass", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "NoSuchMainClass" in result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["program"]["exit_code"] == 1 and report["status"] == "ok"
+    assert (out / "report.html").is_file() and (out / "timeline.parquet").is_file()
+
+
+def test_exec_refuses_what_is_not_a_java_command(tmp_path: Path) -> None:
+    result = run_workbench("exec", "--", "python3", "-c", "print(1)", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "workbench: exec: python3: expected a java launcher (the probe and agent need a JVM)"
+
+
+def test_attach_without_agent_uses_jcmd(tmp_path: Path) -> None:
+    command = reference_command(8000)
+    program = subprocess.Popen([command[0], "-XX:NativeMemoryTracking=summary", *command[1:]],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(program, "Allocated: 512 KB")
+        out = tmp_path / "attach"
+        result = run_workbench("attach", str(program.pid), "--duration", "3s", "--out", str(out), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        report = json.loads((out / "report.json").read_text())
+        assert report["program"]["sources"].get("jvm") == "jcmd" and "allocator" not in report["program"]["sources"]
+        start = report["snapshots"][0]
+        assert start["label"] == "start" and start["allocator"] is None
+        assert start["nmt"]["categories"]["Other"]["committed_bytes"] >= NETTY
+        assert report["program"]["pid"] == program.pid and report["program"]["exit_code"] is None
+    finally:
+        program.kill()
+        program.wait()

@@ -1,0 +1,222 @@
+"""Measuring a JVM the workbench did not start itself: `exec` (it starts the program, unmodified) and `attach`.
+
+The layers come from outside the program: the kernel (/proc/<pid>), the allocator (the preloaded C probe's socket),
+the JVM (the Java agent's socket, or `jcmd` when there is no agent). Arrow's layer is null: nothing in the program
+reports it. Snapshots are taken at the start, whenever `workbench snapshot PID` asks, and at the end (the last full
+snapshot before the program exited).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.probes import jvm_agent, native_probe
+from workbench.probes.nmt import NmtSummary, parse_summary
+from workbench.probes.process import read_process
+from workbench.probes.process_status import read_status
+
+CONTROL_PREFIX = "exec-"
+
+
+@dataclass
+class ExternalSampler:
+    """Samples one process; its snapshots and samples go to ``run_dir`` as they are taken."""
+
+    pid: int
+    run_dir: Path
+    interval_s: float = 0.1
+    nmt_every: int = 10
+    use_jcmd: bool = False  # attach without an agent: NMT through jcmd, at a lower rate
+    jcmd: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    latest: dict[str, Any] | None = None  # the most recent full snapshot, labelled "last" at the end
+    allocator_info: dict[str, Any] | None = None
+    jvm_info: dict[str, Any] | None = None
+    sources: dict[str, str] = field(default_factory=dict)  # layer -> where its figures came from
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def t_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 3)
+
+    # The layers, each None when its source does not answer (the program exited, no probe, no agent).
+    def _allocator(self) -> dict[str, Any] | None:
+        try:
+            data = native_probe.query(self.pid, "stats", timeout=1.0)
+        except native_probe.ProbeUnavailable:
+            return None
+        self.sources["allocator"] = "probe"
+        if self.allocator_info is None:
+            self.allocator_info = {k: data.get(k) for k in ("backend", "version", "library")}
+        return asdict(native_probe.snapshot_from_probe(data))
+
+    def _jvm(self) -> tuple[NmtSummary | None, dict[str, Any] | None, str | None]:
+        if self.use_jcmd:
+            return self._jcmd_nmt(), None, None
+        try:
+            stats = jvm_agent.query_agent(self.pid, "stats", timeout=2.0)
+        except jvm_agent.AgentUnavailable:
+            return None, None, None
+        self.sources["jvm"] = "agent"
+        if self.jvm_info is None:
+            self.jvm_info = {k: stats.get(k) for k in ("java_version", "vm_name")}
+        runtime = {k: stats.get(k) for k in ("heap", "non_heap", "buffer_pools", "gc", "threads")}
+        return jvm_agent.nmt_of(stats), runtime, stats.get("nmt")
+
+    def _jcmd_nmt(self) -> NmtSummary | None:
+        if self.jcmd is None:
+            return None
+        try:
+            out = subprocess.run([self.jcmd, str(self.pid), "VM.native_memory", "summary", "scale=b"],
+                                 capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL).stdout
+            summary = parse_summary(out)
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            return None
+        self.sources["jvm"] = "jcmd"
+        return summary
+
+    def snapshot(self, label: str) -> dict[str, Any] | None:
+        """A full snapshot (smaps, probe, agent/jcmd); None when the process is gone."""
+        began = time.perf_counter()
+        try:
+            process, smaps = read_process(self.pid)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return None
+        nmt, runtime, nmt_text = self._jvm()
+        allocator = self._allocator()
+        snapshot = {
+            "label": label, "t_ms": self.t_ms(), "cost_ms": round((time.perf_counter() - began) * 1000, 3),
+            "arrow": None, "nmt": asdict(nmt) if nmt else None, "allocator": allocator,
+            "process": asdict(process), "jvm_runtime": runtime,
+        }
+        raw = {f"smaps/{label}.txt": smaps}
+        if nmt_text:
+            raw[f"nmt/{label}.txt"] = nmt_text
+        for name, text in raw.items():
+            (self.run_dir / name).parent.mkdir(exist_ok=True)
+            (self.run_dir / name).write_text(text, encoding="utf-8")
+        return snapshot
+
+    def take(self, label: str) -> dict[str, Any] | None:
+        """A labelled snapshot kept in the report."""
+        with self._lock:
+            snapshot = self.snapshot(label)
+            if snapshot is not None:
+                self.snapshots.append(snapshot)
+            return snapshot
+
+    def _sample(self, count: int) -> dict[str, Any] | None:
+        try:
+            status = read_status(self.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        allocator = self._allocator()
+        sample: dict[str, Any] = {"t_ms": self.t_ms(), "step": None, **status, "arrow_allocated_bytes": None}
+        for key in ("allocated", "active", "resident", "mapped", "retained"):
+            sample[f"allocator_{key}_bytes"] = allocator.get(f"{key}_bytes") if allocator else None
+        sample.update(nmt_committed_bytes=None, nmt_malloc_bytes=None, nmt_other_committed_bytes=None)
+        if count % self.nmt_every == 0:
+            nmt, _, _ = self._jvm()
+            if nmt is not None:
+                other = nmt.categories.get("Other")
+                sample.update(nmt_committed_bytes=nmt.total_committed_bytes, nmt_malloc_bytes=nmt.malloc_total_bytes,
+                              nmt_other_committed_bytes=other.committed_bytes if other else None)
+        return sample
+
+    def run(self, full_every_s: float = 1.0) -> None:
+        """Sample until stop() or the process exits; keep the latest full snapshot for the end."""
+        with (self.run_dir / "samples.jsonl").open("a", encoding="utf-8", buffering=1) as out:
+            count, next_full = 0, 0.0
+            while not self._stop.is_set():
+                began = time.perf_counter()
+                sample = self._sample(count)
+                if sample is None:
+                    break
+                sample["cost_us"] = round((time.perf_counter() - began) * 1e6, 1)
+                out.write(json.dumps(sample) + "\n")
+                if time.monotonic() >= next_full:
+                    with self._lock:
+                        latest = self.snapshot("last")
+                    if latest is not None:
+                        self.latest = latest
+                    next_full = time.monotonic() + full_every_s
+                count += 1
+                self._stop.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class ControlServer:
+    """`workbench snapshot PID --label L` reaches a running `exec` here: <probe dir>/exec-<pid>.sock, mode 0600."""
+
+    def __init__(self, sampler: ExternalSampler, directory: Path) -> None:
+        self.path = directory / f"{CONTROL_PREFIX}{sampler.pid}.sock"
+        self._sampler = sampler
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.path.exists() or self.path.is_symlink():
+            self.path.unlink()
+        old_umask = os.umask(0o177)
+        try:
+            self._server.bind(str(self.path))
+        finally:
+            os.umask(old_umask)
+        self._server.listen(4)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.settimeout(5)
+                try:
+                    request = connection.makefile("r").readline().strip()
+                    command, _, label = request.partition(" ")
+                    if command != "snapshot" or not label:
+                        answer: dict[str, Any] = {"error": "expected: snapshot LABEL"}
+                    else:
+                        taken = self._sampler.take(label)
+                        answer = {"label": label, "t_ms": taken["t_ms"]} if taken else {"error": "process gone"}
+                    connection.sendall((json.dumps(answer) + "\n").encode())
+                except (OSError, ValueError):
+                    continue
+
+    def close(self) -> None:
+        self._server.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def request_snapshot(pid: int, label: str, directory: Path | None = None, timeout: float = 30) -> dict[str, Any]:
+    """Ask the `workbench exec` that runs PID for a labelled snapshot."""
+    path = (directory or native_probe.probe_dir()) / f"{CONTROL_PREFIX}{pid}.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(timeout)
+        client.connect(str(path))
+        client.sendall(f"snapshot {label}\n".encode())
+        return json.loads(client.makefile("r").readline())  # type: ignore[no-any-return]
+
+
+def find_jcmd(java: str | None) -> str | None:
+    """jcmd beside the program's java, else on PATH."""
+    if java:
+        candidate = Path(java).resolve().parent / "jcmd"
+        if candidate.is_file():
+            return str(candidate)
+    return shutil.which("jcmd")

@@ -1,0 +1,101 @@
+"""Client of libworkbench-probe.so (native/probe), the allocator probe preloaded into a process we did not start.
+
+The probe serves ``$WORKBENCH_PROBE_DIR/probe-<pid>.sock`` (default ``$XDG_RUNTIME_DIR/workbench``, else
+``/tmp/workbench-<uid>``): one command line in, one JSON line out. ``stats`` answers the fields of
+:class:`workbench.probes.allocator.AllocatorSnapshot` plus ``pid``, ``version``, ``library`` and ``t_ns``; ``dump``
+writes the allocator's full statistics and answers ``{"dump": path}``; ``ping`` answers ``{"pid": N}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from workbench._errors import RunFailed
+from workbench.probes.allocator import AllocatorSnapshot
+
+COMMANDS = ("stats", "dump", "ping")
+_MAX_ANSWER = 1 << 20
+
+
+class ProbeUnavailable(RunFailed):
+    """No probe answers for that process: no socket, refused, closed without answering, or timed out."""
+
+
+def probe_dir() -> Path:
+    """Where probes put their sockets; the same rule as the C side (native/probe/probe.h)."""
+    configured = os.environ.get("WORKBENCH_PROBE_DIR")
+    if configured:
+        return Path(configured)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "workbench"
+    return Path(f"/tmp/workbench-{os.geteuid()}")
+
+
+def socket_path(pid: int, directory: Path | None = None) -> Path:
+    """The socket of the probe in process ``pid``."""
+    return (directory or probe_dir()) / f"probe-{pid}.sock"
+
+
+def _read_line(connection: socket.socket) -> bytes:
+    data = b""
+    while b"\n" not in data and len(data) < _MAX_ANSWER:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def query(pid: int, command: str = "stats", timeout: float = 2.0, directory: Path | None = None) -> dict[str, Any]:
+    """Sends one command to the probe in process ``pid`` and returns its JSON answer.
+
+    An unknown command is answered ``{"error": "unknown command"}`` (returned, not raised). Raises ProbeUnavailable
+    when there is no socket, the connection is refused or closed without an answer (another user's probe), or no
+    answer comes within ``timeout`` seconds.
+    """
+    if "\n" in command or "\r" in command:
+        raise ValueError(f"a probe command is one line: {command!r}")
+    path = socket_path(pid, directory)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(timeout)
+        try:
+            connection.connect(str(path))
+            connection.sendall(command.encode() + b"\n")
+            data = _read_line(connection)
+        except FileNotFoundError:
+            raise ProbeUnavailable(f"no allocator probe in process {pid}: {path} does not exist (is "
+                                   f"libworkbench-probe.so in its LD_PRELOAD?)") from None
+        except TimeoutError:
+            raise ProbeUnavailable(f"the allocator probe of process {pid} did not answer within {timeout} s") from None
+        except OSError as error:
+            raise ProbeUnavailable(f"cannot talk to the allocator probe of process {pid} at {path}: "
+                                   f"{error.strerror or error}") from None
+    if not data.endswith(b"\n"):
+        raise ProbeUnavailable(f"the allocator probe of process {pid} closed the connection without an answer "
+                               f"(a probe serves only its own user)")
+    answer = json.loads(data)
+    if not isinstance(answer, dict):
+        raise ProbeUnavailable(f"the allocator probe of process {pid} answered {data[:80]!r}, not a JSON object")
+    return answer
+
+
+def snapshot_from_probe(data: dict[str, Any]) -> AllocatorSnapshot:
+    """The probe's ``stats`` answer as the snapshot the in-process backends produce."""
+    def size(name: str) -> int | None:
+        return None if data.get(name) is None else int(data[name])
+
+    return AllocatorSnapshot(
+        backend=str(data.get("backend", "unknown")),
+        allocated_bytes=size("allocated_bytes"),
+        active_bytes=size("active_bytes"),
+        metadata_bytes=size("metadata_bytes"),
+        resident_bytes=size("resident_bytes"),
+        mapped_bytes=size("mapped_bytes"),
+        retained_bytes=size("retained_bytes"),
+        raw={str(k): int(v) for k, v in (data.get("raw") or {}).items()},
+    )
