@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from workbench.cli import app
+from workbench.report.text import report_console
 from workbench.scenario import bundled_scenarios, load_scenario
 
 
 @app.command()
 def scenarios() -> None:
     """List the bundled scenarios (run one with `workbench run NAME`)."""
-    table = Table("name", "description", "file", box=None, header_style="bold")
+    table = Table("name", "description", box=None, header_style="bold")
     for name, path in bundled_scenarios().items():
-        table.add_row(name, load_scenario(path).description, str(path))
-    Console().print(table)
+        table.add_row(name, load_scenario(path).description)
+    console = report_console()
+    console.print(table)
+    console.print(f"[dim]files: {next(iter(bundled_scenarios().values())).parent}[/dim]")
