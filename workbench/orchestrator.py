@@ -131,7 +131,7 @@ def new_run_dir(name: str, out: Path | None) -> Path:
 
 
 def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
-            on_event: Callable[[dict[str, Any]], None] | None = None) -> Report:
+            on_event: Callable[[dict[str, Any]], None] | None = None, html: bool = True) -> Report:
     """Start the worker, stream its events, and build the report (also for a run that failed).
 
     Everything goes into ``run_dir`` as it happens: the worker's log, samples.jsonl, the raw statistics of each
@@ -214,9 +214,10 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
         )
     write_timeline(run_dir / "samples.jsonl", run_dir / "timeline.parquet")
     write_atomically(run_dir / "report.json", report_to_json(report))
-    from workbench.report.html import render_html  # matplotlib: imported only when a report is drawn
+    if html:
+        from workbench.report.html import render_html  # matplotlib: imported only when a report is drawn
 
-    write_atomically(run_dir / "report.html", render_html(report, run_dir))
+        write_atomically(run_dir / "report.html", render_html(report, run_dir))
     return report
 
 

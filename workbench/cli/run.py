@@ -55,6 +55,8 @@ def run(
         Optional[Path], typer.Option(help="The run directory (new or empty); default runs/<time>-<scenario>-<allocator>.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line (there is none when piped).")] = False,
+    html: Annotated[bool, typer.Option(help="Write report.html into the run directory (about 1 s with matplotlib; "
+                                             "`workbench report RUN --format html` draws it later).")] = True,
 ) -> None:
     """Run a scenario in a JVM under a preloaded allocator and report every layer at each snapshot.
 
@@ -71,7 +73,7 @@ def run(
     )
     run_dir = create_run_dir(prepared, out)
     with run_progress(prepared.scenario, quiet) as on_event:
-        report = execute(prepared, run_dir, quiet=quiet, on_event=on_event)
+        report = execute(prepared, run_dir, quiet=quiet, on_event=on_event, html=html)
     if json_path is not None:
         write_atomically(json_path, report_to_json(report))
     render_text(report, report_console())
