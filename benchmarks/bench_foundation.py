@@ -65,15 +65,19 @@ def main() -> None:
     plain_cmd = [java, "-XX:NativeMemoryTracking=summary", *arrow_options(jdk),
                  "-Darrow.allocation.manager.type=Netty", "-cp", classpath,
                  "workbench.jvm.ReferenceProgram", "100000", "1000"]
-    plain, tool = [], []
-    for _ in range(args.repeat):  # interleaved, so drift on a noisy machine hits both sides alike
-        began = time.perf_counter()
-        subprocess.run(plain_cmd, check=True, stdout=subprocess.DEVNULL, env={"LD_PRELOAD": jemalloc, "PATH": "/usr/bin:/bin"})
-        plain.append(time.perf_counter() - began)
-        tool.append(workbench("run", "arrow-intvector"))
-    p, t = statistics.median(plain), statistics.median(tool)
-    print(f"wall time, median of {args.repeat}: plain java {p:.2f} s, workbench run arrow-intvector {t:.2f} s, "
-          f"ratio {t / p:.2f}x (both hold 1 s; overhead {t - p:.2f} s)")
+    plain, tool, tool_no_html = [], [], []
+    with tempfile.TemporaryDirectory() as runs:
+        for _ in range(args.repeat):  # interleaved, so drift on a noisy machine hits all sides alike
+            began = time.perf_counter()
+            subprocess.run(plain_cmd, check=True, stdout=subprocess.DEVNULL,
+                           env={"LD_PRELOAD": jemalloc, "PATH": "/usr/bin:/bin"})
+            plain.append(time.perf_counter() - began)
+            tool.append(workbench("run", "arrow-intvector", "--quiet", "--out", f"{runs}/{len(tool)}"))
+            tool_no_html.append(workbench("run", "arrow-intvector", "--quiet", "--no-html",
+                                          "--out", f"{runs}/n{len(tool_no_html)}"))
+    p, t, n = statistics.median(plain), statistics.median(tool), statistics.median(tool_no_html)
+    print(f"wall time, median of {args.repeat}: plain java {p:.2f} s; workbench run arrow-intvector {t:.2f} s "
+          f"(ratio {t / p:.2f}x), with --no-html {n:.2f} s (ratio {n / p:.2f}x); all hold 1 s")
 
     out = subprocess.run([java, *arrow_options(jdk), "-cp", classpath, "workbench.jvm.FillThroughput",
                           "100000000", "5"], check=True, capture_output=True, text=True).stdout
