@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from workbench._errors import BadInput
+from workbench._files import sha256_file
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,6 @@ def _ldconfig_paths() -> dict[str, Path]:
     return found
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _package_of(path: Path) -> str | None:
     """``libjemalloc2 5.3.0-1``: the Debian package that installed this file, if dpkg knows it."""
     candidates = {str(path), str(path.resolve())}
@@ -97,11 +89,11 @@ def resolve_allocator(name: str, quiet: bool = False) -> AllocatorChoice:
                 f"--allocator {name}: {sonames[0]} is not installed; install the Debian package {package} "
                 f"(apt-get install {package})"
             )
-        return AllocatorChoice(name, path, backend, Provenance("system", _package_of(path), sha256_of(path)))
+        return AllocatorChoice(name, path, backend, Provenance("system", _package_of(path), sha256_file(path)))
     path = Path(name)
     if "/" in name or name.endswith(".so") or ".so." in name:
         if not path.is_file():
             raise BadInput(f"--allocator {name}: no such file (expected a shared library to preload)")
         resolved = path.resolve()
-        return AllocatorChoice(str(resolved), resolved, None, Provenance("file", None, sha256_of(resolved)))
+        return AllocatorChoice(str(resolved), resolved, None, Provenance("file", None, sha256_file(resolved)))
     raise BadInput(f"--allocator {name}: unknown allocator (expected one of: {', '.join(NAMES)}, or a path to a .so)")

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
 from workbench._errors import BadInput, RunFailed
+from workbench._files import sha256_file
 from workbench._resources import cache_dir, native_dir
 from workbench.build._lock import exclusive
 
@@ -88,14 +89,6 @@ def _recipe() -> Path:
     return native_dir() / "jemalloc" / "build.sh"
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _args_hash(recipe: bytes, configure_args: Sequence[str]) -> str:
     return hashlib.sha256(recipe + b"\0" + json.dumps(list(configure_args)).encode()).hexdigest()
 
@@ -136,7 +129,7 @@ def _lookup(entry: Path, configure_args: Sequence[str]) -> _Lookup:
         return _Lookup(None, None)
     library = entry / LIBRARY  # not manifest["library"]: the cache may have moved since
     try:
-        actual = _sha256_file(library)
+        actual = sha256_file(library)
     except OSError:
         return _Lookup(None, f"{library} is missing")
     if actual != manifest["library_sha256"]:
@@ -251,7 +244,7 @@ def _directory_sha256(root: Path) -> str:
             digest.update(b"L\0" + relative + b"\0" + os.readlink(path).encode() + b"\0")
         elif path.is_file():
             executable = b"x" if os.access(path, os.X_OK) else b"-"
-            digest.update(b"F\0" + relative + b"\0" + executable + _sha256_file(path).encode() + b"\0")
+            digest.update(b"F\0" + relative + b"\0" + executable + sha256_file(path).encode() + b"\0")
     return digest.hexdigest()
 
 
@@ -287,7 +280,7 @@ def _local_source(path: Path, version: str | None) -> _Source:
     elif not path.name.endswith(_TAR_SUFFIXES):
         raise BadInput(f"source {path}: expected a .tar.bz2, .tar.gz or .tar.xz release tarball or a directory")
     else:
-        source = _Source(path, str(path), _sha256_file(path), _tarball_version(path, str(path)))
+        source = _Source(path, str(path), sha256_file(path), _tarball_version(path, str(path)))
     if version is not None and source.upstream_version != version:
         raise BadInput(f"--version {version}: source {path} is jemalloc {source.upstream_version}")
     return source
@@ -457,7 +450,7 @@ def _debian_source(root: Path, version: str | None, progress: _Progress) -> _Sou
         if not debian_version or len(origs) != 1:
             raise RunFailed(f"{dscs[0].name}: expected a Version and one .orig tarball in Checksums-Sha256")
         orig = download / origs[0]
-        actual = _sha256_file(orig)
+        actual = sha256_file(orig)
         if actual != checksums[origs[0]]:
             raise RunFailed(f"{orig.name}: sha256 {actual} does not match {checksums[origs[0]]} in {dscs[0].name}")
         kept = root / "sources"
@@ -579,7 +572,7 @@ def _build(root: Path, recipe: Path, source: _Source, configure_args: list[str],
         raise
     built = BuiltAllocator(
         name="jemalloc", version=answer["version"], library=entry / LIBRARY, configure_args=configure_args,
-        library_sha256=_sha256_file(entry / LIBRARY), source=source.description, source_sha256=source.sha256,
+        library_sha256=sha256_file(entry / LIBRARY), source=source.description, source_sha256=source.sha256,
         cache_entry=entry,
     )
     _write_json_atomically(entry / MANIFEST, _manifest(built))
@@ -659,7 +652,7 @@ def build_jemalloc(version: str | None = None, configure_args: Sequence[str] | N
             return found.built, False
         _require(_TOOLS, "to build jemalloc")  # before downloading anything
         kept = root / "sources" / str(pointer.get("source_file", ".missing"))
-        if kept.is_file() and _sha256_file(kept) == pointer.get("source_sha256"):
+        if kept.is_file() and sha256_file(kept) == pointer.get("source_sha256"):
             debian = _Source(kept, str(pointer["source"]), str(pointer["source_sha256"]),
                              _tarball_version(kept, str(kept)))
         else:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from workbench._errors import EXPECTATIONS_FAILED, BadInput, RunFailed, WorkbenchError
 from workbench._files import write_atomically

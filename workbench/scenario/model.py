@@ -13,7 +13,7 @@ from pydantic import (
     PlainSerializer,
     Tag,
     WithJsonSchema,
-    field_validator,
+
 )
 
 from workbench.units import parse_duration_ms, parse_size
