@@ -13,7 +13,6 @@ from pydantic import (
     PlainSerializer,
     Tag,
     WithJsonSchema,
-
 )
 
 from workbench.units import parse_duration_ms, parse_size
