@@ -129,7 +129,9 @@ def exec_(
     run_dir = new_run_dir(run_dir_name("exec", choice, malloc_conf), out).resolve()
     dumps = run_dir / "allocator"
     dumps.mkdir(exist_ok=True)
+    # The agent holds premain (at most 30 s) until the start snapshot is taken, so `start` is before main runs.
     argv = [java, "-XX:NativeMemoryTracking=summary", f"-javaagent:{agent_jar}=dir={sockets}",
+            "-Dworkbench.agent.hold=30000",
             f"-XX:ErrorFile={run_dir}/hs_err_pid%p.log", *command[1:]]
     env = dict(os.environ, WORKBENCH_PROBE_DIR=str(sockets), WORKBENCH_PROBE_DUMP_DIR=str(dumps))
     env.pop("MALLOC_CONF", None)
@@ -160,6 +162,10 @@ def exec_(
             except jvm_agent.AgentUnavailable:
                 time.sleep(0.05)
         sampler.take("start")
+        try:
+            jvm_agent.query_agent(program.pid, "release", timeout=2.0, directory=sockets)
+        except jvm_agent.AgentUnavailable:
+            pass  # no agent: nothing is holding the program
         sampling.start()
         control = ControlServer(sampler, sockets)
         exit_code = program.wait()

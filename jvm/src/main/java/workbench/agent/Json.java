@@ -51,6 +51,14 @@ final class Json {
         return key(name).value(value);
     }
 
+    Json field(String name, boolean value) {
+        key(name);
+        separate();
+        out.append(value);
+        needsComma = true;
+        return this;
+    }
+
     /** A size or count that the JVM reports as -1 when it does not know it: written as null then. */
     Json fieldOrNull(String name, long value) {
         key(name);

@@ -1,6 +1,8 @@
 package workbench.agent;
 
 import java.nio.file.Path;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -11,11 +13,24 @@ import java.util.concurrent.atomic.AtomicBoolean;
  */
 public final class ProbeAgent {
     private static final AtomicBoolean STARTED = new AtomicBoolean();
+    /** Counted down by a client's {@code release}, or when the server cannot run: ends premain's hold. */
+    static final CountDownLatch RELEASE = new CountDownLatch(1);
+    /** {@code -Dworkbench.agent.hold=MS}: premain waits up to MS for {@code release}, so a first snapshot can be
+     * taken before the program's main runs. */
+    private static final String HOLD_PROPERTY = "workbench.agent.hold";
 
     private ProbeAgent() {}
 
     public static void premain(String args) {
         start(args);
+        long holdMillis = Long.getLong(HOLD_PROPERTY, 0L);
+        if (holdMillis > 0) {
+            try {
+                RELEASE.await(holdMillis, TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
     }
 
     public static void agentmain(String args) {
@@ -49,6 +64,8 @@ public final class ProbeAgent {
             warn("not started: " + badArgument.getMessage());
         } catch (Throwable t) {
             warn("stopped: " + t);
+        } finally {
+            RELEASE.countDown(); // a server that is not running must not hold the program
         }
     }
 

@@ -16,7 +16,8 @@ import java.nio.file.attribute.PosixFilePermissions;
 
 /**
  * The agent's socket: a client sends one line and gets one JSON line back, then the connection closes.
- * {@code stats}: see {@link Stats}; {@code ping}: {"pid": N}; anything else: {"error": "unknown command"}.
+ * {@code stats}: see {@link Stats}; {@code ping}: {"pid": N}; {@code release}: ends premain's hold
+ * ({@code -Dworkbench.agent.hold=MS}); anything else: {"error": "unknown command"}.
  * One client at a time, each bounded by {@link #CLIENT_TIMEOUT_MILLIS}, so a silent client cannot hold the agent.
  */
 final class ProbeServer {
@@ -138,6 +139,9 @@ final class ProbeServer {
                 }
             case "ping":
                 return new Json().beginObject().field("pid", ProcessHandle.current().pid()).endObject().toString();
+            case "release":
+                ProbeAgent.RELEASE.countDown();
+                return new Json().beginObject().field("released", true).endObject().toString();
             default:
                 return new Json().beginObject().field("error", "unknown command").endObject().toString();
         }
