@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import Any
 
 from workbench.worker.sampler import SAMPLE_COLUMNS
 
-SCHEMA = pa.schema(
-    [pa.field("t_ms", pa.float64()), pa.field("step", pa.int32())]
-    + [pa.field(name, pa.int64()) for name in SAMPLE_COLUMNS if name.endswith("_bytes")]
-    + [pa.field("cost_us", pa.float64())]
-)
+
+def schema() -> Any:
+    """The Parquet schema: times as float64, byte columns as int64 (pyarrow is imported only when writing)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [pa.field("t_ms", pa.float64()), pa.field("step", pa.int32())]
+        + [pa.field(name, pa.int64()) for name in SAMPLE_COLUMNS if name.endswith("_bytes")]
+        + [pa.field("cost_us", pa.float64())]
+    )
 
 
 def read_samples(path: Path) -> list[dict[str, object]]:
@@ -32,7 +36,11 @@ def read_samples(path: Path) -> list[dict[str, object]]:
 
 def write_timeline(samples_path: Path, parquet_path: Path) -> int:
     """Write the timeline as Parquet; returns the number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     samples = read_samples(samples_path)
-    table = pa.Table.from_pylist([{k: s.get(k) for k in SCHEMA.names} for s in samples], schema=SCHEMA)
+    columns = schema()
+    table = pa.Table.from_pylist([{k: s.get(k) for k in columns.names} for s in samples], schema=columns)
     pq.write_table(table, parquet_path)
     return int(table.num_rows)
