@@ -109,3 +109,14 @@ def test_a_java_exception_fails_the_run_with_exit_3_and_keeps_the_snapshots(tmp_
     assert "Unable to allocate buffer" in report["error"]["message"] and report["error"]["step"] == 2
     assert list(by_label(report)) == ["baseline"]
     assert Path(report["worker_log"]).is_file()
+
+
+@pytest.mark.jvm
+def test_second_run_needs_neither_maven_nor_a_compiler(tmp_path: Path) -> None:
+    # Everything a run builds is cached by the session's first run: with no mvn, gcc or apt on PATH it still works.
+    result = run_workbench("run", "arrow-intvector", "--hold", "0", "--no-html", "--out", str(tmp_path / "run"),
+                           env={"PATH": str(tmp_path), "JAVA_HOME": "/usr/lib/jvm/java-17-openjdk-amd64"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["allocator"]["provenance"]["kind"] == "built"
