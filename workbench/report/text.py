@@ -79,6 +79,18 @@ def findings(report: Report) -> list[str]:
                 f"At '{last.label}' Arrow accounts {last.arrow.allocated_bytes:,} B, and NMT 'Other' is still "
                 f"{kept:+,} B from baseline: memory the allocation manager keeps after close."
             )
+    if grown is None and len(snapshots) > 1:
+        # No Arrow layer (an unmodified program): say where the off-heap growth shows instead.
+        key = "nmt.categories.Other.committed_bytes"
+        peak = max(snapshots, key=lambda s: s.deltas.get(key, 0))
+        other = peak.deltas.get(key)
+        if other:
+            parts = [f"NMT 'Other' (Unsafe/direct memory) grew by {other:,} B at '{peak.label}'"]
+            for path, name in (("allocator.allocated_bytes", "the allocator's allocated bytes"),
+                               ("process.anon_rss_bytes", "anonymous RSS")):
+                if path in peak.deltas:
+                    parts.append(f"{name} by {peak.deltas[path]:,} B")
+            lines.append(", ".join(parts) + f" (since '{report.baseline}').")
     if report.checks.zero_copy is not None:
         same = "the same address as" if report.checks.zero_copy else "NOT the same address as"
         lines.append(
