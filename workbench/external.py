@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.probes import jvm_agent, native_probe
+from workbench.probes._socket import ask
 from workbench.probes.nmt import NmtSummary, parse_summary
 from workbench.probes.process import read_process
 from workbench.probes.process_status import read_status
@@ -206,11 +207,7 @@ class ControlServer:
 def request_snapshot(pid: int, label: str, directory: Path | None = None, timeout: float = 30) -> dict[str, Any]:
     """Ask the `workbench exec` that runs PID for a labelled snapshot."""
     path = (directory or native_probe.probe_dir()) / f"{CONTROL_PREFIX}{pid}.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.settimeout(timeout)
-        client.connect(str(path))
-        client.sendall(f"snapshot {label}\n".encode())
-        return json.loads(client.makefile("r").readline())  # type: ignore[no-any-return]
+    return json.loads(ask(path, f"snapshot {label}", timeout, 1 << 16))  # type: ignore[no-any-return]
 
 
 def find_jcmd(java: str | None) -> str | None:

@@ -9,12 +9,11 @@ writes the allocator's full statistics and answers ``{"dump": path}``; ``ping`` 
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
 from workbench._errors import RunFailed
+from workbench.probes._socket import ask, socket_dir
 from workbench.probes.allocator import AllocatorSnapshot
 
 COMMANDS = ("stats", "dump", "ping")
@@ -27,28 +26,12 @@ class ProbeUnavailable(RunFailed):
 
 def probe_dir() -> Path:
     """Where probes put their sockets; the same rule as the C side (native/probe/probe.h)."""
-    configured = os.environ.get("WORKBENCH_PROBE_DIR")
-    if configured:
-        return Path(configured)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "workbench"
-    return Path(f"/tmp/workbench-{os.geteuid()}")
+    return socket_dir()
 
 
 def socket_path(pid: int, directory: Path | None = None) -> Path:
     """The socket of the probe in process ``pid``."""
     return (directory or probe_dir()) / f"probe-{pid}.sock"
-
-
-def _read_line(connection: socket.socket) -> bytes:
-    data = b""
-    while b"\n" not in data and len(data) < _MAX_ANSWER:
-        chunk = connection.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def query(pid: int, command: str = "stats", timeout: float = 2.0, directory: Path | None = None) -> dict[str, Any]:
@@ -61,20 +44,16 @@ def query(pid: int, command: str = "stats", timeout: float = 2.0, directory: Pat
     if "\n" in command or "\r" in command:
         raise ValueError(f"a probe command is one line: {command!r}")
     path = socket_path(pid, directory)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-        connection.settimeout(timeout)
-        try:
-            connection.connect(str(path))
-            connection.sendall(command.encode() + b"\n")
-            data = _read_line(connection)
-        except FileNotFoundError:
-            raise ProbeUnavailable(f"no allocator probe in process {pid}: {path} does not exist (is "
-                                   f"libworkbench-probe.so in its LD_PRELOAD?)") from None
-        except TimeoutError:
-            raise ProbeUnavailable(f"the allocator probe of process {pid} did not answer within {timeout} s") from None
-        except OSError as error:
-            raise ProbeUnavailable(f"cannot talk to the allocator probe of process {pid} at {path}: "
-                                   f"{error.strerror or error}") from None
+    try:
+        data = ask(path, command, timeout, _MAX_ANSWER)
+    except FileNotFoundError:
+        raise ProbeUnavailable(f"no allocator probe in process {pid}: {path} does not exist (is "
+                               f"libworkbench-probe.so in its LD_PRELOAD?)") from None
+    except TimeoutError:
+        raise ProbeUnavailable(f"the allocator probe of process {pid} did not answer within {timeout} s") from None
+    except OSError as error:
+        raise ProbeUnavailable(f"cannot talk to the allocator probe of process {pid} at {path}: "
+                               f"{error.strerror or error}") from None
     if not data.endswith(b"\n"):
         raise ProbeUnavailable(f"the allocator probe of process {pid} closed the connection without an answer "
                                f"(a probe serves only its own user)")

@@ -24,9 +24,4 @@ public final class IntVectorKernels {
         }
         return total;
     }
-
-    /** Native address of the vector's data buffer, to compare with the address pyarrow sees. */
-    public static long dataBufferAddress(IntVector vector) {
-        return vector.getDataBuffer().memoryAddress();
-    }
 }
