@@ -32,7 +32,7 @@ def build_times() -> None:
         subprocess.run([sys.executable, "-m", "workbench", "build"], env=env, check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         first = time.perf_counter() - began
-        probe = ("import time, statistics; from workbench.build.jemalloc import ensure_jemalloc\n"
+        probe = ("import time, statistics; from workbench.toolchain.jemalloc import ensure_jemalloc\n"
                  "t = []\nfor _ in range(20):\n    s = time.perf_counter(); ensure_jemalloc(quiet=True)\n"
                  "    t.append(time.perf_counter() - s)\nprint(statistics.median(t))")
         cached = float(subprocess.run([sys.executable, "-c", probe], env=env, check=True, cwd=ROOT,

@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from workbench.build.allocators import resolve_allocator  # noqa: E402
-from workbench.build.jvm import kernels_classpath  # noqa: E402
-from workbench.jdk import arrow_options, resolve_jdk  # noqa: E402
+from workbench.toolchain.allocators import resolve_allocator  # noqa: E402
+from workbench.toolchain.jvm import kernels_classpath  # noqa: E402
+from workbench.run.jdk import arrow_options, resolve_jdk  # noqa: E402
 
 
 def workbench(*args: str) -> float:

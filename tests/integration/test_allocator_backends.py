@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.build.allocators import resolve_allocator
+from workbench.toolchain.allocators import resolve_allocator
 
 ROOT = Path(__file__).resolve().parents[2]
 # An unusual size, so the allocator's growth can be matched to this one allocation.

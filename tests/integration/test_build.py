@@ -17,8 +17,8 @@ import pytest
 
 from tests.integration.conftest import ROOT, run_workbench
 from workbench._errors import BadInput
-from workbench.build import jemalloc
-from workbench.build.jemalloc import ensure_jemalloc
+from workbench.toolchain import jemalloc
+from workbench.toolchain.jemalloc import ensure_jemalloc
 
 pytestmark = [pytest.mark.slow]
 

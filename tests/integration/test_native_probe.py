@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from workbench._errors import BadInput
-from workbench.build.allocators import resolve_allocator
-from workbench.build.probe import ensure_probe, ensure_probe_test_program
+from workbench.toolchain.allocators import resolve_allocator
+from workbench.toolchain.probe import ensure_probe, ensure_probe_test_program
 from workbench.probes.native_probe import ProbeUnavailable, query, snapshot_from_probe, socket_path
 
 pytestmark = pytest.mark.slow

@@ -1,8 +1,8 @@
 import pytest
 
 from workbench._errors import BadInput
-from workbench.build import allocators
-from workbench.build.allocators import resolve_allocator
+from workbench.toolchain import allocators
+from workbench.toolchain.allocators import resolve_allocator
 
 
 def test_system_jemalloc_is_found_through_the_linker_cache_with_its_package() -> None:

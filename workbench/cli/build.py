@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from workbench._errors import BadInput
-from workbench.build.jemalloc import DEFAULT_CONFIGURE_ARGS, build_jemalloc
+from workbench.toolchain.jemalloc import DEFAULT_CONFIGURE_ARGS, build_jemalloc
 from workbench.cli import app
 
 _FROM_THE_SYSTEM = "tcmalloc, mimalloc come from the system (apt-get install libtcmalloc-minimal4 / libmimalloc2.0)"

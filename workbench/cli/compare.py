@@ -13,7 +13,7 @@ from workbench.cli import app
 from workbench.cli._progress import run_progress
 from workbench._files import write_atomically
 from workbench.cli.run import parse_hold, writable_target
-from workbench.orchestrator import RunRequest, create_run_dir, execute, prepare
+from workbench.run.scenario import RunRequest, create_run_dir, execute, prepare
 from workbench.report.compare import ComparedRun, compare_to_json, render_compare
 from workbench.report.text import report_console
 

@@ -20,11 +20,11 @@ from rich.text import Text
 
 from workbench._errors import BadInput, WorkbenchError
 from workbench._resources import cache_dir, jvm_project_dir
-from workbench.build import jemalloc as jemalloc_build
-from workbench.build.allocators import _SYSTEM, NAMES, resolve_allocator
-from workbench.build.jvm import _cached_classpath, kernels_classpath, project_hash
+from workbench.toolchain import jemalloc as jemalloc_build
+from workbench.toolchain.allocators import _SYSTEM, NAMES, resolve_allocator
+from workbench.toolchain.jvm import _cached_classpath, kernels_classpath, project_hash
 from workbench.cli import app
-from workbench.jdk import Jdk, arrow_options, resolve_jdk
+from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
 
 SCHEMA = "workbench.doctor/1"
 JVM_DIR = Path("/usr/lib/jvm")

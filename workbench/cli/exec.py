@@ -18,13 +18,13 @@ from rich.console import Console
 
 from workbench._errors import BadInput, WorkbenchError
 from workbench._files import write_atomically
-from workbench.build.allocators import resolve_allocator
-from workbench.build.jvm import kernels_classpath
-from workbench.build.probe import ensure_probe
+from workbench.toolchain.allocators import resolve_allocator
+from workbench.toolchain.jvm import kernels_classpath
+from workbench.toolchain.probe import ensure_probe
 from workbench.cli import app
 from workbench.cli.run import parse_hold
-from workbench.external import ControlServer, ExternalSampler, find_jcmd, request_snapshot
-from workbench.orchestrator import new_run_dir, run_dir_name
+from workbench.run.external import ControlServer, ExternalSampler, find_jcmd, request_snapshot
+from workbench.run.scenario import new_run_dir, run_dir_name
 from workbench.probes import jvm_agent, native_probe
 from workbench.report.build import with_deltas
 from workbench.report.model import (
@@ -209,7 +209,8 @@ def attach(
     if not has_agent and sampler.jcmd is None:
         raise BadInput("attach: no Java agent in that JVM and no jcmd found (install a JDK: apt-get install "
                        "openjdk-17-jdk-headless)")
-    from workbench.build.allocators import AllocatorChoice, Provenance
+    from workbench.protocol.provenance import Provenance
+    from workbench.toolchain.allocators import AllocatorChoice
 
     run_dir = new_run_dir(run_dir_name(f"attach-{pid}", AllocatorChoice("detected", None, None, Provenance("none")),
                                        None), out).resolve()

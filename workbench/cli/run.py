@@ -12,7 +12,7 @@ from workbench._errors import EXPECTATIONS_FAILED, BadInput, RunFailed, Workbenc
 from workbench._files import write_atomically
 from workbench.cli import app
 from workbench.cli._progress import run_progress
-from workbench.orchestrator import RunRequest, create_run_dir, execute, prepare
+from workbench.run.scenario import RunRequest, create_run_dir, execute, prepare
 from workbench.report.model import report_to_json
 from workbench.report.text import render_text, report_console
 from workbench.units import parse_duration_ms

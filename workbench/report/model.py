@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from workbench.build.allocators import Provenance
+from workbench.protocol.provenance import Provenance
 from workbench.probes.allocator import AllocatorSnapshot
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtSummary

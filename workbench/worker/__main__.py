@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from workbench.worker.spec import WorkerSpec
+from workbench.protocol.spec import WorkerSpec
 
 
 class EventStream:

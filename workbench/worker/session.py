@@ -19,7 +19,7 @@ from workbench.probes.nmt import parse_summary
 from workbench.probes.process import read_process
 from workbench.scenario.model import TYPE_WIDTH, Scenario
 from workbench.worker.sampler import Sampler
-from workbench.worker.spec import WorkerSpec
+from workbench.protocol.spec import WorkerSpec
 
 Emit = Callable[..., None]
 Vectors = dict[str, tuple[Any, int]]  # name -> (java vector, requested bytes)

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from workbench._errors import BadInput, RunFailed
 from workbench._files import sha256_file
 from workbench._resources import cache_dir, native_dir
-from workbench.build._lock import exclusive
+from workbench.toolchain._lock import exclusive
 
 DEFAULT_CONFIGURE_ARGS = ("--enable-prof",)
 

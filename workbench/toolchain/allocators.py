@@ -8,16 +8,7 @@ from pathlib import Path
 
 from workbench._errors import BadInput
 from workbench._files import sha256_file
-
-
-@dataclass(frozen=True)
-class Provenance:
-    kind: str  # "built" (by `workbench build`), "system" (a distribution package), "file" (a path given), "none"
-    package: str | None = None  # the distribution package and its version, for system libraries
-    library_sha256: str | None = None
-    configure_args: list[str] | None = None
-    source: str | None = None
-    source_sha256: str | None = None
+from workbench.protocol.provenance import Provenance
 
 
 @dataclass(frozen=True)
@@ -72,7 +63,7 @@ def resolve_allocator(name: str, quiet: bool = False) -> AllocatorChoice:
     if name == "glibc":
         return AllocatorChoice("glibc", None, "glibc", Provenance("none"))
     if name == "jemalloc":
-        from workbench.build.jemalloc import ensure_jemalloc
+        from workbench.toolchain.jemalloc import ensure_jemalloc
 
         built = ensure_jemalloc(quiet=quiet)
         return AllocatorChoice(

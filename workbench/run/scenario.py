@@ -22,14 +22,14 @@ from workbench.report.expectations import check_expectations
 from workbench.report.model import report_to_dict, report_to_json
 from workbench.report.timeline import write_timeline
 
-from workbench.build.allocators import AllocatorChoice, resolve_allocator
-from workbench.build.jvm import kernels_classpath
-from workbench.jdk import Jdk, arrow_options, resolve_jdk
+from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
+from workbench.toolchain.jvm import kernels_classpath
+from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
 from workbench.report.build import build_report
 from workbench.report.model import AllocatorSection, JvmSection, Report, RunError, ScenarioSection
 from workbench.scenario import Scenario, load_scenario, resolve_scenario
 from workbench.scenario.model import ALLOCATION_MANAGER_PROPERTY, HoldStep
-from workbench.worker.spec import WorkerSpec
+from workbench.protocol.spec import WorkerSpec
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 

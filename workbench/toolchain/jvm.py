@@ -12,7 +12,7 @@ from pathlib import Path
 
 from workbench._errors import BadInput, RunFailed
 from workbench._resources import cache_dir, jvm_project_dir
-from workbench.build._lock import exclusive
+from workbench.toolchain._lock import exclusive
 
 CLASSPATH_FILE = "classpath.txt"
 

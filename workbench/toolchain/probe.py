@@ -19,7 +19,7 @@ from pathlib import Path
 
 from workbench._errors import BadInput, RunFailed
 from workbench._resources import cache_dir, native_dir
-from workbench.build._lock import exclusive
+from workbench.toolchain._lock import exclusive
 
 LIBRARY = "libworkbench-probe.so"
 TEST_PROGRAM = "test_probe"

@@ -1,0 +1,1 @@
+"""Starting a measured process and finishing its run, for scenarios and unmodified programs alike."""
