@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workbench._errors import RunFailed
 from workbench.probes._socket import ask, socket_dir
 from workbench.probes.allocator import AllocatorSnapshot
 
@@ -20,7 +19,7 @@ COMMANDS = ("stats", "dump", "ping")
 _MAX_ANSWER = 1 << 20
 
 
-class ProbeUnavailable(RunFailed):
+class ProbeUnavailable(Exception):
     """No probe answers for that process: no socket, refused, closed without answering, or timed out."""
 
 

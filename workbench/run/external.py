@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -19,13 +20,33 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
+from workbench._errors import BadInput
 from workbench.probes import jvm_agent, native_probe
 from workbench.probes._socket import ask
 from workbench.probes.nmt import NmtSummary, parse_summary
 from workbench.probes.process import read_process
 from workbench.probes.process_status import read_status
+from workbench.protocol import layout
+from workbench.protocol.provenance import Provenance
+from workbench.report.build import with_deltas
+from workbench.run.run_dir import RunDir
+from workbench.toolchain.allocators import AllocatorChoice
+from workbench.values import parse_label
+from workbench.report.model import (
+    AllocatorSection,
+    Checks,
+    JvmSection,
+    ProgramSection,
+    Report,
+    RunError,
+    ScenarioSection,
+    Snapshot,
+)
 
 CONTROL_PREFIX = "exec-"
+_SNAPSHOT = TypeAdapter(Snapshot)
 
 
 @dataclass
@@ -100,12 +121,9 @@ class ExternalSampler:
             "arrow": None, "nmt": asdict(nmt) if nmt else None, "allocator": allocator,
             "process": asdict(process), "jvm_runtime": runtime,
         }
-        raw = {f"smaps/{label}.txt": smaps}
+        layout.write_raw(self.run_dir, "smaps", label, "txt", smaps)
         if nmt_text:
-            raw[f"nmt/{label}.txt"] = nmt_text
-        for name, text in raw.items():
-            (self.run_dir / name).parent.mkdir(exist_ok=True)
-            (self.run_dir / name).write_text(text, encoding="utf-8")
+            layout.write_raw(self.run_dir, "nmt", label, "txt", nmt_text)
         return snapshot
 
     def take(self, label: str) -> dict[str, Any] | None:
@@ -136,7 +154,7 @@ class ExternalSampler:
 
     def run(self, full_every_s: float = 1.0) -> None:
         """Sample until stop() or the process exits; keep the latest full snapshot for the end."""
-        with (self.run_dir / "samples.jsonl").open("a", encoding="utf-8", buffering=1) as out:
+        with (self.run_dir / layout.SAMPLES).open("a", encoding="utf-8", buffering=1) as out:
             count, next_full = 0, 0.0
             while not self._stop.is_set():
                 began = time.perf_counter()
@@ -187,8 +205,13 @@ class ControlServer:
                 try:
                     request = connection.makefile("r").readline().strip()
                     command, _, label = request.partition(" ")
+                    answer: dict[str, Any]
                     if command != "snapshot" or not label:
-                        answer: dict[str, Any] = {"error": "expected: snapshot LABEL"}
+                        answer = {"error": "expected: snapshot LABEL"}
+                    elif (bad := _label_problem(label)) is not None:
+                        answer = {"error": f"--label: {bad}"}
+                    elif any(s["label"] == label for s in self._sampler.snapshots) or label in ("start", "last"):
+                        answer = {"error": f"--label: a snapshot labelled {label!r} exists already"}
                     else:
                         taken = self._sampler.take(label)
                         answer = {"label": label, "t_ms": taken["t_ms"]} if taken else {"error": "process gone"}
@@ -204,6 +227,14 @@ class ControlServer:
             pass
 
 
+def _label_problem(label: str) -> str | None:
+    try:
+        parse_label(label)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def request_snapshot(pid: int, label: str, directory: Path | None = None, timeout: float = 30) -> dict[str, Any]:
     """Ask the `workbench exec` that runs PID for a labelled snapshot."""
     path = (directory or native_probe.probe_dir()) / f"{CONTROL_PREFIX}{pid}.sock"
@@ -217,3 +248,49 @@ def find_jcmd(java: str | None) -> str | None:
         if candidate.is_file():
             return str(candidate)
     return shutil.which("jcmd")
+
+
+def private_dir(directory: Path) -> Path:
+    """The per-user socket directory: created 0700, refused when it is a symlink or anyone else can enter it."""
+    if directory.is_symlink():
+        raise BadInput(f"{directory}: is a symbolic link; refusing it as the private socket directory")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise BadInput(f"{directory}: must be owned by you with mode 0700 (it holds the probe's sockets)")
+    return directory
+
+
+def external_report(sampler: ExternalSampler, argv: list[str], shown: list[str], exit_code: int | None,
+                    allocator: AllocatorChoice | None, malloc_conf: str | None, java_home: str, run_dir: RunDir,
+                    interrupted_by: str | None = None, error: RunError | None = None) -> Report:
+    """The report of a program that `exec` ran (``exit_code`` set) or a process `attach` watched (None)."""
+    raw = list(sampler.snapshots)
+    if sampler.latest is not None and (not raw or sampler.latest["t_ms"] > raw[-1]["t_ms"]):
+        raw.append(sampler.latest)
+    snapshots, baseline = with_deltas([_SNAPSHOT.validate_python(s) for s in raw], "unknown")
+    info = sampler.allocator_info or {}
+    jvm = sampler.jvm_info or {}
+    hs_err = run_dir.hs_err()
+    return Report(
+        scenario=ScenarioSection(name="exec" if exit_code is not None else f"attach {sampler.pid}",
+                                 description=_shorten(shlex.join(shown)), source=shlex.join(shown)),
+        allocator=AllocatorSection(
+            name=allocator.name if allocator else "detected",
+            library=str(allocator.library) if allocator and allocator.library else None,
+            version=info.get("version"), malloc_conf=malloc_conf, backend=info.get("backend"),
+            detected_library=info.get("library"), config_prof=None, config_stats=None,
+            provenance=allocator.provenance if allocator else Provenance("none"),
+        ),
+        jvm=JvmSection(java_home=java_home, version=jvm.get("java_version"), vm=jvm.get("vm_name"), options=argv[1:],
+                       allocation_manager="unknown", nmt="summary" if any(s.nmt for s in snapshots) else "off",
+                       pyarrow_memory_pool=None),
+        snapshots=snapshots, checks=Checks(), status="failed" if error else "ok", error=error, baseline=baseline,
+        run_dir=str(run_dir.path), worker_log=None, hs_err=str(hs_err) if hs_err else None,
+        interrupted_by=interrupted_by,
+        program=ProgramSection(argv=argv, pid=sampler.pid, exit_code=exit_code, sources=dict(sampler.sources)),
+    )
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit // 2 - 2] + " ... " + text[-(limit // 2 - 3):]
