@@ -120,3 +120,28 @@ def test_worker_events_round_trip_through_one_line() -> None:
 def test_a_line_that_is_not_an_event_is_refused(line: str) -> None:
     with pytest.raises(events.BadEvent):
         events.decode(line)
+
+
+def test_probe_and_agent_replies_are_read_into_their_types() -> None:
+    from workbench.probes.native_probe import snapshot_from_stats
+    from workbench.protocol.replies import BadReply, agent_stats, probe_stats
+
+    stats = probe_stats({"backend": "jemalloc", "pid": 42, "version": "5.3.0", "library": "/c/libjemalloc.so.2",
+                         "t_ns": 1, "allocated_bytes": 1_048_577, "active_bytes": 1_064_960, "metadata_bytes": None,
+                         "resident_bytes": 2_097_152, "mapped_bytes": 4_194_304, "retained_bytes": 0,
+                         "raw": {"stats.allocated": 1_048_577}})
+    snapshot = snapshot_from_stats(stats)
+    assert (snapshot.backend, snapshot.allocated_bytes, snapshot.metadata_bytes) == ("jemalloc", 1_048_577, None)
+    agent = agent_stats({"pid": 7, "t_ms": 900, "nmt": None, "nmt_error": "Native memory tracking is not enabled",
+                         "buffer_pools": {"direct": {"count": 1, "memory_used_bytes": 4096,
+                                                     "total_capacity_bytes": 4096}},
+                         "heap": {"used_bytes": 10, "committed_bytes": 20, "max_bytes": 30},
+                         "non_heap": {"used_bytes": 1, "committed_bytes": 2, "max_bytes": -1},
+                         "gc": [{"name": "G1 Young Generation", "count": 2, "time_ms": 5}], "threads": 11,
+                         "java_version": "17.0.15", "vm_name": "OpenJDK 64-Bit Server VM"})
+    assert agent.buffer_pools["direct"].memory_used_bytes == 4096 and agent.gc[0].count == 2
+    assert agent.runtime()["heap"] == {"used_bytes": 10, "committed_bytes": 20, "max_bytes": 30}
+    with pytest.raises(BadReply, match="the Java agent answered a bad pid"):
+        agent_stats({"pid": "seven"})
+    with pytest.raises(BadReply, match="not a JSON object"):
+        probe_stats([1, 2])

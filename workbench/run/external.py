@@ -29,7 +29,9 @@ from workbench.probes.nmt import NmtSummary, parse_summary
 from workbench.probes.process import read_process
 from workbench.probes.process_status import read_status
 from workbench.protocol import layout
+from workbench.probes.allocator import AllocatorSnapshot
 from workbench.protocol.provenance import Provenance
+from workbench.protocol.replies import BadReply, agent_stats, probe_stats
 from workbench.report.build import with_deltas
 from workbench.run.run_dir import RunDir
 from workbench.toolchain.allocators import AllocatorChoice
@@ -72,28 +74,28 @@ class ExternalSampler:
         return round((time.monotonic() - self.started) * 1000, 3)
 
     # The layers, each None when its source does not answer (the program exited, no probe, no agent).
-    def _allocator(self) -> dict[str, Any] | None:
+    def _allocator(self) -> AllocatorSnapshot | None:
         try:
-            data = native_probe.query(self.pid, "stats", timeout=1.0)
-        except native_probe.ProbeUnavailable:
+            stats = probe_stats(native_probe.query(self.pid, "stats", timeout=1.0))
+        except (native_probe.ProbeUnavailable, BadReply):
             return None
         self.sources["allocator"] = "probe"
         if self.allocator_info is None:
-            self.allocator_info = {k: data.get(k) for k in ("backend", "version", "library")}
-        return asdict(native_probe.snapshot_from_probe(data))
+            self.allocator_info = {"backend": stats.backend, "version": stats.version, "library": stats.library}
+        return native_probe.snapshot_from_stats(stats)
 
     def _jvm(self) -> tuple[NmtSummary | None, dict[str, Any] | None, str | None]:
         if self.use_jcmd:
             return self._jcmd_nmt(), None, None
         try:
-            stats = jvm_agent.query_agent(self.pid, "stats", timeout=2.0)
-        except jvm_agent.AgentUnavailable:
+            stats = agent_stats(jvm_agent.query_agent(self.pid, "stats", timeout=2.0))
+        except (jvm_agent.AgentUnavailable, BadReply):
             return None, None, None
         self.sources["jvm"] = "agent"
         if self.jvm_info is None:
-            self.jvm_info = {k: stats.get(k) for k in ("java_version", "vm_name")}
-        runtime = {k: stats.get(k) for k in ("heap", "non_heap", "buffer_pools", "gc", "threads")}
-        return jvm_agent.nmt_of(stats), runtime, stats.get("nmt")
+            self.jvm_info = {"java_version": stats.java_version, "vm_name": stats.vm_name}
+        nmt = parse_summary(stats.nmt) if stats.nmt is not None else None
+        return nmt, stats.runtime(), stats.nmt
 
     def _jcmd_nmt(self) -> NmtSummary | None:
         if self.jcmd is None:
@@ -118,7 +120,7 @@ class ExternalSampler:
         allocator = self._allocator()
         snapshot = {
             "label": label, "t_ms": self.t_ms(), "cost_ms": round((time.perf_counter() - began) * 1000, 3),
-            "arrow": None, "nmt": asdict(nmt) if nmt else None, "allocator": allocator,
+            "arrow": None, "nmt": asdict(nmt) if nmt else None, "allocator": asdict(allocator) if allocator else None,
             "process": asdict(process), "jvm_runtime": runtime,
         }
         layout.write_raw(self.run_dir, "smaps", label, "txt", smaps)
@@ -142,7 +144,7 @@ class ExternalSampler:
         allocator = self._allocator()
         sample: dict[str, Any] = {"t_ms": self.t_ms(), "step": None, **status, "arrow_allocated_bytes": None}
         for key in ("allocated", "active", "resident", "mapped", "retained"):
-            sample[f"allocator_{key}_bytes"] = allocator.get(f"{key}_bytes") if allocator else None
+            sample[f"allocator_{key}_bytes"] = getattr(allocator, f"{key}_bytes") if allocator else None
         sample.update(nmt_committed_bytes=None, nmt_malloc_bytes=None, nmt_other_committed_bytes=None)
         if count % self.nmt_every == 0:
             nmt, _, _ = self._jvm()
