@@ -21,6 +21,7 @@ from rich.text import Text
 from workbench._errors import BadInput, WorkbenchError
 from workbench._resources import cache_dir, jvm_project_dir
 from workbench.toolchain import jemalloc as jemalloc_build
+from workbench.toolchain.cache import allocators_dir, read_json
 from workbench.toolchain.allocators import _SYSTEM, NAMES, resolve_allocator
 from workbench.toolchain.jvm import _cached_classpath, kernels_classpath, project_hash
 from workbench.cli import app
@@ -261,10 +262,10 @@ def cached_jemalloc() -> jemalloc_build._Lookup:
     """What ensure_jemalloc() would find in its cache for the default version and arguments, read only."""
     # Mirrors build_jemalloc's index lookup; ensure_jemalloc has no read-only entry point to call.
     args = list(jemalloc_build.DEFAULT_CONFIGURE_ARGS)
-    root = jemalloc_build._allocators_dir()
+    root = allocators_dir()
     args_hash = jemalloc_build._args_hash(jemalloc_build._recipe().read_bytes(), args)
     index = root / f"jemalloc-default-{args_hash[:16]}.json"
-    entry = str((jemalloc_build._read_json(index) or {}).get("entry", ".missing"))
+    entry = str((read_json(index) or {}).get("entry", ".missing"))
     return jemalloc_build._lookup(root / entry, args)
 
 

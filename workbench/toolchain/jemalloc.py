@@ -22,16 +22,17 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
 from workbench._errors import BadInput, RunFailed
 from workbench._files import sha256_file
-from workbench._resources import cache_dir, native_dir
-from workbench.toolchain._lock import exclusive
+from workbench._resources import native_dir
+from workbench.toolchain.cache import (
+    BuildArea, BuildFailed, LockedArea, allocators_dir, json_text, read_json, write_json,
+)
 
 DEFAULT_CONFIGURE_ARGS = ("--enable-prof",)
 
@@ -80,8 +81,9 @@ class _Source:
 # --- the cache --------------------------------------------------------------------------------------------------
 
 
-def _allocators_dir() -> Path:
-    return cache_dir() / "allocators"
+def _area() -> BuildArea:
+    return BuildArea(allocators_dir(), lock_name="jemalloc.lock", staging_prefix=".build-jemalloc-",
+                     log_name=BUILD_LOG, manifest_name=MANIFEST, also_abandoned=(".fetch-",))
 
 
 def _recipe() -> Path:
@@ -97,23 +99,6 @@ def _recipe_hash(recipe: bytes, configure_args: Sequence[str], source_sha256: st
     return hashlib.sha256(_args_hash(recipe, configure_args).encode() + b"\0" + source_sha256.encode()).hexdigest()
 
 
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=2)
-        out.write("\n")
-    os.replace(partial, path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 @dataclass(frozen=True)
 class _Lookup:
     built: BuiltAllocator | None  # a complete entry whose library still has its recorded checksum
@@ -122,7 +107,7 @@ class _Lookup:
 
 def _lookup(entry: Path, configure_args: Sequence[str]) -> _Lookup:
     """An entry without a readable manifest is an unfinished build: it counts as absent and is replaced."""
-    manifest = _read_json(entry / MANIFEST)
+    manifest = read_json(entry / MANIFEST)
     if manifest is None or manifest.get("schema") != MANIFEST_SCHEMA or manifest.get("configure_args") != list(
         configure_args
     ):
@@ -485,7 +470,7 @@ def _check_library(library: Path) -> dict[str, Any]:
                             env=env, stdin=subprocess.DEVNULL, timeout=60, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
-        raise RunFailed(f"the built {library.name} does not answer mallctl(\"version\"): {last}")
+        raise BuildFailed(f"the built {library.name} does not answer mallctl(\"version\"): {last}")
     answer: dict[str, Any] = json.loads(result.stdout)
     return answer
 
@@ -526,21 +511,13 @@ def _run_recipe(recipe: Path, source_dir: Path, prefix: Path, configure_args: Se
             raise
 
 
-def _failed(root: Path, entry_name: str, log: Path, message: str) -> RunFailed:
-    kept = root / f"failed-{entry_name}.log"
-    shutil.copy(log, kept)
-    tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
-    return RunFailed(f"{message} (full log: {kept}):\n{tail}")
-
-
 def _entry(root: Path, recipe: bytes, configure_args: Sequence[str], source: _Source) -> Path:
     return root / f"jemalloc-{source.upstream_version}-{_recipe_hash(recipe, configure_args, source.sha256)[:16]}"
 
 
-def _build(root: Path, recipe: Path, source: _Source, configure_args: list[str], entry: Path,
-           progress: _Progress) -> BuiltAllocator:
-    """Unpack, build and check in a temporary directory, then move it into place; the manifest comes last."""
-    staging = Path(tempfile.mkdtemp(prefix=".build-jemalloc-", dir=root))
+def _build_into(staging: Path, log: Path, recipe: Path, source: _Source, configure_args: list[str], entry: Path,
+                progress: _Progress) -> BuiltAllocator:
+    """Unpack, build and check in the staging folder; the result names the files as they will be in ``entry``."""
     try:
         progress.start("unpacking source")
         if source.path.is_dir():
@@ -548,68 +525,45 @@ def _build(root: Path, recipe: Path, source: _Source, configure_args: list[str],
             shutil.copytree(source.path, source_dir, symlinks=True)
         else:
             source_dir = _unpack(source.path, staging / "src", source.description)
-        log = staging / BUILD_LOG
         log.write_text(f"# source: {source.description} (sha256 {source.sha256})\n"
                        f"# configure args: {' '.join(configure_args)}\n", encoding="utf-8")
         returncode = _run_recipe(recipe, source_dir, staging, configure_args, log, progress)
         if returncode != 0:
-            raise _failed(root, entry.name, log, f"building jemalloc {source.upstream_version} failed "
-                                                 f"(exit {returncode})")
+            raise BuildFailed(f"building jemalloc {source.upstream_version} failed (exit {returncode})")
         progress.start("checking the library")
-        try:
-            answer = _check_library(staging / LIBRARY)
-        except RunFailed as error:
-            raise _failed(root, entry.name, log, error.message) from None
+        answer = _check_library(staging / LIBRARY)
+    finally:
         progress.finish()
-        shutil.rmtree(staging / "src")
-        staging.chmod(0o755)  # mkdtemp's 0700 would hide the library from a worker run as another user
-        if entry.exists():
-            shutil.rmtree(entry)  # unfinished or damaged: the caller found no usable build in it
-        os.rename(staging, entry)
-    except BaseException:
-        progress.finish()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    built = BuiltAllocator(
+    shutil.rmtree(staging / "src")
+    return BuiltAllocator(
         name="jemalloc", version=answer["version"], library=entry / LIBRARY, configure_args=configure_args,
-        library_sha256=sha256_file(entry / LIBRARY), source=source.description, source_sha256=source.sha256,
+        library_sha256=sha256_file(staging / LIBRARY), source=source.description, source_sha256=source.sha256,
         cache_entry=entry,
     )
-    _write_json_atomically(entry / MANIFEST, _manifest(built))
-    return built
 
 
-def _reuse_or_build(root: Path, recipe: Path, source: _Source, configure_args: list[str],
+def _reuse_or_build(locked: LockedArea, recipe: Path, source: _Source, configure_args: list[str],
                     progress: _Progress) -> tuple[BuiltAllocator, bool]:
     """With the lock held: the entry of this source if it is sound, else a new build."""
-    entry = _entry(root, recipe.read_bytes(), configure_args, source)
+    entry = _entry(locked.area.root, recipe.read_bytes(), configure_args, source)
     found = _lookup(entry, configure_args)
     if found.built is not None:
         return found.built, False
     if found.damaged is not None:
         _warn(f"{found.damaged}; rebuilding it")
-    return _build(root, recipe, source, configure_args, entry, progress), True
+    built = locked.build(
+        entry, lambda staging, log: _build_into(staging, log, recipe, source, configure_args, entry, progress),
+        manifest=_manifest_text,
+    )
+    return built, True
 
 
-def _manifest(built: BuiltAllocator) -> dict[str, Any]:
+def _manifest_text(built: BuiltAllocator) -> str:
     fields = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(built).items()}
-    return {"schema": MANIFEST_SCHEMA, **fields}
-
-
-def _remove_abandoned(root: Path) -> None:
-    """Temporary directories of builds that were killed; only called with the lock held, so none is running."""
-    for path in [*root.glob(".build-jemalloc-*"), *root.glob(".fetch-*")]:
-        shutil.rmtree(path, ignore_errors=True)
+    return json_text({"schema": MANIFEST_SCHEMA, **fields})
 
 
 # --- the entry point --------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    with exclusive(root / "jemalloc.lock"):
-        _remove_abandoned(root)
-        yield
 
 
 def _checked_arguments(version: str | None, configure_args: Sequence[str] | None) -> list[str]:
@@ -626,7 +580,8 @@ def build_jemalloc(version: str | None = None, configure_args: Sequence[str] | N
                    source: Path | None = None, quiet: bool = False) -> tuple[BuiltAllocator, bool]:
     """Like :func:`ensure_jemalloc`, also telling whether it built (True) or found the build in the cache (False)."""
     args = _checked_arguments(version, configure_args)
-    root = _allocators_dir()
+    area = _area()
+    root = area.root
     recipe = _recipe()
     progress = _Progress(quiet)
     if source is not None:
@@ -634,19 +589,17 @@ def build_jemalloc(version: str | None = None, configure_args: Sequence[str] | N
         found = _lookup(_entry(root, recipe.read_bytes(), args, local), args)
         if found.built is not None:
             return found.built, False
-        root.mkdir(parents=True, exist_ok=True)
-        with _locked(root):
+        with area.locked() as locked:
             _require(_TOOLS, "to build jemalloc")
-            return _reuse_or_build(root, recipe, local, args, progress)
+            return _reuse_or_build(locked, recipe, local, args, progress)
 
     # Debian's source: found through the index, so that a cached build needs neither apt nor the network.
     index = root / f"jemalloc-{version or 'default'}-{_args_hash(recipe.read_bytes(), args)[:16]}.json"
-    found = _lookup(root / str((_read_json(index) or {}).get("entry", ".missing")), args)
+    found = _lookup(root / str((read_json(index) or {}).get("entry", ".missing")), args)
     if found.built is not None:
         return found.built, False
-    root.mkdir(parents=True, exist_ok=True)
-    with _locked(root):
-        pointer = _read_json(index) or {}
+    with area.locked() as locked:
+        pointer = read_json(index) or {}
         found = _lookup(root / str(pointer.get("entry", ".missing")), args)
         if found.built is not None:
             return found.built, False
@@ -657,8 +610,8 @@ def build_jemalloc(version: str | None = None, configure_args: Sequence[str] | N
                              _tarball_version(kept, str(kept)))
         else:
             debian = _debian_source(root, version, progress)
-        built, rebuilt = _reuse_or_build(root, recipe, debian, args, progress)
-        _write_json_atomically(index, {
+        built, rebuilt = _reuse_or_build(locked, recipe, debian, args, progress)
+        write_json(index, {
             "entry": built.cache_entry.name, "source": built.source, "source_sha256": built.source_sha256,
             "source_file": debian.path.name,
         })

@@ -1,4 +1,12 @@
-"""Build the jvm/ Maven project into the per-user cache once per content hash; later runs never start Maven."""
+"""Build the jvm/ Maven project into the per-user cache once per content hash; later runs never start Maven.
+
+The cache, under ``cache_dir()/jvm`` (see :mod:`workbench.toolchain.cache`)::
+
+    <sha256 of jvm/'s pom and sources, 20 hex>/   project/ (built), dependencies.txt, maven.log, classpath.txt (last)
+    .build-kernels-<hash>-*/                      a build in progress (or killed: removed under the lock)
+    failed-<hash>.log                             the Maven log of the last failed build
+    <hash>.lock                                   held while building that entry
+"""
 
 from __future__ import annotations
 
@@ -7,12 +15,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from workbench._errors import BadInput, RunFailed
-from workbench._resources import cache_dir, jvm_project_dir
-from workbench.toolchain._lock import exclusive
+from workbench._errors import BadInput
+from workbench._resources import jvm_project_dir
+from workbench.toolchain.cache import BuildArea, BuildFailed, kernels_dir
 
 CLASSPATH_FILE = "classpath.txt"
 
@@ -36,49 +43,42 @@ def _cached_classpath(entry: Path) -> list[str] | None:
     return classpath if all(Path(p).exists() for p in classpath) else None
 
 
+def _maven(mvn: str, project: Path, entry: Path, staging: Path, log: Path) -> list[str]:
+    shutil.copytree(project, staging / "project", ignore=shutil.ignore_patterns("target"))
+    with log.open("w") as out:
+        result = subprocess.run(
+            [mvn, "-B", "-q", "-Dstyle.color=never", "-DskipTests", "package", "dependency:build-classpath",
+             f"-Dmdep.outputFile={staging / 'dependencies.txt'}"],
+            cwd=staging / "project", stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    if result.returncode != 0:
+        raise BuildFailed("Maven could not build the Java kernels")
+    jar = next((staging / "project" / "target").glob("*.jar"))
+    dependencies = (staging / "dependencies.txt").read_text(encoding="utf-8").strip().split(os.pathsep)
+    # The paths the classpath will have once the staging folder is the entry.
+    return [str(entry / "project" / "target" / jar.name), *dependencies]
+
+
 def kernels_classpath(project: Path | None = None, quiet: bool = False) -> list[str]:
     """The classpath of the Java kernels and Arrow, building them with Maven on first use."""
     project = project or jvm_project_dir()
     digest = project_hash(project)[:20]
-    root = cache_dir() / "jvm"
+    root = kernels_dir()
     entry = root / digest
     classpath = _cached_classpath(entry)
     if classpath is not None:
         return classpath
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise BadInput("Maven is needed to build the Java kernels on first use: install it (Debian: apt-get install maven)")
-    with exclusive(root / f"{digest}.lock"):
+        raise BadInput("Maven is needed to build the Java kernels on first use: "
+                       "install it (Debian: apt-get install maven)")
+    area = BuildArea(root, lock_name=f"{digest}.lock", staging_prefix=f".build-kernels-{digest}-",
+                     log_name="maven.log", manifest_name=CLASSPATH_FILE)
+    with area.locked() as locked:
         classpath = _cached_classpath(entry)
         if classpath is not None:
             return classpath
         if not quiet:
             print(f"Building the Java kernels with Maven (first use; cached in {entry}) ...", file=sys.stderr)
-        staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=root))
-        try:
-            shutil.copytree(project, staging / "project", ignore=shutil.ignore_patterns("target"))
-            log = staging / "maven.log"
-            with log.open("w") as out:
-                result = subprocess.run(
-                    [mvn, "-B", "-q", "-Dstyle.color=never", "-DskipTests", "package", "dependency:build-classpath",
-                     f"-Dmdep.outputFile={staging / 'dependencies.txt'}"],
-                    cwd=staging / "project", stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                )
-            if result.returncode != 0:
-                kept = root / f"failed-{digest}.log"
-                shutil.copy(log, kept)
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-                raise RunFailed(f"Maven could not build the Java kernels (full log: {kept}):\n{tail}")
-            if entry.exists():
-                shutil.rmtree(entry)  # an entry without its classpath file is an unfinished one
-            os.rename(staging, entry)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        jar = next((entry / "project" / "target").glob("*.jar"))
-        dependencies = (entry / "dependencies.txt").read_text(encoding="utf-8").strip().split(os.pathsep)
-        classpath = [str(jar), *dependencies]
-        partial = entry / f".{CLASSPATH_FILE}.tmp"
-        partial.write_text(os.pathsep.join(classpath), encoding="utf-8")
-        os.rename(partial, entry / CLASSPATH_FILE)
-        return classpath
+        return locked.build(entry, lambda staging, log: _maven(mvn, project, entry, staging, log),
+                            manifest=os.pathsep.join)
