@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.conftest import ROOT, run_workbench
 from workbench._errors import BadInput
-from workbench.toolchain import jemalloc
+from workbench.toolchain import debian_source
 from workbench.toolchain.jemalloc import ensure_jemalloc
 
 pytestmark = [pytest.mark.slow]
@@ -252,7 +252,7 @@ def test_unreachable_debian_source_is_one_line_of_bad_input(tmp_path: Path, monk
     (apt_dir / "sources.list.d").mkdir(parents=True)
     (apt_dir / "sources.list").write_text("# a machine whose only archive is gone\n"
                                           f"deb [trusted=yes arch=amd64] file://{tmp_path}/gone bookworm main\n")
-    monkeypatch.setattr(jemalloc, "HOST_APT_DIR", apt_dir)
+    monkeypatch.setattr(debian_source, "HOST_APT_DIR", apt_dir)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(BadInput) as raised:
         ensure_jemalloc(quiet=True)
@@ -274,7 +274,7 @@ def test_no_deb_entries_on_the_machine_is_bad_input(tmp_path: Path, monkeypatch:
     (apt_dir / "sources.list.d" / "off.sources").write_text(
         f"Types: deb\nURIs: file://{tmp_path}/gone\nSuites: bookworm\nComponents: main\nEnabled: no\n"
     )
-    monkeypatch.setattr(jemalloc, "HOST_APT_DIR", apt_dir)
+    monkeypatch.setattr(debian_source, "HOST_APT_DIR", apt_dir)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(BadInput, match=r"^no deb entries in .*; give --source PATH to a jemalloc release tarball$"):
         ensure_jemalloc(quiet=True)

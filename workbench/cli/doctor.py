@@ -22,6 +22,7 @@ from workbench._errors import BadInput, WorkbenchError
 from workbench._resources import cache_dir, jvm_project_dir
 from workbench.toolchain import jemalloc as jemalloc_build
 from workbench.toolchain.cache import allocators_dir, read_json
+from workbench.toolchain.debian_source import APT_TOOLS
 from workbench.toolchain.allocators import _SYSTEM, NAMES, resolve_allocator
 from workbench.toolchain.jvm import _cached_classpath, kernels_classpath, project_hash
 from workbench.cli import app
@@ -329,16 +330,16 @@ def _system_allocator_checks() -> Iterator[Check]:
 
 
 def _toolchain_check(jemalloc_cached: bool) -> Check:
-    tools = {**jemalloc_build._TOOLS, **jemalloc_build._APT_TOOLS}
+    tools = {**jemalloc_build.BUILD_TOOLS, **APT_TOOLS}
     found = {command: shutil.which(command) for command in tools}
-    missing_build = [command for command in jemalloc_build._TOOLS if found[command] is None]
-    missing_apt = [command for command in jemalloc_build._APT_TOOLS if found[command] is None]
+    missing_build = [command for command in jemalloc_build.BUILD_TOOLS if found[command] is None]
+    missing_apt = [command for command in APT_TOOLS if found[command] is None]
     needed = not jemalloc_cached
     if not missing_build and not missing_apt:
         return Check("c toolchain", "ok", ", ".join(f"{c} ({p})" for c, p in found.items()), None, needed, found)
     fixes = []
     if missing_build:
-        fixes.append(f"apt-get install {' '.join(jemalloc_build._TOOLS[c] for c in missing_build)}")
+        fixes.append(f"apt-get install {' '.join(jemalloc_build.BUILD_TOOLS[c] for c in missing_build)}")
     if missing_apt:
         fixes.append("without apt, build jemalloc from a release tarball: "
                      "workbench build jemalloc --source jemalloc-5.3.0.tar.bz2")

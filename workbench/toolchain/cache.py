@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from workbench._errors import RunFailed
+from workbench._errors import BadInput, RunFailed
 from workbench._files import write_atomically
 from workbench._resources import cache_dir
 
@@ -75,6 +75,18 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def json_text(data: dict[str, Any]) -> str:
     """The form every manifest and index file of the cache is written in."""
     return json.dumps(data, indent=2) + "\n"
+
+
+def require_tools(tools: dict[str, str], why: str) -> dict[str, str]:
+    """The path of each command in ``tools`` (command -> the Debian package that provides it); BadInput (exit 2)
+    naming the package to install for the first one missing."""
+    found: dict[str, str] = {}
+    for command, package in tools.items():
+        where = shutil.which(command)
+        if where is None:
+            raise BadInput(f"{command} is needed {why}: install it (Debian: apt-get install {package})")
+        found[command] = where
+    return found
 
 
 class BuildFailed(Exception):

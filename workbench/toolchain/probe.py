@@ -11,14 +11,12 @@ The cache, under ``cache_dir()/probe`` (see :mod:`workbench.toolchain.cache`)::
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from workbench._errors import BadInput
 from workbench._resources import native_dir
-from workbench.toolchain.cache import BuildArea, BuildFailed, probe_dir
+from workbench.toolchain.cache import BuildArea, BuildFailed, probe_dir, require_tools
 
 LIBRARY = "libworkbench-probe.so"
 TEST_PROGRAM = "test_probe"
@@ -54,13 +52,6 @@ def _complete(entry: Path) -> bool:
     return (entry / LIBRARY).is_file() and (entry / TEST_PROGRAM).is_file()
 
 
-def _require_tools() -> None:
-    for tool, package in BUILD_TOOLS.items():
-        if shutil.which(tool) is None:
-            raise BadInput(f"{tool} is needed to build the allocator probe on first use: install it "
-                           f"(Debian: apt-get install {package})")
-
-
 def _make(staging: Path, log: Path) -> None:
     with log.open("wb") as out:
         result = subprocess.run(["make", "-C", str(_sources()), f"OUT={staging}"], stdout=out,
@@ -82,7 +73,7 @@ def _ensure_entry(quiet: bool) -> Path:
     with _area().locked() as area:
         if _complete(entry):
             return entry
-        _require_tools()
+        require_tools(BUILD_TOOLS, "to build the allocator probe on first use")
         if not quiet:
             print(f"Building the allocator probe with gcc (first use; cached in {entry}) ...", file=sys.stderr)
         area.build(entry, _make)
