@@ -24,7 +24,7 @@ from workbench.toolchain import jemalloc as jemalloc_build
 from workbench.toolchain.cache import allocators_dir, read_json
 from workbench.toolchain.debian_source import APT_TOOLS
 from workbench.toolchain.allocators import _SYSTEM, NAMES, resolve_allocator
-from workbench.toolchain.jvm import _cached_classpath, kernels_classpath, project_hash
+from workbench.toolchain.maven import _cached_classpath, kernels_classpath, project_hash
 from workbench.cli import app
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
 

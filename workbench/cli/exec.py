@@ -19,7 +19,7 @@ from rich.console import Console
 from workbench._errors import BadInput, WorkbenchError
 from workbench._files import write_atomically
 from workbench.toolchain.allocators import resolve_allocator
-from workbench.toolchain.jvm import kernels_classpath
+from workbench.toolchain.maven import kernels_classpath
 from workbench.toolchain.probe import ensure_probe
 from workbench.cli import app
 from workbench.cli.run import parse_hold

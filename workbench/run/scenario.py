@@ -23,7 +23,7 @@ from workbench.report.model import report_to_dict, report_to_json
 from workbench.report.timeline import write_timeline
 
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
-from workbench.toolchain.jvm import kernels_classpath
+from workbench.toolchain.maven import kernels_classpath
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
 from workbench.report.build import build_report
 from workbench.report.model import AllocatorSection, JvmSection, Report, RunError, ScenarioSection

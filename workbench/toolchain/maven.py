@@ -59,26 +59,41 @@ def _maven(mvn: str, project: Path, entry: Path, staging: Path, log: Path) -> li
     return [str(entry / "project" / "target" / jar.name), *dependencies]
 
 
-def kernels_classpath(project: Path | None = None, quiet: bool = False) -> list[str]:
-    """The classpath of the Java kernels and Arrow, building them with Maven on first use."""
-    project = project or jvm_project_dir()
-    digest = project_hash(project)[:20]
-    root = kernels_dir()
-    entry = root / digest
+def kernels_entry(project: Path | None = None) -> Path:
+    """The cache entry the Java kernels of ``project`` (default: the bundled jvm/) are built into."""
+    return kernels_dir() / project_hash(project or jvm_project_dir())[:20]
+
+
+def cached_kernels(project: Path | None = None) -> list[str] | None:
+    """The classpath of the Java kernels if they are built and all its jars are still there; never builds."""
+    return _cached_classpath(kernels_entry(project))
+
+
+def build_kernels(project: Path | None = None, quiet: bool = False) -> tuple[list[str], bool]:
+    """Like :func:`kernels_classpath`, also telling whether it built (True) or found the build in the cache (False).
+    Raises BadInput (exit 2) when Maven is missing, RunFailed (exit 3) when the build fails."""
+    entry = kernels_entry(project)
     classpath = _cached_classpath(entry)
     if classpath is not None:
-        return classpath
+        return classpath, False
     mvn = shutil.which("mvn")
     if mvn is None:
         raise BadInput("Maven is needed to build the Java kernels on first use: "
                        "install it (Debian: apt-get install maven)")
-    area = BuildArea(root, lock_name=f"{digest}.lock", staging_prefix=f".build-kernels-{digest}-",
+    source = project or jvm_project_dir()
+    area = BuildArea(entry.parent, lock_name=f"{entry.name}.lock", staging_prefix=f".build-kernels-{entry.name}-",
                      log_name="maven.log", manifest_name=CLASSPATH_FILE)
     with area.locked() as locked:
         classpath = _cached_classpath(entry)
         if classpath is not None:
-            return classpath
+            return classpath, False
         if not quiet:
             print(f"Building the Java kernels with Maven (first use; cached in {entry}) ...", file=sys.stderr)
-        return locked.build(entry, lambda staging, log: _maven(mvn, project, entry, staging, log),
-                            manifest=os.pathsep.join)
+        built = locked.build(entry, lambda staging, log: _maven(mvn, source, entry, staging, log),
+                             manifest=os.pathsep.join)
+        return built, True
+
+
+def kernels_classpath(project: Path | None = None, quiet: bool = False) -> list[str]:
+    """The classpath of the Java kernels and Arrow, building them with Maven on first use."""
+    return build_kernels(project, quiet)[0]
