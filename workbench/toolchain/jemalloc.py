@@ -91,27 +91,29 @@ def _recipe_hash(recipe: bytes, configure_args: Sequence[str], source_sha256: st
 
 
 @dataclass(frozen=True)
-class _Lookup:
+class JemallocLookup:
+    """What the cache holds for one build: :func:`lookup_jemalloc`'s answer."""
+
     built: BuiltAllocator | None  # a complete entry whose library still has its recorded checksum
     damaged: str | None  # why a complete entry cannot be used (its library changed or is gone)
 
 
-def _lookup(entry: Path, configure_args: Sequence[str]) -> _Lookup:
+def _lookup(entry: Path, configure_args: Sequence[str]) -> JemallocLookup:
     """An entry without a readable manifest is an unfinished build: it counts as absent and is replaced."""
     manifest = read_json(entry / MANIFEST)
     if manifest is None or manifest.get("schema") != MANIFEST_SCHEMA or manifest.get("configure_args") != list(
         configure_args
     ):
-        return _Lookup(None, None)
+        return JemallocLookup(None, None)
     library = entry / LIBRARY  # not manifest["library"]: the cache may have moved since
     try:
         actual = sha256_file(library)
     except OSError:
-        return _Lookup(None, f"{library} is missing")
+        return JemallocLookup(None, f"{library} is missing")
     if actual != manifest["library_sha256"]:
-        return _Lookup(None, f"{library} changed since it was built (sha256 {actual[:16]}..., "
-                             f"built {str(manifest['library_sha256'])[:16]}...)")
-    return _Lookup(
+        return JemallocLookup(None, f"{library} changed since it was built (sha256 {actual[:16]}..., "
+                                    f"built {str(manifest['library_sha256'])[:16]}...)")
+    return JemallocLookup(
         BuiltAllocator(
             name=manifest["name"], version=manifest["version"], library=library,
             configure_args=list(manifest["configure_args"]), library_sha256=actual, source=manifest["source"],
@@ -380,6 +382,32 @@ def _manifest_text(built: BuiltAllocator) -> str:
 # --- the entry point --------------------------------------------------------------------------------------------
 
 
+def _index(root: Path, recipe: bytes, version: str | None, configure_args: Sequence[str]) -> Path:
+    return root / f"jemalloc-{version or 'default'}-{_args_hash(recipe, configure_args)[:16]}.json"
+
+
+def _indexed_entry(index: Path) -> Path:
+    return index.parent / str((read_json(index) or {}).get("entry", ".missing"))
+
+
+def lookup_jemalloc(version: str | None = None, configure_args: Sequence[str] | None = None,
+                    source: Path | None = None) -> JemallocLookup:
+    """What :func:`ensure_jemalloc` with these arguments would find in the cache, read only: it never builds,
+    downloads or runs apt (with ``source`` it reads the source, for its checksum). ``damaged`` tells why a build that
+    was complete cannot be used. Raises BadInput (exit 2) for arguments ensure_jemalloc would refuse."""
+    args = _checked_arguments(version, configure_args)
+    root, recipe = allocators_dir(), _recipe().read_bytes()
+    if source is not None:
+        return _lookup(_entry(root, recipe, args, _local_source(source, version)), args)
+    return _lookup(_indexed_entry(_index(root, recipe, version, args)), args)
+
+
+def cached_jemalloc(version: str | None = None, configure_args: Sequence[str] | None = None,
+                    source: Path | None = None) -> BuiltAllocator | None:
+    """The build :func:`ensure_jemalloc` would return from the cache, or None when it would build; never builds."""
+    return lookup_jemalloc(version, configure_args, source).built
+
+
 def _checked_arguments(version: str | None, configure_args: Sequence[str] | None) -> list[str]:
     if version is not None and not _VERSION_PATTERN.match(version):
         raise BadInput(f"--version {version}: expected a version number such as 5.3.0")
@@ -408,13 +436,13 @@ def build_jemalloc(version: str | None = None, configure_args: Sequence[str] | N
             return _reuse_or_build(locked, recipe, local, args, progress)
 
     # Debian's source: found through the index, so that a cached build needs neither apt nor the network.
-    index = root / f"jemalloc-{version or 'default'}-{_args_hash(recipe.read_bytes(), args)[:16]}.json"
-    found = _lookup(root / str((read_json(index) or {}).get("entry", ".missing")), args)
+    index = _index(root, recipe.read_bytes(), version, args)
+    found = _lookup(_indexed_entry(index), args)
     if found.built is not None:
         return found.built, False
     with area.locked() as locked:
         pointer = read_json(index) or {}
-        found = _lookup(root / str(pointer.get("entry", ".missing")), args)
+        found = _lookup(_indexed_entry(index), args)
         if found.built is not None:
             return found.built, False
         require_tools(BUILD_TOOLS, "to build jemalloc")  # before downloading anything
