@@ -194,6 +194,29 @@ def test_two_concurrent_builds_from_a_local_tarball_build_once(first_build: Firs
     assert leftovers(allocators) == [] and not (allocators / "sources").exists()
 
 
+def test_build_kernels_classpath_is_one_line_of_existing_jars_the_kernels_jar_first() -> None:
+    # Built (or found) in the user's cache by the session fixture; --classpath is for java -cp "$(...)".
+    result = run_workbench("build", "kernels", "--classpath")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("\n") and result.stdout.count("\n") == 1
+    classpath = result.stdout.strip().split(os.pathsep)
+    jar = Path(classpath[0])
+    assert jar.suffix == ".jar" and "workbench" in jar.name and jar.is_file()
+    assert len(classpath) > 1 and all(Path(entry).exists() for entry in classpath), classpath
+    assert any("arrow-vector" in Path(entry).name for entry in classpath[1:])
+    rows = run_workbench("build", "kernels")
+    assert rows.returncode == 0, rows.stderr
+    fields = printed_fields(rows.stdout)
+    assert fields["jar"] == str(jar) and fields["status"] == "cached"
+    assert fields["dependencies"] == f"{len(classpath) - 1} jars"
+
+
+def test_jemalloc_options_with_kernels_exit_2_with_one_line() -> None:
+    result = run_workbench("build", "kernels", "--version", "5.3.0")
+    assert result.returncode == 2
+    one_line_error(result.stderr, "--version: only for building jemalloc, not the Java kernels")
+
+
 def test_a_missing_source_exits_2_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "jemalloc-5.3.0.tar.bz2"
     result = run_workbench("build", "--source", str(missing), env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
