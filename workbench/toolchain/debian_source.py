@@ -38,6 +38,8 @@ _ONE_LINE_OPTIONS = {
 
 @dataclass(frozen=True)
 class DebianSource:
+    """A source package's .orig tarball, downloaded and checked."""
+
     tarball: Path  # the .orig tarball, kept in root/sources
     sha256: str  # checked against the .dsc
     description: str  # ``debian source package jemalloc 5.3.0-1 (jemalloc_5.3.0.orig.tar.bz2)``

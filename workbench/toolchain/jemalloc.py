@@ -51,6 +51,8 @@ _PROGRESS_EVERY_S = 15.0
 
 @dataclass(frozen=True)
 class BuiltAllocator:
+    """A jemalloc built into the cache, as its manifest records it."""
+
     name: str
     version: str  # what mallctl("version") answers in the built library
     library: Path
