@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from workbench.toolchain.allocators import resolve_allocator  # noqa: E402
-from workbench.toolchain.jvm import kernels_classpath  # noqa: E402
+from workbench.toolchain.maven import kernels_classpath  # noqa: E402
 from workbench.run.jdk import arrow_options, resolve_jdk  # noqa: E402
 
 

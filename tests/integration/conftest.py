@@ -66,7 +66,7 @@ def by_label(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def first_use_builds_done() -> None:
     """Build what a first run builds (the Java kernels, jemalloc), so tests can assert a run's stderr is empty."""
     from workbench.toolchain.jemalloc import ensure_jemalloc
-    from workbench.toolchain.jvm import kernels_classpath
+    from workbench.toolchain.maven import kernels_classpath
 
     kernels_classpath()
     ensure_jemalloc()

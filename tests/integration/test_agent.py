@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration.conftest import JDK17, JDK25
 from workbench.toolchain.allocators import resolve_allocator
-from workbench.toolchain.jvm import kernels_classpath
+from workbench.toolchain.maven import kernels_classpath
 from workbench.probes.jvm_agent import AgentUnavailable, agent_socket, nmt_of, query_agent
 from workbench.probes.nmt import parse_summary
 

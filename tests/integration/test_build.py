@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.conftest import ROOT, run_workbench
 from workbench._errors import BadInput
-from workbench.toolchain import jemalloc
+from workbench.toolchain import debian_source
 from workbench.toolchain.jemalloc import ensure_jemalloc
 
 pytestmark = [pytest.mark.slow]
@@ -194,6 +194,29 @@ def test_two_concurrent_builds_from_a_local_tarball_build_once(first_build: Firs
     assert leftovers(allocators) == [] and not (allocators / "sources").exists()
 
 
+def test_build_kernels_classpath_is_one_line_of_existing_jars_the_kernels_jar_first() -> None:
+    # Built (or found) in the user's cache by the session fixture; --classpath is for java -cp "$(...)".
+    result = run_workbench("build", "kernels", "--classpath")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("\n") and result.stdout.count("\n") == 1
+    classpath = result.stdout.strip().split(os.pathsep)
+    jar = Path(classpath[0])
+    assert jar.suffix == ".jar" and "workbench" in jar.name and jar.is_file()
+    assert len(classpath) > 1 and all(Path(entry).exists() for entry in classpath), classpath
+    assert any("arrow-vector" in Path(entry).name for entry in classpath[1:])
+    rows = run_workbench("build", "kernels")
+    assert rows.returncode == 0, rows.stderr
+    fields = printed_fields(rows.stdout)
+    assert fields["jar"] == str(jar) and fields["status"] == "cached"
+    assert fields["dependencies"] == f"{len(classpath) - 1} jars"
+
+
+def test_jemalloc_options_with_kernels_exit_2_with_one_line() -> None:
+    result = run_workbench("build", "kernels", "--version", "5.3.0")
+    assert result.returncode == 2
+    one_line_error(result.stderr, "--version: only for building jemalloc, not the Java kernels")
+
+
 def test_a_missing_source_exits_2_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "jemalloc-5.3.0.tar.bz2"
     result = run_workbench("build", "--source", str(missing), env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
@@ -252,7 +275,7 @@ def test_unreachable_debian_source_is_one_line_of_bad_input(tmp_path: Path, monk
     (apt_dir / "sources.list.d").mkdir(parents=True)
     (apt_dir / "sources.list").write_text("# a machine whose only archive is gone\n"
                                           f"deb [trusted=yes arch=amd64] file://{tmp_path}/gone bookworm main\n")
-    monkeypatch.setattr(jemalloc, "HOST_APT_DIR", apt_dir)
+    monkeypatch.setattr(debian_source, "HOST_APT_DIR", apt_dir)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(BadInput) as raised:
         ensure_jemalloc(quiet=True)
@@ -274,7 +297,7 @@ def test_no_deb_entries_on_the_machine_is_bad_input(tmp_path: Path, monkeypatch:
     (apt_dir / "sources.list.d" / "off.sources").write_text(
         f"Types: deb\nURIs: file://{tmp_path}/gone\nSuites: bookworm\nComponents: main\nEnabled: no\n"
     )
-    monkeypatch.setattr(jemalloc, "HOST_APT_DIR", apt_dir)
+    monkeypatch.setattr(debian_source, "HOST_APT_DIR", apt_dir)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(BadInput, match=r"^no deb entries in .*; give --source PATH to a jemalloc release tarball$"):
         ensure_jemalloc(quiet=True)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import run_workbench
-from workbench.toolchain.jvm import kernels_classpath
+from workbench.toolchain.maven import kernels_classpath
 
 pytestmark = [pytest.mark.jvm, pytest.mark.slow]
 MIB = 1024 * 1024

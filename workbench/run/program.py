@@ -20,7 +20,7 @@ from workbench.run.external import ControlServer, ExternalSampler, external_repo
 from workbench.run.run_dir import RunDir, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
-from workbench.toolchain.jvm import kernels_classpath
+from workbench.toolchain.maven import kernels_classpath
 from workbench.toolchain.probe import ensure_probe
 
 # The agent holds premain (at most this long) until the start snapshot is taken, so `start` is before main runs.

@@ -25,7 +25,7 @@ from workbench.run.signals import on_stop_signals
 from workbench.scenario import Scenario, load_scenario, resolve_scenario
 from workbench.scenario.model import ALLOCATION_MANAGER_PROPERTY, HoldStep
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
-from workbench.toolchain.jvm import kernels_classpath
+from workbench.toolchain.maven import kernels_classpath
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from workbench._errors import BadInput
 from workbench._files import sha256_file
@@ -19,12 +21,24 @@ class AllocatorChoice:
     provenance: Provenance
 
 
-# name -> (sonames to look for, in order; Debian package to install; backend the probe should then detect)
-_SYSTEM = {
-    "system:jemalloc": (("libjemalloc.so.2",), "libjemalloc2", "jemalloc"),
-    "tcmalloc": (("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"), "libtcmalloc-minimal4", "tcmalloc"),
-    "mimalloc": (("libmimalloc.so.2",), "libmimalloc2.0", "mimalloc"),
-}
+@dataclass(frozen=True)
+class SystemAllocator:
+    """An allocator a distribution package provides."""
+
+    name: str
+    sonames: tuple[str, ...]  # to look for in the linker cache, in order
+    package: str  # the Debian package that installs it
+    backend: str  # what the probe should then find answering malloc
+
+
+SYSTEM_ALLOCATORS: Mapping[str, SystemAllocator] = MappingProxyType({
+    a.name: a for a in (
+        SystemAllocator("system:jemalloc", ("libjemalloc.so.2",), "libjemalloc2", "jemalloc"),
+        SystemAllocator("tcmalloc", ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"), "libtcmalloc-minimal4",
+                        "tcmalloc"),
+        SystemAllocator("mimalloc", ("libmimalloc.so.2",), "libmimalloc2.0", "mimalloc"),
+    )
+})
 NAMES = ("jemalloc", "system:jemalloc", "tcmalloc", "mimalloc", "glibc")
 
 
@@ -58,6 +72,13 @@ def _package_of(path: Path) -> str | None:
     return None
 
 
+def find_system_allocator(name: str) -> Path | None:
+    """Where the linker finds the library of a system allocator (a key of SYSTEM_ALLOCATORS), or None when it is not
+    installed; installs nothing."""
+    found = _ldconfig_paths()
+    return next((found[s] for s in SYSTEM_ALLOCATORS[name].sonames if s in found), None)
+
+
 def resolve_allocator(name: str, quiet: bool = False) -> AllocatorChoice:
     """The library for an allocator name (see NAMES) or a path to a shared library; builds jemalloc on first use."""
     if name == "glibc":
@@ -71,16 +92,15 @@ def resolve_allocator(name: str, quiet: bool = False) -> AllocatorChoice:
             Provenance("built", None, built.library_sha256, list(built.configure_args), built.source,
                        built.source_sha256),
         )
-    if name in _SYSTEM:
-        sonames, package, backend = _SYSTEM[name]
-        found = _ldconfig_paths()
-        path = next((found[s] for s in sonames if s in found), None)
+    if name in SYSTEM_ALLOCATORS:
+        system = SYSTEM_ALLOCATORS[name]
+        path = find_system_allocator(name)
         if path is None:
             raise BadInput(
-                f"--allocator {name}: {sonames[0]} is not installed; install the Debian package {package} "
-                f"(apt-get install {package})"
+                f"--allocator {name}: {system.sonames[0]} is not installed; install the Debian package "
+                f"{system.package} (apt-get install {system.package})"
             )
-        return AllocatorChoice(name, path, backend, Provenance("system", _package_of(path), sha256_file(path)))
+        return AllocatorChoice(name, path, system.backend, Provenance("system", _package_of(path), sha256_file(path)))
     path = Path(name)
     if "/" in name or name.endswith(".so") or ".so." in name:
         if not path.is_file():

@@ -4,9 +4,10 @@ The cache, under ``cache_dir()/allocators``::
 
     jemalloc-5.3.0-<recipe hash>/          one build: lib/libjemalloc.so.2, include/, build.log, manifest.json (last)
     jemalloc-<version|default>-<hash>.json where the build for a version asked of Debian is, found without downloading
-    sources/                               the Debian source tarballs and .dsc files downloaded so far
+    sources/, .apt/, apt-fetch.log         Debian's source packages and the private apt state (see debian_source)
     failed-jemalloc-<...>.log              the log of the last failed build of that entry
-    .apt/                                  apt's private lists, cache and sources list (the machine's are left alone)
+    .build-jemalloc-*/, .fetch-*/          a build or download in progress (or killed: removed under the lock)
+    jemalloc.lock                          held while building or downloading
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
-from workbench._errors import BadInput, RunFailed
+from workbench._errors import BadInput
 from workbench._files import sha256_file
-from workbench._resources import cache_dir, native_dir
-from workbench.toolchain._lock import exclusive
+from workbench._resources import native_dir
+from workbench.toolchain.cache import (
+    BuildArea, BuildFailed, LockedArea, allocators_dir, json_text, read_json, require_tools, write_json,
+)
+from workbench.toolchain.debian_source import FETCH_PREFIX, fetch_source_package
 
 DEFAULT_CONFIGURE_ARGS = ("--enable-prof",)
 
@@ -40,25 +42,17 @@ MANIFEST_SCHEMA = "workbench.built-allocator/1"
 LIBRARY = Path("lib") / "libjemalloc.so.2"
 BUILD_LOG = "build.log"
 DEBIAN_PACKAGE = "jemalloc"
-HOST_APT_DIR = Path("/etc/apt")
 # The command -> the Debian package that provides it.
-_TOOLS = {"gcc": "gcc", "make": "make", "bash": "bash"}
-_APT_TOOLS = {"apt-get": "apt", "apt-cache": "apt"}
+BUILD_TOOLS = {"gcc": "gcc", "make": "make", "bash": "bash"}
 _VERSION_PATTERN = re.compile(r"^[0-9][0-9A-Za-z.+~_]*$")
 _TAR_SUFFIXES = (".tar.bz2", ".tbz2", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar")
-# One-line sources.list options -> their deb822 field; architecture options do not apply to deb-src.
-_ONE_LINE_OPTIONS = {
-    "signed-by": "Signed-By", "trusted": "Trusted", "check-valid-until": "Check-Valid-Until",
-    "valid-until-min": "Valid-Until-Min", "valid-until-max": "Valid-Until-Max", "check-date": "Check-Date",
-    "date-max-future": "Date-Max-Future", "allow-insecure": "Allow-Insecure", "allow-weak": "Allow-Weak",
-    "allow-downgrade-to-insecure": "Allow-Downgrade-To-Insecure", "by-hash": "By-Hash", "pdiffs": "PDiffs",
-    "inrelease-path": "InRelease-Path", "snapshot": "Snapshot",
-}
 _PROGRESS_EVERY_S = 15.0
 
 
 @dataclass(frozen=True)
 class BuiltAllocator:
+    """A jemalloc built into the cache, as its manifest records it."""
+
     name: str
     version: str  # what mallctl("version") answers in the built library
     library: Path
@@ -80,8 +74,9 @@ class _Source:
 # --- the cache --------------------------------------------------------------------------------------------------
 
 
-def _allocators_dir() -> Path:
-    return cache_dir() / "allocators"
+def _area() -> BuildArea:
+    return BuildArea(allocators_dir(), lock_name="jemalloc.lock", staging_prefix=".build-jemalloc-",
+                     log_name=BUILD_LOG, manifest_name=MANIFEST, also_abandoned=(FETCH_PREFIX,))
 
 
 def _recipe() -> Path:
@@ -97,45 +92,30 @@ def _recipe_hash(recipe: bytes, configure_args: Sequence[str], source_sha256: st
     return hashlib.sha256(_args_hash(recipe, configure_args).encode() + b"\0" + source_sha256.encode()).hexdigest()
 
 
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=2)
-        out.write("\n")
-    os.replace(partial, path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 @dataclass(frozen=True)
-class _Lookup:
+class JemallocLookup:
+    """What the cache holds for one build: :func:`lookup_jemalloc`'s answer."""
+
     built: BuiltAllocator | None  # a complete entry whose library still has its recorded checksum
     damaged: str | None  # why a complete entry cannot be used (its library changed or is gone)
 
 
-def _lookup(entry: Path, configure_args: Sequence[str]) -> _Lookup:
+def _lookup(entry: Path, configure_args: Sequence[str]) -> JemallocLookup:
     """An entry without a readable manifest is an unfinished build: it counts as absent and is replaced."""
-    manifest = _read_json(entry / MANIFEST)
+    manifest = read_json(entry / MANIFEST)
     if manifest is None or manifest.get("schema") != MANIFEST_SCHEMA or manifest.get("configure_args") != list(
         configure_args
     ):
-        return _Lookup(None, None)
+        return JemallocLookup(None, None)
     library = entry / LIBRARY  # not manifest["library"]: the cache may have moved since
     try:
         actual = sha256_file(library)
     except OSError:
-        return _Lookup(None, f"{library} is missing")
+        return JemallocLookup(None, f"{library} is missing")
     if actual != manifest["library_sha256"]:
-        return _Lookup(None, f"{library} changed since it was built (sha256 {actual[:16]}..., "
-                             f"built {str(manifest['library_sha256'])[:16]}...)")
-    return _Lookup(
+        return JemallocLookup(None, f"{library} changed since it was built (sha256 {actual[:16]}..., "
+                                    f"built {str(manifest['library_sha256'])[:16]}...)")
+    return JemallocLookup(
         BuiltAllocator(
             name=manifest["name"], version=manifest["version"], library=library,
             configure_args=list(manifest["configure_args"]), library_sha256=actual, source=manifest["source"],
@@ -190,7 +170,7 @@ class _Progress:
         self.phase = None
 
 
-# --- the source: a local tarball or directory, or Debian's source package ---------------------------------------------
+# --- the source: a local tarball or directory (Debian's source package: see debian_source) ------------------------
 
 
 def _release_version(version_text: str, shown_as: str) -> str:
@@ -286,183 +266,6 @@ def _local_source(path: Path, version: str | None) -> _Source:
     return source
 
 
-def _require(tools: dict[str, str], why: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for command, package in tools.items():
-        where = shutil.which(command)
-        if where is None:
-            raise BadInput(f"{command} is needed {why}: install it (Debian: apt-get install {package})")
-        found[command] = where
-    return found
-
-
-def _deb822_paragraphs(text: str) -> list[dict[str, str]]:
-    """Paragraphs of a deb822 file (``.sources``, ``.dsc``), keys lower-cased, continuation lines kept verbatim."""
-    paragraphs: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    field: str | None = None
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        if not line.strip():
-            if current:
-                paragraphs.append(current)
-            current, field = {}, None
-        elif line[0] in " \t" and field is not None:
-            current[field] += "\n" + line
-        else:
-            name, colon, value = line.partition(":")
-            if colon and " " not in name:  # PGP armour lines of a signed .dsc have no "Field:"
-                field = name.lower()
-                current[field] = value
-    if current:
-        paragraphs.append(current)
-    return paragraphs
-
-
-def _one_line_entries(text: str) -> list[dict[str, str]]:
-    """The ``deb`` lines of a one-line-style sources.list, as deb822 paragraphs."""
-    entries: list[dict[str, str]] = []
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        match = re.match(r"^deb\s+(?:\[([^\]]*)\]\s*)?(\S+)\s+(\S+)(.*)$", line)
-        if match is None:
-            continue
-        options, uri, suite, components = match.groups()
-        entry = {"uris": f" {uri}", "suites": f" {suite}", "components": f" {components.strip()}"}
-        for option in (options or "").split():
-            key, _, value = option.partition("=")
-            if key in _ONE_LINE_OPTIONS:
-                entry[_ONE_LINE_OPTIONS[key].lower()] = f" {value.replace(',', ' ')}"
-        entries.append(entry)
-    return entries
-
-
-def deb_src_sources(apt_dir: Path = HOST_APT_DIR) -> str:
-    """A deb822 sources list with a ``deb-src`` paragraph for every enabled ``deb`` entry of the machine's apt."""
-    entries: list[dict[str, str]] = []
-    one_line = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
-    for path in one_line:
-        if path.is_file():
-            entries.extend(_one_line_entries(path.read_text(encoding="utf-8", errors="replace")))
-    for path in sorted((apt_dir / "sources.list.d").glob("*.sources")):
-        for paragraph in _deb822_paragraphs(path.read_text(encoding="utf-8", errors="replace")):
-            if "deb" in paragraph.get("types", "").split() and paragraph.get("enabled", "yes").strip() != "no":
-                entries.append({k: v for k, v in paragraph.items() if k not in ("types", "enabled")})
-    seen: set[tuple[str, str, str]] = set()
-    paragraphs: list[str] = []
-    for entry in entries:
-        key = (entry.get("uris", "").strip(), entry.get("suites", "").strip(), entry.get("components", "").strip())
-        if key in seen or not key[0] or key[0].startswith("cdrom:"):
-            continue
-        seen.add(key)
-        lines = ["Types: deb-src"]
-        lines.extend(f"{name.title()}:{value}" for name, value in entry.items() if value.strip())
-        paragraphs.append("\n".join(lines))
-    return "\n\n".join(paragraphs) + "\n" if paragraphs else ""
-
-
-class _PrivateApt:
-    """apt-get and apt-cache on a private sources list, state and cache: no root, the machine's apt untouched."""
-
-    def __init__(self, root: Path, log: Path) -> None:
-        self.tools = _require(_APT_TOOLS, "to fetch jemalloc's Debian source package (or give --source PATH)")
-        self.root, self.log = root, log
-        for sub in ("lists/partial", "cache/archives/partial", "state"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        self.sources = root / "deb-src.sources"  # apt reads a Dir::Etc::SourceList ending in .sources as deb822
-        self.update_error: str | None = None
-
-    def options(self) -> list[str]:
-        return [
-            "-o", f"Dir::Etc::SourceList={self.sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State={self.root / 'state'}", "-o", f"Dir::Cache={self.root / 'cache'}",
-            "-o", f"Dir::State::Lists={self.root / 'lists'}",
-        ]
-
-    def run(self, tool: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        command = [self.tools[tool], *self.options(), *args]
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
-                                env={**os.environ, "LC_ALL": "C"})
-        with self.log.open("a", encoding="utf-8") as out:
-            out.write(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}--- exit {result.returncode}\n")
-        return result
-
-    def update(self) -> None:
-        # Some repositories of the machine may have no Sources index: only the download decides; this explains it.
-        result = self.run("apt-get", "-q", "update")
-        if result.returncode != 0:
-            self.update_error = _first_error(result)
-
-    def unavailable(self, what: str, result: subprocess.CompletedProcess[str]) -> BadInput:
-        reason = _first_error(result)
-        if self.update_error is not None:
-            reason += f", after apt-get update: {self.update_error}"
-        return BadInput(f"cannot fetch jemalloc's Debian source package ({what}: {reason}; log: {self.log}); "
-                        "give --source PATH to a jemalloc release tarball, or let apt reach a Debian mirror")
-
-
-def _first_error(result: subprocess.CompletedProcess[str]) -> str:
-    errors = [line[2:].strip() for line in result.stderr.splitlines() if line.startswith("E:")]
-    return " ".join(errors[0].split()) if errors else f"exit {result.returncode}"
-
-
-def _debian_upstream(debian_version: str) -> str:
-    """``1:5.3.0-1`` -> ``5.3.0``."""
-    return debian_version.split(":", 1)[-1].rsplit("-", 1)[0]
-
-
-def _debian_source(root: Path, version: str | None, progress: _Progress) -> _Source:
-    """Download Debian's jemalloc source package into ``root/sources`` and check its tarball against the .dsc."""
-    progress.start("fetching source (Debian source package)")
-    apt = _PrivateApt(root / ".apt", root / "apt-fetch.log")
-    apt.log.write_text("", encoding="utf-8")
-    text = deb_src_sources(HOST_APT_DIR)
-    if not text:
-        raise BadInput(f"no deb entries in {HOST_APT_DIR}/sources.list(.d) to fetch jemalloc's source from; "
-                       "give --source PATH to a jemalloc release tarball")
-    apt.sources.write_text(text, encoding="utf-8")
-    apt.update()
-    wanted = DEBIAN_PACKAGE
-    if version is not None:
-        shown = apt.run("apt-cache", "showsrc", DEBIAN_PACKAGE)
-        versions = [p["version"].strip() for p in _deb822_paragraphs(shown.stdout)
-                    if p.get("package", "").strip() == DEBIAN_PACKAGE and "version" in p]
-        if not versions:
-            raise apt.unavailable("apt-cache showsrc jemalloc", shown)
-        matching = [v for v in versions if _debian_upstream(v) == version]
-        if not matching:
-            available = ", ".join(sorted({_debian_upstream(v) for v in versions}))
-            raise BadInput(f"--version {version}: Debian has jemalloc {available} only; "
-                           f"use --source PATH to a jemalloc {version} release tarball")
-        wanted = f"{DEBIAN_PACKAGE}={matching[0]}"
-    download = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))
-    try:
-        fetched = apt.run("apt-get", "-q", "source", "--download-only", wanted, cwd=download)
-        dscs = sorted(download.glob(f"{DEBIAN_PACKAGE}_*.dsc"))
-        if fetched.returncode != 0 or not dscs:
-            raise apt.unavailable(f"apt-get source {wanted}", fetched)
-        dsc = next((p for p in _deb822_paragraphs(dscs[0].read_text(encoding="utf-8")) if "checksums-sha256" in p), {})
-        debian_version = dsc.get("version", "").strip()
-        checksums = {name: sha for sha, _size, name in
-                     (line.split() for line in dsc.get("checksums-sha256", "").splitlines() if line.strip())}
-        origs = [name for name in checksums if ".orig.tar." in name]
-        if not debian_version or len(origs) != 1:
-            raise RunFailed(f"{dscs[0].name}: expected a Version and one .orig tarball in Checksums-Sha256")
-        orig = download / origs[0]
-        actual = sha256_file(orig)
-        if actual != checksums[origs[0]]:
-            raise RunFailed(f"{orig.name}: sha256 {actual} does not match {checksums[origs[0]]} in {dscs[0].name}")
-        kept = root / "sources"
-        kept.mkdir(exist_ok=True)
-        os.replace(dscs[0], kept / dscs[0].name)
-        os.replace(orig, kept / orig.name)
-    finally:
-        shutil.rmtree(download, ignore_errors=True)
-    return _Source(kept / orig.name, f"debian source package {DEBIAN_PACKAGE} {debian_version} ({orig.name})",
-                   actual, _tarball_version(kept / orig.name, orig.name))
-
-
 # --- building ---------------------------------------------------------------------------------------------------
 
 _CHECK_LIBRARY = """
@@ -485,7 +288,7 @@ def _check_library(library: Path) -> dict[str, Any]:
                             env=env, stdin=subprocess.DEVNULL, timeout=60, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
-        raise RunFailed(f"the built {library.name} does not answer mallctl(\"version\"): {last}")
+        raise BuildFailed(f"the built {library.name} does not answer mallctl(\"version\"): {last}")
     answer: dict[str, Any] = json.loads(result.stdout)
     return answer
 
@@ -526,21 +329,13 @@ def _run_recipe(recipe: Path, source_dir: Path, prefix: Path, configure_args: Se
             raise
 
 
-def _failed(root: Path, entry_name: str, log: Path, message: str) -> RunFailed:
-    kept = root / f"failed-{entry_name}.log"
-    shutil.copy(log, kept)
-    tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
-    return RunFailed(f"{message} (full log: {kept}):\n{tail}")
-
-
 def _entry(root: Path, recipe: bytes, configure_args: Sequence[str], source: _Source) -> Path:
     return root / f"jemalloc-{source.upstream_version}-{_recipe_hash(recipe, configure_args, source.sha256)[:16]}"
 
 
-def _build(root: Path, recipe: Path, source: _Source, configure_args: list[str], entry: Path,
-           progress: _Progress) -> BuiltAllocator:
-    """Unpack, build and check in a temporary directory, then move it into place; the manifest comes last."""
-    staging = Path(tempfile.mkdtemp(prefix=".build-jemalloc-", dir=root))
+def _build_into(staging: Path, log: Path, recipe: Path, source: _Source, configure_args: list[str], entry: Path,
+                progress: _Progress) -> BuiltAllocator:
+    """Unpack, build and check in the staging folder; the result names the files as they will be in ``entry``."""
     try:
         progress.start("unpacking source")
         if source.path.is_dir():
@@ -548,68 +343,71 @@ def _build(root: Path, recipe: Path, source: _Source, configure_args: list[str],
             shutil.copytree(source.path, source_dir, symlinks=True)
         else:
             source_dir = _unpack(source.path, staging / "src", source.description)
-        log = staging / BUILD_LOG
         log.write_text(f"# source: {source.description} (sha256 {source.sha256})\n"
                        f"# configure args: {' '.join(configure_args)}\n", encoding="utf-8")
         returncode = _run_recipe(recipe, source_dir, staging, configure_args, log, progress)
         if returncode != 0:
-            raise _failed(root, entry.name, log, f"building jemalloc {source.upstream_version} failed "
-                                                 f"(exit {returncode})")
+            raise BuildFailed(f"building jemalloc {source.upstream_version} failed (exit {returncode})")
         progress.start("checking the library")
-        try:
-            answer = _check_library(staging / LIBRARY)
-        except RunFailed as error:
-            raise _failed(root, entry.name, log, error.message) from None
+        answer = _check_library(staging / LIBRARY)
+    finally:
         progress.finish()
-        shutil.rmtree(staging / "src")
-        staging.chmod(0o755)  # mkdtemp's 0700 would hide the library from a worker run as another user
-        if entry.exists():
-            shutil.rmtree(entry)  # unfinished or damaged: the caller found no usable build in it
-        os.rename(staging, entry)
-    except BaseException:
-        progress.finish()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    built = BuiltAllocator(
+    shutil.rmtree(staging / "src")
+    return BuiltAllocator(
         name="jemalloc", version=answer["version"], library=entry / LIBRARY, configure_args=configure_args,
-        library_sha256=sha256_file(entry / LIBRARY), source=source.description, source_sha256=source.sha256,
+        library_sha256=sha256_file(staging / LIBRARY), source=source.description, source_sha256=source.sha256,
         cache_entry=entry,
     )
-    _write_json_atomically(entry / MANIFEST, _manifest(built))
-    return built
 
 
-def _reuse_or_build(root: Path, recipe: Path, source: _Source, configure_args: list[str],
+def _reuse_or_build(locked: LockedArea, recipe: Path, source: _Source, configure_args: list[str],
                     progress: _Progress) -> tuple[BuiltAllocator, bool]:
     """With the lock held: the entry of this source if it is sound, else a new build."""
-    entry = _entry(root, recipe.read_bytes(), configure_args, source)
+    entry = _entry(locked.area.root, recipe.read_bytes(), configure_args, source)
     found = _lookup(entry, configure_args)
     if found.built is not None:
         return found.built, False
     if found.damaged is not None:
         _warn(f"{found.damaged}; rebuilding it")
-    return _build(root, recipe, source, configure_args, entry, progress), True
+    built = locked.build(
+        entry, lambda staging, log: _build_into(staging, log, recipe, source, configure_args, entry, progress),
+        manifest=_manifest_text,
+    )
+    return built, True
 
 
-def _manifest(built: BuiltAllocator) -> dict[str, Any]:
+def _manifest_text(built: BuiltAllocator) -> str:
     fields = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(built).items()}
-    return {"schema": MANIFEST_SCHEMA, **fields}
-
-
-def _remove_abandoned(root: Path) -> None:
-    """Temporary directories of builds that were killed; only called with the lock held, so none is running."""
-    for path in [*root.glob(".build-jemalloc-*"), *root.glob(".fetch-*")]:
-        shutil.rmtree(path, ignore_errors=True)
+    return json_text({"schema": MANIFEST_SCHEMA, **fields})
 
 
 # --- the entry point --------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    with exclusive(root / "jemalloc.lock"):
-        _remove_abandoned(root)
-        yield
+def _index(root: Path, recipe: bytes, version: str | None, configure_args: Sequence[str]) -> Path:
+    return root / f"jemalloc-{version or 'default'}-{_args_hash(recipe, configure_args)[:16]}.json"
+
+
+def _indexed_entry(index: Path) -> Path:
+    return index.parent / str((read_json(index) or {}).get("entry", ".missing"))
+
+
+def lookup_jemalloc(version: str | None = None, configure_args: Sequence[str] | None = None,
+                    source: Path | None = None) -> JemallocLookup:
+    """What :func:`ensure_jemalloc` with these arguments would find in the cache, read only: it never builds,
+    downloads or runs apt (with ``source`` it reads the source, for its checksum). ``damaged`` tells why a build that
+    was complete cannot be used. Raises BadInput (exit 2) for arguments ensure_jemalloc would refuse."""
+    args = _checked_arguments(version, configure_args)
+    root, recipe = allocators_dir(), _recipe().read_bytes()
+    if source is not None:
+        return _lookup(_entry(root, recipe, args, _local_source(source, version)), args)
+    return _lookup(_indexed_entry(_index(root, recipe, version, args)), args)
+
+
+def cached_jemalloc(version: str | None = None, configure_args: Sequence[str] | None = None,
+                    source: Path | None = None) -> BuiltAllocator | None:
+    """The build :func:`ensure_jemalloc` would return from the cache, or None when it would build; never builds."""
+    return lookup_jemalloc(version, configure_args, source).built
 
 
 def _checked_arguments(version: str | None, configure_args: Sequence[str] | None) -> list[str]:
@@ -626,7 +424,8 @@ def build_jemalloc(version: str | None = None, configure_args: Sequence[str] | N
                    source: Path | None = None, quiet: bool = False) -> tuple[BuiltAllocator, bool]:
     """Like :func:`ensure_jemalloc`, also telling whether it built (True) or found the build in the cache (False)."""
     args = _checked_arguments(version, configure_args)
-    root = _allocators_dir()
+    area = _area()
+    root = area.root
     recipe = _recipe()
     progress = _Progress(quiet)
     if source is not None:
@@ -634,31 +433,32 @@ def build_jemalloc(version: str | None = None, configure_args: Sequence[str] | N
         found = _lookup(_entry(root, recipe.read_bytes(), args, local), args)
         if found.built is not None:
             return found.built, False
-        root.mkdir(parents=True, exist_ok=True)
-        with _locked(root):
-            _require(_TOOLS, "to build jemalloc")
-            return _reuse_or_build(root, recipe, local, args, progress)
+        with area.locked() as locked:
+            require_tools(BUILD_TOOLS, "to build jemalloc")
+            return _reuse_or_build(locked, recipe, local, args, progress)
 
     # Debian's source: found through the index, so that a cached build needs neither apt nor the network.
-    index = root / f"jemalloc-{version or 'default'}-{_args_hash(recipe.read_bytes(), args)[:16]}.json"
-    found = _lookup(root / str((_read_json(index) or {}).get("entry", ".missing")), args)
+    index = _index(root, recipe.read_bytes(), version, args)
+    found = _lookup(_indexed_entry(index), args)
     if found.built is not None:
         return found.built, False
-    root.mkdir(parents=True, exist_ok=True)
-    with _locked(root):
-        pointer = _read_json(index) or {}
-        found = _lookup(root / str(pointer.get("entry", ".missing")), args)
+    with area.locked() as locked:
+        pointer = read_json(index) or {}
+        found = _lookup(_indexed_entry(index), args)
         if found.built is not None:
             return found.built, False
-        _require(_TOOLS, "to build jemalloc")  # before downloading anything
+        require_tools(BUILD_TOOLS, "to build jemalloc")  # before downloading anything
         kept = root / "sources" / str(pointer.get("source_file", ".missing"))
         if kept.is_file() and sha256_file(kept) == pointer.get("source_sha256"):
             debian = _Source(kept, str(pointer["source"]), str(pointer["source_sha256"]),
                              _tarball_version(kept, str(kept)))
         else:
-            debian = _debian_source(root, version, progress)
-        built, rebuilt = _reuse_or_build(root, recipe, debian, args, progress)
-        _write_json_atomically(index, {
+            progress.start("fetching source (Debian source package)")
+            fetched = fetch_source_package(root, DEBIAN_PACKAGE, version)
+            debian = _Source(fetched.tarball, fetched.description, fetched.sha256,
+                             _tarball_version(fetched.tarball, fetched.tarball.name))
+        built, rebuilt = _reuse_or_build(locked, recipe, debian, args, progress)
+        write_json(index, {
             "entry": built.cache_entry.name, "source": built.source, "source_sha256": built.source_sha256,
             "source_file": debian.path.name,
         })
