@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 
+from workbench.figures import timeline_charts  # noqa: E402
 from workbench.report.ledger import Reconciliation  # noqa: E402
 from workbench.report.model import Report, Snapshot  # noqa: E402
 from workbench.report.text import findings, table_rows  # noqa: E402
@@ -27,21 +28,6 @@ plt.rcParams["svg.fonttype"] = "none"
 
 TOP_SIZE_CLASSES = 15
 
-# A chart per layer group, a panel per scale: NMT's committed total (the heap) would flatten its malloc lines.
-Panel = tuple[tuple[str, str], ...]  # (sample column, legend)
-CHART_GROUPS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
-    ("process", ((("rss_bytes", "RSS"), ("anon_rss_bytes", "anonymous RSS")),)),
-    ("allocator", ((
-        ("allocator_allocated_bytes", "allocated"), ("allocator_active_bytes", "active"),
-        ("allocator_resident_bytes", "resident"), ("allocator_mapped_bytes", "mapped"),
-        ("allocator_retained_bytes", "retained"),
-    ),)),
-    ("Arrow", ((("arrow_allocated_bytes", "allocated (accounted)"),),)),
-    ("NMT", (
-        (("nmt_committed_bytes", "committed, total"),),
-        (("nmt_malloc_bytes", "malloc, total"), ("nmt_other_committed_bytes", "Other committed")),
-    )),
-)
 _UNITS = (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024), ("B", 1))
 
 
@@ -120,17 +106,18 @@ def _ledger(snapshot: Snapshot, reconciliation: Reconciliation) -> LedgerView:
 def _layer_rows(report: Report) -> list[LayerRow]:
     rows: list[LayerRow] = []
     previous_layer = None
-    for layer, what, value_of, delta_key in table_rows(report):
+    for layer, figure in table_rows(report):
         cells: list[tuple[Cell, Cell | None]] = []
         for snapshot in report.snapshots:
-            value = value_of(snapshot)
-            if delta_key == "":  # a count, not bytes
+            value = figure.value(snapshot)
+            delta = None
+            if figure.unit == "count":
                 value_cell = Cell(text="-" if value is None else f"{value:,}", title="", kind="")
             else:
                 value_cell = _bytes_cell(value)
-            delta = snapshot.deltas.get(delta_key) if delta_key else None
+                delta = snapshot.deltas.get(figure.key)
             cells.append((value_cell, _bytes_cell(delta, signed=True) if delta else None))
-        rows.append(LayerRow(layer=layer, what=what, first_of_layer=layer != previous_layer, cells=cells))
+        rows.append(LayerRow(layer=layer, what=figure.label, first_of_layer=layer != previous_layer, cells=cells))
         previous_layer = layer
     return rows
 
@@ -149,17 +136,20 @@ def _unit(largest: int) -> tuple[str, int]:
     return next((name, size) for name, size in _UNITS if largest >= 2 * size or size == 1)
 
 
+def _points(samples: Sequence[dict[str, Any]], column: str | None) -> list[tuple[float, int]]:
+    """(seconds, value) of every sample that has a figure in ``column``."""
+    if column is None:
+        return []
+    return [(float(s["t_ms"]) / 1000, int(s[column])) for s in samples if s.get(column) is not None]
+
+
 def _charts(report: Report, samples: Sequence[dict[str, Any]]) -> tuple[list[Chart], list[str]]:
     """One chart per layer group with data, and a note for each group without."""
     charts: list[Chart] = []
     notes: list[str] = []
-    for title, panels in CHART_GROUPS:
+    for title, panels in timeline_charts():
         # NMT is sampled every few samples only: the other rows carry None, which is no point, not zero.
-        series = [
-            {legend: [(float(s["t_ms"]) / 1000, int(s[column])) for s in samples if s.get(column) is not None]
-             for column, legend in panel}
-            for panel in panels
-        ]
+        series = [{figure.label: _points(samples, figure.column) for figure in panel} for panel in panels]
         series = [panel for panel in series if any(panel.values())]
         if not series:
             notes.append(f"{title}: no sample has a figure for this layer.")

@@ -71,16 +71,16 @@ def render_markdown(report: Report) -> str:
     if report.snapshots:
         header = ["layer", ""] + [f"{s.label} ({s.t_ms / 1000:.2f} s)" for s in report.snapshots]
         rows = []
-        for layer, what, value_of, delta_key in table_rows(report):
-            cells = [layer, what]
+        for layer, figure in table_rows(report):
+            cells = [layer, figure.label]
             for snapshot in report.snapshots:
-                value = value_of(snapshot)
+                value = figure.value(snapshot)
                 if value is None:
                     cells.append("-")
-                elif delta_key == "":  # a count, not bytes
+                elif figure.unit == "count":
                     cells.append(f"{value:,}")
                 else:
-                    delta = snapshot.deltas.get(delta_key)
+                    delta = snapshot.deltas.get(figure.key)
                     cells.append(format_bytes(value) + (f" ({format_bytes(delta, signed=True)})" if delta else ""))
             rows.append(cells)
         lines += _table(header, "ll" + "r" * len(report.snapshots), rows)
