@@ -17,7 +17,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 
 from workbench.figures import timeline_charts  # noqa: E402
-from workbench.report.ledger import Reconciliation  # noqa: E402
+from workbench.report.ledger import (  # noqa: E402
+    Reconciliation,
+    describe_basis,
+    explain_line,
+    explain_unexplained,
+    line_label,
+)
 from workbench.report.model import Report, Snapshot  # noqa: E402
 from workbench.report.text import findings, table_rows  # noqa: E402
 from workbench.report.timeline import read_samples  # noqa: E402
@@ -91,15 +97,16 @@ def _bytes_cell(value: int | None, signed: bool = False) -> Cell:
 def _ledger(snapshot: Snapshot, reconciliation: Reconciliation) -> LedgerView:
     return LedgerView(
         label=snapshot.label,
-        basis=reconciliation.basis,
+        basis=describe_basis(reconciliation),
         rows=[
-            LedgerRow(layer=line.layer, bytes=_bytes_cell(line.bytes, signed=True),
-                      delta_to_next=_bytes_cell(line.delta_to_next, signed=True), explanation=line.explanation)
+            LedgerRow(layer=line_label(line), bytes=_bytes_cell(line.bytes, signed=True),
+                      delta_to_next=_bytes_cell(line.delta_to_next, signed=True),
+                      explanation=explain_line(line, reconciliation))
             for line in reconciliation.lines
         ],
         jvm_mapped=_bytes_cell(reconciliation.jvm_mapped_bytes, signed=True),
         unexplained=_bytes_cell(reconciliation.unexplained_bytes, signed=True),
-        explanation=reconciliation.explanation,
+        explanation=explain_unexplained(reconciliation),
     )
 
 

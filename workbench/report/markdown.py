@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workbench.report.ledger import Reconciliation
+from workbench.report.ledger import Reconciliation, describe_basis, explain_line, explain_unexplained, line_label
 from workbench.report.model import Report
 from workbench.report.text import findings, table_rows
 from workbench.units import format_bytes
@@ -33,8 +33,8 @@ def _exact(value: int | None) -> str:
 
 def _ledger(label: str, reconciliation: Reconciliation) -> list[str]:
     rows = [
-        [line.layer, _exact(line.bytes), _exact(line.delta_to_next) if line.delta_to_next is not None else "",
-         line.explanation]
+        [line_label(line), _exact(line.bytes), _exact(line.delta_to_next) if line.delta_to_next is not None else "",
+         explain_line(line, reconciliation)]
         for line in reconciliation.lines
     ]
     rows.append(["JVM mappings (NMT committed - malloc)", _exact(reconciliation.jvm_mapped_bytes), "", ""])
@@ -42,11 +42,11 @@ def _ledger(label: str, reconciliation: Reconciliation) -> list[str]:
     return [
         f"### Ledger: {_escape(label)}",
         "",
-        f"{_escape(reconciliation.basis)}.",
+        f"{_escape(describe_basis(reconciliation))}.",
         "",
         *_table(["layer", "bytes", "to next layer", "explanation"], "lrrl", rows),
         "",
-        f"_{_escape(reconciliation.explanation)}_",
+        f"_{_escape(explain_unexplained(reconciliation))}_",
         "",
     ]
 
