@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping as MappingOf
 
-from workbench.probes.allocator import AllocatorSnapshot
+from workbench.probes.allocator import AllocatorSnapshot, SizeClass
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtCategory, NmtSummary
 from workbench.probes.process import Mapping, ProcessSnapshot
@@ -53,6 +53,13 @@ DELTAS: dict[str, int] = {
     "process.anon_rss_bytes": 10_596_352,
     "process.anon_mappings": 4,
 }
+# jemalloc's live size classes at `closed`, most bytes first: the Netty chunk, one 512 KiB extent, then 14 small
+# bins of 100 regions each (16 to 224 bytes); 16 in all, one more than the renderers show.
+SIZE_CLASSES: list[SizeClass] = [
+    SizeClass("large", 4 * MIB, 1, 4 * MIB),
+    SizeClass("large", 512 * KIB, 1, 512 * KIB),
+    *(SizeClass("small", 16 * k, 100, 1600 * k) for k in range(14, 0, -1)),
+]
 # The figures glibc has no number for.
 GLIBC_NONE = ("allocator.active_bytes", "allocator.metadata_bytes", "allocator.resident_bytes",
               "allocator.retained_bytes")
@@ -64,7 +71,7 @@ def grown(by: MappingOf[str, int], base: MappingOf[str, int] = BASELINE) -> dict
 
 
 def snapshot(label: str, t_ms: float, figures: MappingOf[str, int | None], backend: str = "jemalloc",
-             largest_anon_mappings: tuple[Mapping, ...] = ()) -> Snapshot:
+             largest_anon_mappings: tuple[Mapping, ...] = (), size_classes: list[SizeClass] | None = None) -> Snapshot:
     """A snapshot holding exactly ``figures`` (by key); a layer without any figure is None."""
 
     def get(key: str) -> int | None:
@@ -97,7 +104,7 @@ def snapshot(label: str, t_ms: float, figures: MappingOf[str, int | None], backe
                                   need("process.anon_mappings"), need("process.anon_rss_bytes"),
                                   largest_anon_mappings)
     return Snapshot(label=label, t_ms=t_ms, cost_ms=1.0, arrow=arrow, nmt=nmt, allocator=allocator,
-                    process=process)
+                    process=process, size_classes=size_classes)
 
 
 def report(snapshots: list[Snapshot], backend: str = "jemalloc", allocation_manager: str = "netty") -> Report:
@@ -125,7 +132,7 @@ def jemalloc_report() -> Report:
     return report([
         snapshot("baseline", 600.0, BASELINE),
         snapshot("allocated", 660.0, allocated),
-        snapshot("closed", 1940.0, closed, largest_anon_mappings=(mapping,)),
+        snapshot("closed", 1940.0, closed, largest_anon_mappings=(mapping,), size_classes=SIZE_CLASSES),
     ])
 
 

@@ -24,15 +24,13 @@ from workbench.report.ledger import (  # noqa: E402
     explain_unexplained,
     line_label,
 )
-from workbench.report.model import Report, Snapshot  # noqa: E402
-from workbench.report.text import findings, table_rows  # noqa: E402
+from workbench.report.model import TOP_SIZE_CLASSES, Report, Snapshot  # noqa: E402
+from workbench.report.text import findings, size_classes_note, table_rows  # noqa: E402
 from workbench.report.timeline import read_samples  # noqa: E402
 from workbench.units import format_bytes  # noqa: E402
 
 # Text in the SVG stays <text> (escaped by matplotlib), so labels are searchable and selectable in the page.
 plt.rcParams["svg.fonttype"] = "none"
-
-TOP_SIZE_CLASSES = 15
 
 _UNITS = (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024), ("B", 1))
 
@@ -203,50 +201,15 @@ def _mappings(snapshot: Snapshot) -> list[MappingRow]:
     ]
 
 
-def jemalloc_size_classes(stats: dict[str, Any], top: int = TOP_SIZE_CLASSES) -> list[tuple[str, int, int, int]]:
-    """(small|large, size class, live regions or extents, bytes), largest first, from malloc_stats_print's JSON.
-
-    Raises KeyError when the JSON lacks merged arena statistics.
-    """
-    jemalloc = stats["jemalloc"]
-    merged = jemalloc["stats.arenas"]["merged"]
-    bin_sizes = [entry["size"] for entry in jemalloc["arenas"]["bin"]]
-    lextent_sizes = [entry["size"] for entry in jemalloc["arenas"]["lextent"]]
-    classes = [("small", bin_sizes[i], b["curregs"], b["curregs"] * bin_sizes[i]) for i, b in enumerate(merged["bins"])]
-    classes += [
-        ("large", lextent_sizes[i], e["curlextents"], e["curlextents"] * lextent_sizes[i])
-        for i, e in enumerate(merged["lextents"])
-    ]
-    live = [c for c in classes if c[3] > 0]
-    return sorted(live, key=lambda c: c[3], reverse=True)[:top]
-
-
-def _size_classes(report: Report, run_dir: Path | None) -> tuple[list[SizeClassRow], str | None]:
-    """The table rows, or why there is no table."""
-    if not report.snapshots:
-        return [], "No snapshots were taken."
-    if run_dir is None:
-        return [], "No run directory: allocator statistics files are not available."
-    label = report.snapshots[-1].label
-    path = run_dir / "allocator" / f"{label}.json"
-    if not path.exists():
-        others = sorted(p.name for p in (run_dir / "allocator").glob(f"{label}.*")) if (run_dir / "allocator").is_dir() else []
-        if others:
-            return [], f"Size classes are available for jemalloc only (this run's allocator file: {others[0]})."
-        return [], f"No allocator statistics file for '{label}' in the run directory."
-    try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        return [], f"allocator/{path.name} could not be read: {error}"
-    if not isinstance(stats, dict) or "jemalloc" not in stats:
-        return [], "Size classes are available for jemalloc only."
-    try:
-        classes = jemalloc_size_classes(stats)
-    except (KeyError, IndexError, TypeError):
-        return [], f"allocator/{path.name} has no merged arena statistics (bins and large extents)."
+def _size_classes(report: Report) -> tuple[list[SizeClassRow], str | None]:
+    """The table rows for the last snapshot's largest size classes, or why there is no table."""
+    note = size_classes_note(report)
+    classes = report.snapshots[-1].size_classes if report.snapshots else None
+    if note is not None or not classes:
+        return [], note
     return [
-        SizeClassRow(kind=kind, size=_bytes_cell(size), count=f"{count:,}", bytes=_bytes_cell(total))
-        for kind, size, count, total in classes
+        SizeClassRow(kind=c.kind, size=_bytes_cell(c.size_bytes), count=f"{c.count:,}", bytes=_bytes_cell(c.bytes))
+        for c in classes[:TOP_SIZE_CLASSES]
     ], None
 
 
@@ -261,7 +224,7 @@ def _environment() -> jinja2.Environment:
 
 
 def render_html(report: Report, run_dir: Path | None) -> str:
-    """The report as one self-contained HTML page; ``run_dir`` supplies the timeline and raw allocator statistics."""
+    """The report as one self-contained HTML page; ``run_dir`` supplies the timeline (samples.jsonl)."""
     samples: list[dict[str, Any]] = []
     samples_note = None
     if run_dir is None:
@@ -273,7 +236,7 @@ def render_html(report: Report, run_dir: Path | None) -> str:
         if not samples:
             samples_note = "samples.jsonl has no samples."
     charts, chart_notes = _charts(report, samples) if samples else ([], [])
-    size_classes, size_classes_note = _size_classes(report, run_dir)
+    size_classes, size_classes_note = _size_classes(report)
     provenance = {k: v for k, v in asdict(report.allocator.provenance).items() if v not in (None, [], "")}
     ledgers = [_ledger(s, s.reconciliation) for s in report.snapshots if s.reconciliation is not None]
     last = report.snapshots[-1] if report.snapshots else None

@@ -1,12 +1,13 @@
-"""The Markdown report (GitHub flavour): the layers table, the findings and each snapshot's ledger."""
+"""The Markdown report (GitHub flavour): the layers table, the findings, each snapshot's ledger and the size
+classes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from workbench.report.ledger import Reconciliation, describe_basis, explain_line, explain_unexplained, line_label
-from workbench.report.model import Report
-from workbench.report.text import findings, table_rows
+from workbench.report.model import TOP_SIZE_CLASSES, Report
+from workbench.report.text import findings, size_classes_note, table_rows
 from workbench.units import format_bytes
 
 
@@ -23,12 +24,35 @@ def _table(header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[
     return lines
 
 
-def _exact(value: int | None) -> str:
+def _exact(value: int | None, signed: bool = True) -> str:
     """Human units and the exact figure: ``+512.0 KiB (+524,288 B)``."""
     if value is None:
         return "-"
-    human = format_bytes(value, signed=True)
-    return human if abs(value) < 1024 else f"{human} ({value:+,} B)"
+    human = format_bytes(value, signed=signed)
+    if abs(value) < 1024:
+        return human
+    return f"{human} ({value:+,} B)" if signed else f"{human} ({value:,} B)"
+
+
+def _size_classes(report: Report) -> list[str]:
+    """The last snapshot's largest size classes (jemalloc), or why there are none."""
+    if not report.snapshots:
+        return []
+    last = report.snapshots[-1]
+    lines = [f"## Size classes at '{_escape(last.label)}'", ""]
+    note = size_classes_note(report)
+    if note is not None or not last.size_classes:
+        return lines + [_escape(note or ""), ""]
+    shown = last.size_classes[:TOP_SIZE_CLASSES]
+    rows = [[c.kind, _exact(c.size_bytes, signed=False), f"{c.count:,}", _exact(c.bytes, signed=False)]
+            for c in shown]
+    return lines + [
+        f"Top {len(shown)} of {len(last.size_classes)} by live bytes, all arenas merged: small bins (live regions x "
+        "size) and large extents.",
+        "",
+        *_table(["kind", "size class", "live", "bytes"], "lrrr", rows),
+        "",
+    ]
 
 
 def _ledger(label: str, reconciliation: Reconciliation) -> list[str]:
@@ -52,7 +76,8 @@ def _ledger(label: str, reconciliation: Reconciliation) -> list[str]:
 
 
 def render_markdown(report: Report) -> str:
-    """The report as GitHub Markdown: header, layers x snapshots (value and change since baseline), findings, ledgers."""
+    """The report as GitHub Markdown: header, layers x snapshots (value and change since baseline), findings, ledgers,
+    and the last snapshot's size classes."""
     allocator, jvm = report.allocator, report.jvm
     lines = [
         f"# {_escape(report.scenario.name)}",
@@ -96,4 +121,5 @@ def render_markdown(report: Report) -> str:
         lines += _ledger(label, reconciliation)
     if not ledgers:
         lines += ["No snapshot has a reconciliation (it needs the process's anonymous RSS).", ""]
+    lines += _size_classes(report)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from workbench.protocol.provenance import Provenance
-from workbench.probes.allocator import AllocatorSnapshot
+from workbench.probes.allocator import AllocatorSnapshot, SizeClass
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtSummary
 from workbench.probes.process import ProcessSnapshot
@@ -18,6 +18,7 @@ from workbench.report.expectations import ExpectationResult
 from workbench.report.ledger import Reconciliation, reconcile
 
 SCHEMA = "workbench.report/1"
+TOP_SIZE_CLASSES = 15  # how many of a snapshot's size classes the renderers show
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Snapshot:
     reconciliation: Reconciliation | None = None
     # From the Java agent (`workbench exec`): heap, non_heap, buffer_pools, gc, threads.
     jvm_runtime: dict[str, Any] | None = None
+    # The allocator's live size classes, most bytes first; None: not measured (only jemalloc gives them).
+    size_classes: list[SizeClass] | None = None
 
 
 @dataclass(frozen=True)

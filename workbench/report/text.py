@@ -78,6 +78,22 @@ def findings(report: Report) -> list[str]:
     return lines
 
 
+def size_classes_note(report: Report) -> str | None:
+    """Why the last snapshot shows no size classes; None when it has some to show."""
+    if not report.snapshots:
+        return "No snapshots were taken."
+    last = report.snapshots[-1]
+    if last.size_classes is None:
+        backend = report.allocator.backend or report.allocator.name
+        if backend == "jemalloc":
+            return (f"No size classes were recorded at '{last.label}' (jemalloc's statistics had no merged bins and "
+                    "large extents, or the report predates size classes).")
+        return f"Size classes are available for jemalloc only (this run's allocator: {backend})."
+    if not last.size_classes:
+        return f"No size class had live allocations at '{last.label}'."
+    return None
+
+
 def render_text(report: Report, console: Console) -> None:
     """Print the report as a table with a header and findings."""
     allocator, jvm = report.allocator, report.jvm

@@ -139,7 +139,9 @@ class Session:
         after_allocator = time.perf_counter()
         process, smaps = read_process()
         ended = time.perf_counter()
-        self._keep_raw(label, nmt_text, smaps)
+        raw = self.allocator_probe.raw_statistics()
+        self._keep_raw(label, nmt_text, smaps, raw)
+        classes = allocator_probe.size_classes(raw)
         self.emit(
             "snapshot",
             label=label,
@@ -155,11 +157,11 @@ class Session:
             nmt=asdict(nmt) if nmt else None,
             allocator=asdict(allocator),
             process=asdict(process),
+            size_classes=None if classes is None else [asdict(c) for c in classes],
         )
 
-    def _keep_raw(self, label: str, nmt_text: str | None, smaps: str) -> None:
+    def _keep_raw(self, label: str, nmt_text: str | None, smaps: str, raw: tuple[str, str] | None) -> None:
         """The raw text each figure came from, per snapshot, for whoever doubts a number."""
-        raw = self.allocator_probe.raw_statistics()
         files = {f"smaps/{label}.txt": smaps}
         if nmt_text is not None:
             files[f"nmt/{label}.txt"] = nmt_text
