@@ -1,3 +1,5 @@
+import sys
+
 from workbench.cli import main
 
-main()
+sys.exit(main())

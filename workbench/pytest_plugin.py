@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from workbench.report.expectations import _OPS, _lookup, _normalize
+from workbench.run.expectations import OPS, lookup, normalize
 from workbench.report.model import Report, report_from_dict, report_to_dict
 
 RunScenario = Callable[..., Report]
@@ -62,11 +62,11 @@ def measured(report: Report, path: str, at: str | None = None, delta: str | None
     data = report_to_dict(report)
     snapshots = {s["label"]: s for s in data["snapshots"]}
     base = snapshots[at] if at is not None else data
-    found, value = _lookup(base, path)
+    found, value = lookup(base, path)
     if not found:
         raise KeyError(f"{path} is not in the report" + (f" at '{at}'" if at else ""))
     if delta is not None:
-        found, before = _lookup(snapshots[delta], path)
+        found, before = lookup(snapshots[delta], path)
         value = value - before
     return value
 
@@ -76,9 +76,9 @@ def assert_layer(report: Report, path: str, at: str | None = None, delta: str | 
     """``assert_layer(report, "arrow.allocated_bytes", at="filled", le="16MiB")``: every comparison must hold."""
     value = measured(report, path, at, delta)
     for op, expected in comparisons.items():
-        if op not in _OPS:
-            raise TypeError(f"unknown comparison {op!r} (expected one of: {', '.join(_OPS)})")
-        if value is None or not _OPS[op](value, _normalize(expected)):
+        if op not in OPS:
+            raise TypeError(f"unknown comparison {op!r} (expected one of: {', '.join(OPS)})")
+        if value is None or not OPS[op](value, normalize(expected)):
             where = (f" at '{at}'" if at else "") + (f" (change since '{delta}')" if delta else "")
             raise AssertionError(f"{path}{where}: expected {op} {expected}, measured {value!r}")
 

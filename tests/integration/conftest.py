@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,25 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-JDK25 = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
+JVM_DIR = Path("/usr/lib/jvm")
+
+
+def find_jdk(feature: int) -> Path:
+    """The home of an installed JDK of this feature version (from each JDK's ``release`` file); a path that does
+    not exist when there is none, so that ``skipif(not JDK.is_dir())`` says what is missing."""
+    if JVM_DIR.is_dir():
+        for home in sorted(JVM_DIR.iterdir()):
+            release = home / "release"
+            if home.is_symlink() or not release.is_file() or not (home / "bin" / "java").exists():
+                continue
+            match = re.search(r'^JAVA_VERSION="(\d+)', release.read_text(errors="replace"), re.MULTILINE)
+            if match and int(match.group(1)) == feature:
+                return home
+    return JVM_DIR / f"no-jdk-{feature}-installed"
+
+
+JDK17 = find_jdk(17)
+JDK25 = find_jdk(25)
 
 
 def run_workbench(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
@@ -43,7 +62,7 @@ def by_label(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["label"]: s for s in report["snapshots"]}
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def first_use_builds_done() -> None:
     """Build what a first run builds (the Java kernels, jemalloc), so tests can assert a run's stderr is empty."""
     from workbench.toolchain.jemalloc import ensure_jemalloc
@@ -51,6 +70,13 @@ def first_use_builds_done() -> None:
 
     kernels_classpath()
     ensure_jemalloc()
+
+
+@pytest.fixture(autouse=True)
+def builds_for_jvm_tests(request: pytest.FixtureRequest) -> None:
+    """Only tests that start a JVM wait for the first-use builds; a pure input check does not wait for Maven."""
+    if request.node.get_closest_marker("jvm") is not None:
+        request.getfixturevalue("first_use_builds_done")
 
 
 @pytest.fixture(scope="session")

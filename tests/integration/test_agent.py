@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import JDK25
+from tests.integration.conftest import JDK17, JDK25
 from workbench.toolchain.allocators import resolve_allocator
 from workbench.toolchain.jvm import kernels_classpath
 from workbench.probes.jvm_agent import AgentUnavailable, agent_socket, nmt_of, query_agent
@@ -29,7 +29,7 @@ NETTY_CHUNK = 4 * MIB
 MAIN_CLASS = "workbench.example.NativeMemoryExampleKt"
 ALLOCATED_LINE = b"Allocated: 512 KB"
 # The machine's default JDK is 17; prefer its fixed path so a JAVA_HOME or PATH change does not move the test.
-JDK17_JAVA = Path("/usr/lib/jvm/java-17-openjdk-amd64/bin/java")
+JDK17_JAVA = JDK17 / "bin" / "java"
 JAVA17 = str(JDK17_JAVA) if JDK17_JAVA.exists() else shutil.which("java") or "java"
 JAVA25 = str(JDK25 / "bin" / "java")
 ARROW_FLAGS = ["--add-opens=java.base/java.nio=ALL-UNNAMED", "-Darrow.allocation.manager.type=Netty"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import by_label, run_workbench
+from tests.integration.conftest import JDK17, by_label, run_workbench
 
 
 def assert_one_line_error(stderr: str, *parts: str) -> None:
@@ -115,7 +115,7 @@ def test_a_java_exception_fails_the_run_with_exit_3_and_keeps_the_snapshots(tmp_
 def test_second_run_needs_neither_maven_nor_a_compiler(tmp_path: Path) -> None:
     # Everything a run builds is cached by the session's first run: with no mvn, gcc or apt on PATH it still works.
     result = run_workbench("run", "arrow-intvector", "--hold", "0", "--no-html", "--out", str(tmp_path / "run"),
-                           env={"PATH": str(tmp_path), "JAVA_HOME": "/usr/lib/jvm/java-17-openjdk-amd64"})
+                           env={"PATH": str(tmp_path), "JAVA_HOME": str(JDK17)})
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     report = json.loads((tmp_path / "run" / "report.json").read_text())

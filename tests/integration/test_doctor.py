@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import JDK25, run_workbench
+from tests.integration.conftest import JDK17, JDK25, run_workbench
 
 pytestmark = [pytest.mark.slow, pytest.mark.jvm]
 
-JDK17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 BACKEND_OF = {"system:jemalloc": "jemalloc", "tcmalloc": "tcmalloc", "mimalloc": "mimalloc", "glibc": "glibc"}
 
 

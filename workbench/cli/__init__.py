@@ -1,12 +1,16 @@
-"""The ``workbench`` command: one typer app, one module per command."""
+"""The ``workbench`` command: one typer app; each command a few lines in its own module, registered here."""
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
 from workbench._errors import WorkbenchError
+from workbench.cli import build, compare, doctor, exec, report, run, scenarios, validate
 
 app = typer.Typer(
     name="workbench",
@@ -16,25 +20,49 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from workbench.cli import run as _run  # noqa: E402  (registers the commands on app)
-from workbench.cli import scenarios as _scenarios  # noqa: E402,F401
-from workbench.cli import build as _build  # noqa: E402,F401
-from workbench.cli import compare as _compare  # noqa: E402,F401
-from workbench.cli import report as _report  # noqa: E402,F401
-from workbench.cli import validate as _validate  # noqa: E402,F401
-from workbench.cli import exec as _exec  # noqa: E402,F401
-from workbench.cli import doctor as _doctor  # noqa: E402,F401
 
-_ = _run
+def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A WorkbenchError becomes one line on stderr and its exit code; Ctrl-C exits 130; anything else is a bug and
+    keeps its traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except WorkbenchError as error:
+            print(f"workbench: {error.message}", file=sys.stderr)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            print("workbench: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper
 
 
-def main() -> None:
-    """Entry point: a WorkbenchError becomes one line on stderr and its exit code; anything else is a bug."""
+_COMMANDS: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
+    ("run", run.run, {}),
+    ("compare", compare.compare, {}),
+    ("exec", exec.exec_, {"context_settings": {"ignore_unknown_options": True}}),
+    ("attach", exec.attach, {}),
+    ("snapshot", exec.snapshot, {}),
+    ("report", report.report, {}),
+    ("diff", report.diff, {}),
+    ("validate", validate.validate, {}),
+    ("scenarios", scenarios.scenarios, {}),
+    ("build", build.build, {}),
+    ("doctor", doctor.doctor, {}),
+]
+for _name, _command, _settings in _COMMANDS:
+    app.command(_name, **_settings)(_one_line_errors(_command))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: the process's arguments); returns the exit code."""
     try:
-        app()  # standalone: usage errors print click's message and exit 2
-    except WorkbenchError as error:
-        print(f"workbench: {error.message}", file=sys.stderr)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
+        app(args=argv, prog_name="workbench")  # standalone: usage errors print click's message and exit 2
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except KeyboardInterrupt:  # before a command was entered (while importing, parsing)
         print("workbench: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
+    return 0

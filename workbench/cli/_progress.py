@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from workbench.protocol.events import Event, StepStarted
 from workbench.scenario.model import Scenario
 
 
 @contextmanager
-def run_progress(scenario: Scenario, quiet: bool, label: str = "") -> Iterator[Callable[[dict[str, Any]], None] | None]:
+def run_progress(scenario: Scenario, quiet: bool, label: str = "") -> Iterator[Callable[[Event], None] | None]:
     console = Console(stderr=True)
     if quiet or not console.is_terminal:
         yield None
@@ -23,10 +23,10 @@ def run_progress(scenario: Scenario, quiet: bool, label: str = "") -> Iterator[C
                   transient=True) as progress:
         task = progress.add_task(f"{scenario.name}{label}: starting the JVM", total=total)
 
-        def on_event(event: dict[str, Any]) -> None:
-            if event["event"] == "step":
-                what = event["kind"] + (f" {event['argument']}" if event.get("argument") else "")
-                progress.update(task, completed=event["index"],
-                                description=f"{scenario.name}{label}: step {event['index'] + 1}/{total}: {what}")
+        def on_event(event: Event) -> None:
+            if isinstance(event, StepStarted):
+                what = event.step + (f" {event.argument}" if event.argument else "")
+                progress.update(task, completed=event.index,
+                                description=f"{scenario.name}{label}: step {event.index + 1}/{total}: {what}")
 
         yield on_event

@@ -10,12 +10,10 @@ import typer
 
 from workbench._errors import BadInput
 from workbench.toolchain.jemalloc import DEFAULT_CONFIGURE_ARGS, build_jemalloc
-from workbench.cli import app
 
 _FROM_THE_SYSTEM = "tcmalloc, mimalloc come from the system (apt-get install libtcmalloc-minimal4 / libmimalloc2.0)"
 
 
-@app.command()
 def build(
     allocator: Annotated[str, typer.Argument(help="The allocator to build; only jemalloc is built from source.")]
     = "jemalloc",

@@ -9,11 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from workbench._errors import BadInput, RunFailed
-from workbench.cli import app
 from workbench.cli._progress import run_progress
 from workbench._files import write_atomically
-from workbench.cli.run import parse_hold, writable_target
-from workbench.run.scenario import RunRequest, create_run_dir, execute, prepare
+from workbench.cli import options
+from workbench.run.scenario import RunRequest, claim_run_dir, execute, prepare
 from workbench.report.compare import ComparedRun, compare_to_json, render_compare
 from workbench.report.text import report_console
 
@@ -29,7 +28,6 @@ def _allocator_specs(allocators: str | None, allocator: list[str] | None) -> lis
     return parsed
 
 
-@app.command()
 def compare(
     scenario: Annotated[str, typer.Argument(help="A bundled scenario's name or a YAML file.")],
     allocators: Annotated[
@@ -40,20 +38,20 @@ def compare(
         typer.Option("--allocator", "-a", help="One more allocator, repeatable; NAME@MALLOC_CONF sets its MALLOC_CONF "
                                                "(commas allowed), e.g. 'jemalloc@background_thread:true'."),
     ] = None,
-    java_home: Annotated[Optional[Path], typer.Option(help="The JDK to start.")] = None,
-    hold: Annotated[Optional[str], typer.Option(help="Duration of every hold step, e.g. 500ms or 2s.")] = None,
+    java_home: options.JavaHome = None,
+    hold: options.Hold = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write workbench.compare/1 JSON here.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="A directory for the runs, one subdirectory each.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line (there is none when piped).")] = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Run one scenario once per allocator, each in a fresh worker, and show them side by side per snapshot.
 
     Exit codes: 0 ok, 2 bad input, 3 at least one run failed (all reports are still shown and written).
     """
     specs = _allocator_specs(allocators, allocator)
-    hold_ms = parse_hold(hold)
+    hold_ms = options.duration_ms("--hold", hold)
     if json_path is not None:
-        writable_target(json_path)
+        options.json_target(json_path)
     # Everything is resolved (and jemalloc built) before the first run starts, so bad input fails at once.
     prepared = [
         prepare(RunRequest(scenario=scenario, allocator=name, malloc_conf=conf,
@@ -64,7 +62,7 @@ def compare(
     runs = []
     for (name, conf), run in zip(specs, prepared):
         label = f"{name}@{conf}" if conf else name
-        run_dir = create_run_dir(run, out / re.sub(r"[^A-Za-z0-9_.-]+", "-", label) if out else None)
+        run_dir = claim_run_dir(run, out / re.sub(r"[^A-Za-z0-9_.-]+", "-", label) if out else None)
         with run_progress(run.scenario, quiet, f" under {label}") as on_event:
             runs.append(ComparedRun(label, execute(run, run_dir, quiet=True, on_event=on_event)))
     if json_path is not None:

@@ -23,7 +23,6 @@ from workbench._resources import cache_dir, jvm_project_dir
 from workbench.toolchain import jemalloc as jemalloc_build
 from workbench.toolchain.allocators import _SYSTEM, NAMES, resolve_allocator
 from workbench.toolchain.jvm import _cached_classpath, kernels_classpath, project_hash
-from workbench.cli import app
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
 
 SCHEMA = "workbench.doctor/1"
@@ -399,7 +398,6 @@ def _render_line(console: Console, check: Check) -> None:
         console.print(Text(f"{'':<6}fix: {check.fix}", style="cyan"), soft_wrap=True)
 
 
-@app.command()
 def doctor(
     build: Annotated[
         bool,

@@ -11,7 +11,6 @@ import typer
 from pydantic import ValidationError
 
 from workbench._errors import EXPECTATIONS_FAILED, BadInput, WorkbenchError
-from workbench.cli import app
 from workbench.report.diff import diff_reports, regressions, render_diff
 from workbench.report.model import Report, report_from_dict, report_to_json
 from workbench.report.text import render_text, report_console
@@ -38,7 +37,6 @@ def load_run(path: Path) -> Report:
         raise BadInput(f"{report_path}: not a workbench report: {first}") from None
 
 
-@app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<time>-<scenario>-<allocator>).")],
     format: Annotated[Format, typer.Option("--format", "-f", help="How to render it.")] = Format.text,
@@ -59,7 +57,6 @@ def report(
         render_text(loaded, report_console())
 
 
-@app.command()
 def diff(
     run_a: Annotated[Path, typer.Argument(help="The run to compare against (e.g. main's).")],
     run_b: Annotated[Path, typer.Argument(help="The run to check (e.g. the change's).")],

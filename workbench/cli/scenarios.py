@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from workbench.cli import app
 from workbench.report.text import report_console
 from workbench.scenario import bundled_scenarios, load_scenario
 
 
-@app.command()
 def scenarios() -> None:
     """List the bundled scenarios (run one with `workbench run NAME`)."""
     table = Table("name", "description", box=None, header_style="bold")

@@ -9,11 +9,9 @@ from typing import Annotated
 import typer
 
 from workbench._errors import BadInput
-from workbench.cli import app
 from workbench.scenario import load_scenario
 
 
-@app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Scenario files to check.")],
 ) -> None:

@@ -12,15 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workbench._errors import RunFailed
 from workbench.probes._socket import ask, socket_dir
 from workbench.probes.allocator import AllocatorSnapshot
+from workbench.protocol.replies import ProbeStats, probe_stats
 
 COMMANDS = ("stats", "dump", "ping")
 _MAX_ANSWER = 1 << 20
 
 
-class ProbeUnavailable(RunFailed):
+class ProbeUnavailable(Exception):
     """No probe answers for that process: no socket, refused, closed without answering, or timed out."""
 
 
@@ -63,18 +63,15 @@ def query(pid: int, command: str = "stats", timeout: float = 2.0, directory: Pat
     return answer
 
 
-def snapshot_from_probe(data: dict[str, Any]) -> AllocatorSnapshot:
+def snapshot_from_stats(stats: ProbeStats) -> AllocatorSnapshot:
     """The probe's ``stats`` answer as the snapshot the in-process backends produce."""
-    def size(name: str) -> int | None:
-        return None if data.get(name) is None else int(data[name])
-
     return AllocatorSnapshot(
-        backend=str(data.get("backend", "unknown")),
-        allocated_bytes=size("allocated_bytes"),
-        active_bytes=size("active_bytes"),
-        metadata_bytes=size("metadata_bytes"),
-        resident_bytes=size("resident_bytes"),
-        mapped_bytes=size("mapped_bytes"),
-        retained_bytes=size("retained_bytes"),
-        raw={str(k): int(v) for k, v in (data.get("raw") or {}).items()},
+        backend=stats.backend, allocated_bytes=stats.allocated_bytes, active_bytes=stats.active_bytes,
+        metadata_bytes=stats.metadata_bytes, resident_bytes=stats.resident_bytes, mapped_bytes=stats.mapped_bytes,
+        retained_bytes=stats.retained_bytes, raw=dict(stats.raw),
     )
+
+
+def snapshot_from_probe(data: dict[str, Any]) -> AllocatorSnapshot:
+    """The probe's ``stats`` answer (JSON) as an allocator snapshot; BadReply when it is not a stats answer."""
+    return snapshot_from_stats(probe_stats(data))

@@ -1,4 +1,7 @@
-"""What the orchestrator hands the worker: everything already resolved, so the worker decides nothing."""
+"""What the run hands the worker: everything already resolved, so the worker decides nothing.
+
+Written to ``worker-spec.json`` in the run directory (the worker reads it from there), with its schema name.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+SCHEMA = "workbench.worker-spec/1"
 
 
 @dataclass(frozen=True)
@@ -18,8 +23,12 @@ class WorkerSpec:
     run_dir: str  # where the worker writes samples.jsonl and the raw statistics of each snapshot
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)), encoding="utf-8")
+        path.write_text(json.dumps({"schema": SCHEMA, **asdict(self)}), encoding="utf-8")
 
     @classmethod
     def read(cls, path: Path) -> WorkerSpec:
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        schema = data.pop("schema", None)
+        if schema != SCHEMA:
+            raise ValueError(f"{path}: expected a worker spec of schema {SCHEMA!r}, got {schema!r}")
+        return cls(**data)

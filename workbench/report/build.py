@@ -5,8 +5,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pydantic import TypeAdapter
-
+from workbench.protocol.events import (
+    AllocatorDetected,
+    ChurnDone,
+    Done,
+    Event,
+    JvmStarted,
+    LeakFound,
+    SamplerStopped,
+    SnapshotTaken,
+    StepFailed,
+    VectorChecked,
+)
 from workbench.report.ledger import reconcile
 from workbench.report.model import (
     AllocatorSection,
@@ -21,7 +31,6 @@ from workbench.report.model import (
     byte_figures,
 )
 
-_SNAPSHOT = TypeAdapter(Snapshot)
 BASELINE = "baseline"
 
 
@@ -42,7 +51,7 @@ def with_deltas(snapshots: list[Snapshot], allocation_manager: str) -> tuple[lis
 
 
 def build_report(
-    events: list[dict[str, Any]],
+    events: list[Event],
     scenario: ScenarioSection,
     allocator: AllocatorSection,
     jvm: JvmSection,
@@ -53,7 +62,8 @@ def build_report(
     hs_err: str | None = None,
     interrupted_by: str | None = None,
 ) -> Report:
-    """Assemble the report; ``failure`` is the orchestrator's own finding (signal, allocator mismatch)."""
+    """Assemble the report from the worker's events; ``failure`` is the run's own finding (signal, timeout,
+    allocator mismatch)."""
     snapshots: list[Snapshot] = []
     checks = Checks()
     error = None
@@ -62,39 +72,35 @@ def build_report(
     sampler = None
     leaks: list[Leak] = []
     for event in events:
-        kind = event["event"]
-        if kind == "allocator":
+        if isinstance(event, AllocatorDetected):
             allocator = dataclasses.replace(
-                allocator,
-                backend=event["backend"],
-                detected_library=event["library"],
-                version=event["version"],
-                config_prof=event["config_prof"],
-                config_stats=event["config_stats"],
+                allocator, backend=event.backend, detected_library=event.library, version=event.version,
+                config_prof=event.config_prof, config_stats=event.config_stats,
             )
-        elif kind == "jvm":
-            jvm = dataclasses.replace(
-                jvm, version=event["version"], vm=event["vm"], nmt=event["nmt"],
-                pyarrow_memory_pool=event["pyarrow_memory_pool"],
-            )
-        elif kind == "snapshot":
-            snapshots.append(_SNAPSHOT.validate_python({k: v for k, v in event.items() if k != "event"}))
-        elif kind == "check":
-            checks = Checks(**{k: v for k, v in event.items() if k != "event"})
-        elif kind == "error":
-            error = RunError(type=event["type"], message=event["message"], step=event.get("step"),
-                             kind=event.get("kind"))
-        elif kind == "leak":
-            leaks.append(Leak(allocator=event["allocator"], bytes=event["bytes"], detail=event["detail"]))
-        elif kind == "churn":
-            step_results.append({k: v for k, v in event.items()})
-        elif kind == "sampler":
-            steps_ms = float(event["steps_ms"])
+        elif isinstance(event, JvmStarted):
+            jvm = dataclasses.replace(jvm, version=event.version, vm=event.vm, nmt=event.nmt,
+                                      pyarrow_memory_pool=event.pyarrow_memory_pool)
+        elif isinstance(event, SnapshotTaken):
+            snapshots.append(Snapshot(
+                label=event.label, t_ms=event.t_ms, cost_ms=event.cost_ms, probe_ms=dict(event.probe_ms),
+                arrow=event.arrow, nmt=event.nmt, allocator=event.allocator, process=event.process,
+                size_classes=event.size_classes,
+            ))
+        elif isinstance(event, VectorChecked):
+            checks = Checks(zero_copy=event.zero_copy, sum=event.sum, java_sum=event.java_sum, vector=event.vector,
+                            pyarrow_address=event.pyarrow_address, java_address=event.java_address)
+        elif isinstance(event, StepFailed):
+            error = RunError(type=event.type, message=event.message, step=event.step, kind=event.step_kind)
+        elif isinstance(event, LeakFound):
+            leaks.append(Leak(allocator=event.allocator, bytes=event.bytes, detail=event.detail))
+        elif isinstance(event, ChurnDone):
+            step_results.append({"event": event.kind, **dataclasses.asdict(event)})
+        elif isinstance(event, SamplerStopped):
             sampler = SamplerSection(
-                interval_ms=event["interval_ms"], samples=event["samples"], cost_ms=event["cost_ms"],
-                steps_ms=steps_ms, overhead_fraction=round(event["cost_ms"] / steps_ms, 6) if steps_ms else 0.0,
+                interval_ms=event.interval_ms, samples=event.samples, cost_ms=event.cost_ms, steps_ms=event.steps_ms,
+                overhead_fraction=round(event.cost_ms / event.steps_ms, 6) if event.steps_ms else 0.0,
             )
-        elif kind == "done":
+        elif isinstance(event, Done):
             done = True
     # A timeout or an interrupt is the cause even when the dying worker reported something on its way out.
     error = failure if failure is not None and failure.type in ("Timeout", "Interrupted") else (error or failure)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -19,13 +20,35 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
+from workbench._errors import BadInput
 from workbench.probes import jvm_agent, native_probe
 from workbench.probes._socket import ask
 from workbench.probes.nmt import NmtSummary, parse_summary
 from workbench.probes.process import read_process
 from workbench.probes.process_status import read_status
+from workbench.protocol import layout
+from workbench.probes.allocator import AllocatorSnapshot
+from workbench.protocol.provenance import Provenance
+from workbench.protocol.replies import BadReply, agent_stats, probe_stats
+from workbench.report.build import with_deltas
+from workbench.run.run_dir import RunDir
+from workbench.toolchain.allocators import AllocatorChoice
+from workbench.values import parse_label
+from workbench.report.model import (
+    AllocatorSection,
+    Checks,
+    JvmSection,
+    ProgramSection,
+    Report,
+    RunError,
+    ScenarioSection,
+    Snapshot,
+)
 
 CONTROL_PREFIX = "exec-"
+_SNAPSHOT = TypeAdapter(Snapshot)
 
 
 @dataclass
@@ -51,28 +74,28 @@ class ExternalSampler:
         return round((time.monotonic() - self.started) * 1000, 3)
 
     # The layers, each None when its source does not answer (the program exited, no probe, no agent).
-    def _allocator(self) -> dict[str, Any] | None:
+    def _allocator(self) -> AllocatorSnapshot | None:
         try:
-            data = native_probe.query(self.pid, "stats", timeout=1.0)
-        except native_probe.ProbeUnavailable:
+            stats = probe_stats(native_probe.query(self.pid, "stats", timeout=1.0))
+        except (native_probe.ProbeUnavailable, BadReply):
             return None
         self.sources["allocator"] = "probe"
         if self.allocator_info is None:
-            self.allocator_info = {k: data.get(k) for k in ("backend", "version", "library")}
-        return asdict(native_probe.snapshot_from_probe(data))
+            self.allocator_info = {"backend": stats.backend, "version": stats.version, "library": stats.library}
+        return native_probe.snapshot_from_stats(stats)
 
     def _jvm(self) -> tuple[NmtSummary | None, dict[str, Any] | None, str | None]:
         if self.use_jcmd:
             return self._jcmd_nmt(), None, None
         try:
-            stats = jvm_agent.query_agent(self.pid, "stats", timeout=2.0)
-        except jvm_agent.AgentUnavailable:
+            stats = agent_stats(jvm_agent.query_agent(self.pid, "stats", timeout=2.0))
+        except (jvm_agent.AgentUnavailable, BadReply):
             return None, None, None
         self.sources["jvm"] = "agent"
         if self.jvm_info is None:
-            self.jvm_info = {k: stats.get(k) for k in ("java_version", "vm_name")}
-        runtime = {k: stats.get(k) for k in ("heap", "non_heap", "buffer_pools", "gc", "threads")}
-        return jvm_agent.nmt_of(stats), runtime, stats.get("nmt")
+            self.jvm_info = {"java_version": stats.java_version, "vm_name": stats.vm_name}
+        nmt = parse_summary(stats.nmt) if stats.nmt is not None else None
+        return nmt, stats.runtime(), stats.nmt
 
     def _jcmd_nmt(self) -> NmtSummary | None:
         if self.jcmd is None:
@@ -97,15 +120,12 @@ class ExternalSampler:
         allocator = self._allocator()
         snapshot = {
             "label": label, "t_ms": self.t_ms(), "cost_ms": round((time.perf_counter() - began) * 1000, 3),
-            "arrow": None, "nmt": asdict(nmt) if nmt else None, "allocator": allocator,
+            "arrow": None, "nmt": asdict(nmt) if nmt else None, "allocator": asdict(allocator) if allocator else None,
             "process": asdict(process), "jvm_runtime": runtime,
         }
-        raw = {f"smaps/{label}.txt": smaps}
+        layout.write_raw(self.run_dir, "smaps", label, "txt", smaps)
         if nmt_text:
-            raw[f"nmt/{label}.txt"] = nmt_text
-        for name, text in raw.items():
-            (self.run_dir / name).parent.mkdir(exist_ok=True)
-            (self.run_dir / name).write_text(text, encoding="utf-8")
+            layout.write_raw(self.run_dir, "nmt", label, "txt", nmt_text)
         return snapshot
 
     def take(self, label: str) -> dict[str, Any] | None:
@@ -124,7 +144,7 @@ class ExternalSampler:
         allocator = self._allocator()
         sample: dict[str, Any] = {"t_ms": self.t_ms(), "step": None, **status, "arrow_allocated_bytes": None}
         for key in ("allocated", "active", "resident", "mapped", "retained"):
-            sample[f"allocator_{key}_bytes"] = allocator.get(f"{key}_bytes") if allocator else None
+            sample[f"allocator_{key}_bytes"] = getattr(allocator, f"{key}_bytes") if allocator else None
         sample.update(nmt_committed_bytes=None, nmt_malloc_bytes=None, nmt_other_committed_bytes=None)
         if count % self.nmt_every == 0:
             nmt, _, _ = self._jvm()
@@ -136,7 +156,7 @@ class ExternalSampler:
 
     def run(self, full_every_s: float = 1.0) -> None:
         """Sample until stop() or the process exits; keep the latest full snapshot for the end."""
-        with (self.run_dir / "samples.jsonl").open("a", encoding="utf-8", buffering=1) as out:
+        with (self.run_dir / layout.SAMPLES).open("a", encoding="utf-8", buffering=1) as out:
             count, next_full = 0, 0.0
             while not self._stop.is_set():
                 began = time.perf_counter()
@@ -187,8 +207,13 @@ class ControlServer:
                 try:
                     request = connection.makefile("r").readline().strip()
                     command, _, label = request.partition(" ")
+                    answer: dict[str, Any]
                     if command != "snapshot" or not label:
-                        answer: dict[str, Any] = {"error": "expected: snapshot LABEL"}
+                        answer = {"error": "expected: snapshot LABEL"}
+                    elif (bad := _label_problem(label)) is not None:
+                        answer = {"error": f"--label: {bad}"}
+                    elif any(s["label"] == label for s in self._sampler.snapshots) or label in ("start", "last"):
+                        answer = {"error": f"--label: a snapshot labelled {label!r} exists already"}
                     else:
                         taken = self._sampler.take(label)
                         answer = {"label": label, "t_ms": taken["t_ms"]} if taken else {"error": "process gone"}
@@ -204,6 +229,14 @@ class ControlServer:
             pass
 
 
+def _label_problem(label: str) -> str | None:
+    try:
+        parse_label(label)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def request_snapshot(pid: int, label: str, directory: Path | None = None, timeout: float = 30) -> dict[str, Any]:
     """Ask the `workbench exec` that runs PID for a labelled snapshot."""
     path = (directory or native_probe.probe_dir()) / f"{CONTROL_PREFIX}{pid}.sock"
@@ -217,3 +250,49 @@ def find_jcmd(java: str | None) -> str | None:
         if candidate.is_file():
             return str(candidate)
     return shutil.which("jcmd")
+
+
+def private_dir(directory: Path) -> Path:
+    """The per-user socket directory: created 0700, refused when it is a symlink or anyone else can enter it."""
+    if directory.is_symlink():
+        raise BadInput(f"{directory}: is a symbolic link; refusing it as the private socket directory")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise BadInput(f"{directory}: must be owned by you with mode 0700 (it holds the probe's sockets)")
+    return directory
+
+
+def external_report(sampler: ExternalSampler, argv: list[str], shown: list[str], exit_code: int | None,
+                    allocator: AllocatorChoice | None, malloc_conf: str | None, java_home: str, run_dir: RunDir,
+                    interrupted_by: str | None = None, error: RunError | None = None) -> Report:
+    """The report of a program that `exec` ran (``exit_code`` set) or a process `attach` watched (None)."""
+    raw = list(sampler.snapshots)
+    if sampler.latest is not None and (not raw or sampler.latest["t_ms"] > raw[-1]["t_ms"]):
+        raw.append(sampler.latest)
+    snapshots, baseline = with_deltas([_SNAPSHOT.validate_python(s) for s in raw], "unknown")
+    info = sampler.allocator_info or {}
+    jvm = sampler.jvm_info or {}
+    hs_err = run_dir.hs_err()
+    return Report(
+        scenario=ScenarioSection(name="exec" if exit_code is not None else f"attach {sampler.pid}",
+                                 description=_shorten(shlex.join(shown)), source=shlex.join(shown)),
+        allocator=AllocatorSection(
+            name=allocator.name if allocator else "detected",
+            library=str(allocator.library) if allocator and allocator.library else None,
+            version=info.get("version"), malloc_conf=malloc_conf, backend=info.get("backend"),
+            detected_library=info.get("library"), config_prof=None, config_stats=None,
+            provenance=allocator.provenance if allocator else Provenance("none"),
+        ),
+        jvm=JvmSection(java_home=java_home, version=jvm.get("java_version"), vm=jvm.get("vm_name"), options=argv[1:],
+                       allocation_manager="unknown", nmt="summary" if any(s.nmt for s in snapshots) else "off",
+                       pyarrow_memory_pool=None),
+        snapshots=snapshots, checks=Checks(), status="failed" if error else "ok", error=error, baseline=baseline,
+        run_dir=str(run_dir.path), worker_log=None, hs_err=str(hs_err) if hs_err else None,
+        interrupted_by=interrupted_by,
+        program=ProgramSection(argv=argv, pid=sampler.pid, exit_code=exit_code, sources=dict(sampler.sources)),
+    )
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit // 2 - 2] + " ... " + text[-(limit // 2 - 3):]

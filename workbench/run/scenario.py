@@ -4,34 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
-from workbench._errors import BadInput
-from workbench._files import write_atomically
-from workbench.report.expectations import check_expectations
-from workbench.report.model import report_to_dict, report_to_json
-from workbench.report.timeline import write_timeline
-
-from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
-from workbench.toolchain.jvm import kernels_classpath
-from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
+from workbench.protocol.events import AllocatorDetected, BadEvent, Event, StepFailed, StepStarted, decode
+from workbench.protocol.spec import WorkerSpec
 from workbench.report.build import build_report
-from workbench.report.model import AllocatorSection, JvmSection, Report, RunError, ScenarioSection
+from workbench.report.model import AllocatorSection, JvmSection, Report, RunError, ScenarioSection, report_to_dict
+from workbench.run.environment import allocator_preload, preload_environment, preload_mismatch
+from workbench.run.expectations import check_expectations
+from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
+from workbench.run.run_dir import RunDir, run_dir_name
+from workbench.run.signals import on_stop_signals
 from workbench.scenario import Scenario, load_scenario, resolve_scenario
 from workbench.scenario.model import ALLOCATION_MANAGER_PROPERTY, HoldStep
-from workbench.protocol.spec import WorkerSpec
-
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
+from workbench.toolchain.jvm import kernels_classpath
 
 
 @dataclass(frozen=True)
@@ -76,100 +70,48 @@ def prepare(request: RunRequest) -> PreparedRun:
     return PreparedRun(scenario, source, allocator, malloc_conf, jdk, jvm_options)
 
 
-def worker_environment(run: PreparedRun) -> dict[str, str]:
-    """The worker's environment: the allocator preloaded, its configuration, pyarrow on the system allocator."""
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    env.pop("MALLOC_CONF", None)
-    if run.allocator.library is not None:
-        env["LD_PRELOAD"] = str(run.allocator.library)
-    if run.malloc_conf:
-        env["MALLOC_CONF"] = run.malloc_conf
-    env["ARROW_DEFAULT_MEMORY_POOL"] = "system"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
-    return env
-
-
-def _run_dir_name(run: PreparedRun) -> str:
-    return run_dir_name(run.scenario.name, run.allocator, run.malloc_conf)
-
-
-def run_dir_name(what: str, allocator: AllocatorChoice, malloc_conf: str | None) -> str:
-    """``<time>-<what>-<allocator>[-<malloc_conf>]``, safe as a file name."""
-    label = allocator.name if allocator.provenance.kind != "file" else Path(allocator.name).name
-    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", label + (f"-{malloc_conf}" if malloc_conf else ""))
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', what)}-{label}"[:200]
-
-
-def create_run_dir(run: PreparedRun, out: Path | None) -> Path:
+def claim_run_dir(run: PreparedRun, out: Path | None) -> RunDir:
     """A new directory for this run: ``out`` (new or empty), else ``runs/<time>-<scenario>-<allocator>``."""
-    return new_run_dir(_run_dir_name(run), out)
+    return RunDir.claim(run_dir_name(run.scenario.name, run.allocator, run.malloc_conf), out)
 
 
-def new_run_dir(name: str, out: Path | None) -> Path:
-    """``out`` (new or empty), else ``runs/<name>`` made new (with a suffix when taken)."""
-    if out is not None:
-        if out.is_symlink():
-            raise BadInput(f"--out {out}: is a symbolic link (expected a new or empty directory)")
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise BadInput(f"--out {out}: exists and is not an empty directory")
-        out.mkdir(parents=True, exist_ok=True)
-        return out
-    base = Path("runs")
-    if base.is_symlink():
-        raise BadInput(f"{base.resolve()}: 'runs' is a symbolic link; refusing to write run directories through it "
-                       "(remove it, or give --out DIR)")
-    base.mkdir(exist_ok=True)
-    for suffix in [""] + [f"-{n}" for n in range(2, 100)]:
-        try:
-            path = base / f"{name}{suffix}"
-            path.mkdir()  # never follows a symlink planted at that name: mkdir fails on any existing entry
-            return path
-        except FileExistsError:
-            continue
-    raise BadInput(f"{base}: too many runs named {name} this second")
-
-
-def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
-            on_event: Callable[[dict[str, Any]], None] | None = None, html: bool = True) -> Report:
+def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
+            on_event: Callable[[Event], None] | None = None, html: bool = True) -> Report:
     """Start the worker, stream its events, and build the report (also for a run that failed).
 
     Everything goes into ``run_dir`` as it happens: the worker's log, samples.jsonl, the raw statistics of each
-    snapshot; then report.json and timeline.parquet.
+    snapshot; then report.json, timeline.parquet and (with ``html``) report.html.
     """
     classpath = kernels_classpath(quiet=quiet)
-    run_dir = run_dir.resolve()
-    spec_path = run_dir / "worker-spec.json"
-    log_path = run_dir / "worker.log"
     WorkerSpec(
         scenario=run.scenario.model_dump(mode="json", by_alias=True),
         java_home=str(run.jdk.home),
         jvm_library=str(run.jdk.library),
         jvm_options=run.jvm_options,
         classpath=classpath,
-        run_dir=str(run_dir),
-    ).write(spec_path)
+        run_dir=str(run_dir.path),
+    ).write(run_dir.spec)
     read_end, write_end = os.pipe()
-    events: list[dict[str, Any]] = []
-    with log_path.open("w") as log:
+    events: list[Event] = []
+    environment = preload_environment(allocator_preload(run.allocator), run.malloc_conf,
+                                      extra={"ARROW_DEFAULT_MEMORY_POOL": "system"}, python=True)
+    with run_dir.worker_log.open("w") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "workbench.worker", str(spec_path), str(write_end)],
-            env=worker_environment(run), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            pass_fds=(write_end,), start_new_session=True, cwd=run_dir,
+            [sys.executable, "-m", "workbench.worker", str(run_dir.spec), str(write_end)],
+            env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            pass_fds=(write_end,), start_new_session=True, cwd=run_dir.path,
         )
         os.close(write_end)
         stopper = _WorkerStopper(worker)
         watchdog = threading.Timer(run.scenario.timeout / 1000, stopper.stop, args=("timeout",))
         watchdog.daemon = True
         watchdog.start()
-        previous = {sig: signal.signal(sig, lambda signum, _frame: stopper.stop(signal.Signals(signum).name))
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            with os.fdopen(read_end, encoding="utf-8") as stream:
+            with on_stop_signals(stopper.stop), os.fdopen(read_end, encoding="utf-8") as stream:
                 for line in stream:
                     try:
-                        event = json.loads(line)
-                    except json.JSONDecodeError:
+                        event = decode(line)
+                    except BadEvent:
                         continue  # a line cut short by a worker killed mid-write
                     events.append(event)
                     if on_event is not None:
@@ -177,17 +119,15 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
             exit_code = worker.wait()
         finally:
             watchdog.cancel()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             stopper.stop("exit")  # nothing the run started may outlive it
             _remove_perf_data(worker.pid)
-    failure = stopper.finding(run) or _orchestrator_finding(run, events, exit_code)
-    hs_err = next((p for p in sorted(run_dir.glob("hs_err_pid*.log"))), None)
+    failure = stopper.finding(run) or _worker_finding(run, events, exit_code)
+    hs_err = run_dir.hs_err()
     if hs_err is not None and failure is not None and failure.type in ("Signal", "WorkerDied"):
         failure = RunError(type="JvmCrash", message=f"{_crash_line(hs_err)} ({failure.message}; see {hs_err})")
-    last_step = next((e for e in reversed(events) if e["event"] == "step"), None)
+    last_step = next((e for e in reversed(events) if isinstance(e, StepStarted)), None)
     if failure is not None and failure.step is None and last_step is not None:
-        failure = dataclasses.replace(failure, step=last_step["index"], kind=last_step["kind"])
+        failure = dataclasses.replace(failure, step=last_step.index, kind=last_step.step)
     report = build_report(
         events,
         ScenarioSection(run.scenario.name, run.scenario.description, str(run.source)),
@@ -202,9 +142,9 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
             allocation_manager=run.scenario.allocation_manager, nmt=None, pyarrow_memory_pool=None,
         ),
         worker_exit_code=exit_code,
-        worker_log=str(log_path),
+        worker_log=str(run_dir.worker_log),
         failure=failure,
-        run_dir=str(run_dir),
+        run_dir=str(run_dir.path),
         hs_err=str(hs_err) if hs_err else None,
         interrupted_by=stopper.signal_name,
     )
@@ -212,12 +152,7 @@ def execute(run: PreparedRun, run_dir: Path, quiet: bool = False,
         report = dataclasses.replace(
             report, expectations=check_expectations(report_to_dict(report), list(run.scenario.expect))
         )
-    write_timeline(run_dir / "samples.jsonl", run_dir / "timeline.parquet")
-    write_atomically(run_dir / "report.json", report_to_json(report))
-    if html:
-        from workbench.report.html import render_html  # matplotlib: imported only when a report is drawn
-
-        write_atomically(run_dir / "report.html", render_html(report, run_dir))
+    run_dir.finish(report, html)
     return report
 
 
@@ -279,20 +214,15 @@ def _remove_perf_data(pid: int) -> None:
         pass
 
 
-def _orchestrator_finding(run: PreparedRun, events: list[dict[str, object]], exit_code: int) -> RunError | None:
+def _worker_finding(run: PreparedRun, events: list[Event], exit_code: int) -> RunError | None:
     if exit_code < 0:
         name = signal.Signals(-exit_code).name
         hint = " (from outside, or the kernel's OOM killer: see dmesg)" if name == "SIGKILL" else ""
         return RunError(type="Signal", message=f"the worker was killed by {name}{hint}")
-    if exit_code not in (0, 3) and not any(e["event"] == "error" for e in events):
+    if exit_code not in (0, 3) and not any(isinstance(e, StepFailed) for e in events):
         return RunError(type="WorkerDied", message=f"the worker exited with code {exit_code} (a JVM crash "
                                                    "writes hs_err_pid*.log into the run directory)")
-    detected = next((e for e in events if e["event"] == "allocator"), None)
-    expected = run.allocator.expected_backend
-    if detected is not None and expected is not None and detected["backend"] != expected:
-        return RunError(
-            type="AllocatorMismatch",
-            message=f"asked for {run.allocator.name}, but malloc in the worker is {detected['backend']}'s "
-            f"({detected['library']}): the preload did not take effect",
-        )
-    return None
+    detected = next((e for e in events if isinstance(e, AllocatorDetected)), None)
+    if detected is None:
+        return None
+    return preload_mismatch(run.allocator, detected.backend, detected.library)

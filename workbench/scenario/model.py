@@ -15,23 +15,9 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from workbench.units import parse_duration_ms, parse_size
+from workbench.units import parse_duration_ms
+from workbench.values import _DURATION_SCHEMA, Bytes, Label, Millis, Name
 
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
-Label = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
-# In the JSON Schema (for editors) sizes and durations are what a file may hold: a number or a string with a unit.
-_SIZE_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 0},
-                          {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKmMgG]i?[bB]?|[bB])?\s*$"}],
-                "examples": ["64MiB", "512KiB", 4096]}
-_DURATION_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0},
-                              {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|min)?\s*$"}],
-                    "examples": ["500ms", "1s", "2.5s"]}
-Bytes = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]
-# Dumped with its unit, so that validating a dumped scenario again gives the same duration.
-Millis = Annotated[
-    int, BeforeValidator(parse_duration_ms), PlainSerializer(lambda ms: f"{ms}ms", return_type=str),
-    WithJsonSchema(_DURATION_SCHEMA),
-]
 ValueCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 # Arrow's name for each allocation manager, as read from -Darrow.allocation.manager.type.

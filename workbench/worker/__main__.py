@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from workbench.protocol.events import Done, Event, StepFailed, encode
 from workbench.protocol.spec import WorkerSpec
 
 
 class EventStream:
-    """JSON lines written and flushed one by one, so the orchestrator keeps them if this process dies."""
+    """JSON lines written and flushed one by one, so the run keeps them if this process dies."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
-    def __call__(self, event: str, **fields: Any) -> None:
-        self._stream.write(json.dumps({"event": event, **fields}) + "\n")
+    def __call__(self, event: Event) -> None:
+        self._stream.write(encode(event))
         self._stream.flush()
 
 
@@ -27,18 +27,18 @@ def main(argv: list[str]) -> int:
     spec = WorkerSpec.read(Path(argv[1]))
     emit = EventStream(os.fdopen(int(argv[2]), "w", encoding="utf-8"))
     # Imported after the event stream exists: these load pyarrow and JPype, which can fail in a broken install.
-    from workbench.worker.session import Session, StepFailed
+    from workbench.worker.session import Session, StepError
 
     try:
         Session(spec, emit).run()
-    except StepFailed as failure:
-        emit("error", **failure.fields)
+    except StepError as failure:
+        emit(failure.event)
         return 3
     except BaseException as exc:  # a bug: report it, keep the traceback in the worker's log
         traceback.print_exc()
-        emit("error", type=type(exc).__name__, message=str(exc), step=None, bug=True)
+        emit(StepFailed(type=type(exc).__name__, message=str(exc), bug=True))
         return 3
-    emit("done")
+    emit(Done())
     return 0
 
 

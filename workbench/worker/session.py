@@ -14,23 +14,51 @@ from typing import Any, Callable
 import jpype
 
 from workbench.probes import allocator as allocator_probe
+from workbench.protocol.events import (
+    AllocatorDetected,
+    ChurnDone,
+    Event,
+    JvmStarted,
+    LeakFound,
+    SamplerStopped,
+    SnapshotTaken,
+    StepFailed,
+    StepStarted,
+    VectorChecked,
+)
 from workbench.probes.arrow import read_arrow
 from workbench.probes.nmt import parse_summary
 from workbench.probes.process import read_process
-from workbench.scenario.model import TYPE_WIDTH, Scenario
+from workbench.scenario.model import (
+    TYPE_WIDTH,
+    AllocateSpec,
+    ChildAllocatorSpec,
+    ChurnSpec,
+    DirectBufferSpec,
+    FillSpec,
+    RepeatSpec,
+    RootAllocatorSpec,
+    Scenario,
+    SetSafeSpec,
+    SetValueCountSpec,
+    SliceSpec,
+    Step,
+    ThreadsSpec,
+    TransferSpec,
+)
 from workbench.worker.sampler import Sampler
 from workbench.protocol.spec import WorkerSpec
 
-Emit = Callable[..., None]
+Emit = Callable[[Event], None]
 Vectors = dict[str, tuple[Any, int]]  # name -> (java vector, requested bytes)
 
 
-class StepFailed(Exception):
-    """A step failed inside the JVM (or in pyarrow); carries what the report needs."""
+class StepError(Exception):
+    """A step failed inside the JVM (or in pyarrow); carries the event the report needs."""
 
-    def __init__(self, fields: dict[str, Any]) -> None:
-        super().__init__(fields["message"])
-        self.fields = fields
+    def __init__(self, event: StepFailed) -> None:
+        super().__init__(event.message)
+        self.event = event
 
 
 def requested_bytes(vector_type: str, count: int, bytes_per_value: int = 8) -> int:
@@ -60,7 +88,7 @@ class Session:
     def run(self) -> None:
         probe = allocator_probe.detect()
         self.allocator_probe = probe
-        self.emit("allocator", **asdict(probe.info))
+        self.emit(AllocatorDetected(**asdict(probe.info)))
         self._start_jvm()
         sampler = self._start_sampler()
         steps_started = time.perf_counter()
@@ -70,9 +98,9 @@ class Session:
         finally:
             if sampler is not None:
                 sampler.stop()
-                self.emit("sampler", samples=sampler.samples, cost_ms=round(sampler.cost_s * 1000, 3),
-                          interval_ms=self.scenario.sample_interval,
-                          steps_ms=round((time.perf_counter() - steps_started) * 1000, 3))
+                self.emit(SamplerStopped(samples=sampler.samples, cost_ms=round(sampler.cost_s * 1000, 3),
+                                         interval_ms=self.scenario.sample_interval,
+                                         steps_ms=round((time.perf_counter() - steps_started) * 1000, 3)))
 
     def _start_sampler(self) -> Sampler | None:
         if self.scenario.sample_interval <= 0:
@@ -89,20 +117,16 @@ class Session:
 
     def _run_steps(self) -> None:
         for index, step in enumerate(self.scenario.steps):
-            kind: str
-            argument: Any
-            kind, argument = next(iter(step))
+            kind, argument = _kind_and_argument(step)
             self.step_index = index
             shown = f"{argument} ms" if kind == "hold" else str(argument) if kind in ("snapshot", "close", "verify") \
                 else None
-            self.emit("step", index=index, kind=kind, argument=shown)
+            self.emit(StepStarted(index=index, step=kind, argument=shown))
             try:
-                self._run_step(kind, argument, self.vectors)
+                self._run_step(step, self.vectors)
             except jpype.JException as exc:
-                raise StepFailed(
-                    {"type": str(exc.getClass().getName()), "message": str(exc.getMessage()), "step": index,
-                     "kind": kind}
-                ) from exc
+                raise StepError(StepFailed(type=str(exc.getClass().getName()), message=str(exc.getMessage()),
+                                           step=index, step_kind=kind)) from exc
 
     def _start_jvm(self) -> None:
         # JDKs that only read the NMT level from the launcher's environment variable (JDK-8256844, before 18).
@@ -119,13 +143,12 @@ class Session:
         self.nmt_enabled = parse_summary(nmt_text) is not None
         import pyarrow
 
-        self.emit(
-            "jvm",
+        self.emit(JvmStarted(
             version=str(system.getProperty("java.runtime.version")),
             vm=str(system.getProperty("java.vm.name")),
             nmt="summary" if self.nmt_enabled else f"off: {nmt_text.strip()}",
             pyarrow_memory_pool=pyarrow.default_memory_pool().backend_name,
-        )
+        ))
 
     def _snapshot(self, label: str) -> None:
         began = time.perf_counter()
@@ -141,9 +164,7 @@ class Session:
         ended = time.perf_counter()
         raw = self.allocator_probe.raw_statistics()
         self._keep_raw(label, nmt_text, smaps, raw)
-        classes = allocator_probe.size_classes(raw)
-        self.emit(
-            "snapshot",
+        self.emit(SnapshotTaken(
             label=label,
             t_ms=round((began - self.started) * 1000, 3),
             cost_ms=round((ended - began) * 1000, 3),
@@ -153,12 +174,12 @@ class Session:
                 "allocator": round((after_allocator - after_nmt) * 1000, 3),
                 "process": round((ended - after_allocator) * 1000, 3),
             },
-            arrow=asdict(arrow) if arrow else None,
-            nmt=asdict(nmt) if nmt else None,
-            allocator=asdict(allocator),
-            process=asdict(process),
-            size_classes=None if classes is None else [asdict(c) for c in classes],
-        )
+            arrow=arrow,
+            nmt=nmt,
+            allocator=allocator,
+            process=process,
+            size_classes=allocator_probe.size_classes(raw),
+        ))
 
     def _keep_raw(self, label: str, nmt_text: str | None, smaps: str, raw: tuple[str, str] | None) -> None:
         """The raw text each figure came from, per snapshot, for whoever doubts a number."""
@@ -172,69 +193,68 @@ class Session:
             path.parent.mkdir(exist_ok=True)
             path.write_text(text, encoding="utf-8")
 
-    def _run_step(self, kind: str, argument: Any, vectors: Vectors) -> None:  # noqa: D401
+    def _run_step(self, step: Step, vectors: Vectors) -> None:
+        kind, argument = _kind_and_argument(step)
         getattr(self, f"_step_{kind}")(argument, vectors)
 
     # Steps: one method each, named after the scenario key; `vectors` is the scope (a thread has its own).
     def _step_snapshot(self, label: str, vectors: Vectors) -> None:
         self._snapshot(label)
 
-    def _step_root_allocator(self, spec: Any, vectors: Vectors) -> None:
+    def _step_root_allocator(self, spec: RootAllocatorSpec, vectors: Vectors) -> None:
         limit = jpype.JLong(spec.limit if spec.limit is not None else 2**63 - 1)
         root = self.VectorKernels.rootAllocator(spec.manager, limit)
         self.roots.append(root)
         self.allocators[spec.name] = root
 
-    def _step_child_allocator(self, spec: Any, vectors: Vectors) -> None:
+    def _step_child_allocator(self, spec: ChildAllocatorSpec, vectors: Vectors) -> None:
         limit = jpype.JLong(spec.limit if spec.limit is not None else 2**63 - 1)
         self.allocators[spec.name] = self.allocators[spec.parent].newChildAllocator(spec.name, jpype.JLong(0), limit)
 
-    def _step_allocate(self, spec: Any, vectors: Vectors) -> None:
+    def _step_allocate(self, spec: AllocateSpec, vectors: Vectors) -> None:
         vector = self.VectorKernels.create(spec.type, spec.vector, self.allocators[spec.allocator])
         vectors[spec.vector] = (vector, requested_bytes(spec.type, spec.count, spec.bytes_per_value))
         self.VectorKernels.allocate(vector, spec.count, spec.bytes_per_value)
 
-    def _step_fill(self, spec: Any, vectors: Vectors) -> None:
+    def _step_fill(self, spec: FillSpec, vectors: Vectors) -> None:
         vector, _ = vectors[spec.vector]
         count = spec.count if spec.count is not None else int(vector.getValueCapacity())
         self.VectorKernels.fill(vector, count, spec.pattern, jpype.JLong(spec.k), jpype.JLong(spec.seed), False)
 
-    def _step_set_safe(self, spec: Any, vectors: Vectors) -> None:
+    def _step_set_safe(self, spec: SetSafeSpec, vectors: Vectors) -> None:
         vector, requested = vectors[spec.vector]
         self.VectorKernels.fill(vector, spec.count, spec.pattern, jpype.JLong(spec.k), jpype.JLong(spec.seed), True)
         type_name = str(vector.getClass().getSimpleName())
         vectors[spec.vector] = (vector, max(requested, requested_bytes(type_name, spec.count)))
 
-    def _step_set_value_count(self, spec: Any, vectors: Vectors) -> None:
+    def _step_set_value_count(self, spec: SetValueCountSpec, vectors: Vectors) -> None:
         vectors[spec.vector][0].setValueCount(spec.count)
 
-    def _step_transfer(self, spec: Any, vectors: Vectors) -> None:
+    def _step_transfer(self, spec: TransferSpec, vectors: Vectors) -> None:
         vector, requested = vectors.pop(spec.vector)
         vectors[spec.as_ or spec.vector] = (self.VectorKernels.transfer(vector, self.allocators[spec.to]), requested)
 
-    def _step_slice(self, spec: Any, vectors: Vectors) -> None:
+    def _step_slice(self, spec: SliceSpec, vectors: Vectors) -> None:
         vector, _ = vectors[spec.vector]
         part = self.VectorKernels.slice(vector, spec.start, spec.length)
         vectors[spec.as_] = (part, requested_bytes(str(vector.getClass().getSimpleName()), spec.length))
 
-    def _step_direct_buffer(self, spec: Any, vectors: Vectors) -> None:
+    def _step_direct_buffer(self, spec: DirectBufferSpec, vectors: Vectors) -> None:
         self.buffers[spec.name] = self.VectorKernels.allocateDirect(spec.size)
 
-    def _step_repeat(self, spec: Any, vectors: Vectors) -> None:
+    def _step_repeat(self, spec: RepeatSpec, vectors: Vectors) -> None:
         for _ in range(spec.times):
             for step in spec.steps:
-                kind, argument = next(iter(step))
-                self._run_step(kind, argument, vectors)
+                self._run_step(step, vectors)
 
-    def _step_threads(self, spec: Any, vectors: Vectors) -> None:
+    def _step_threads(self, spec: ThreadsSpec, vectors: Vectors) -> None:
         failures: list[BaseException] = []
 
         def work() -> None:
             own: Vectors = dict(vectors)  # one vector set per thread; the outer ones stay visible
             try:
                 for step in spec.steps:
-                    kind, argument = next(iter(step))
-                    self._run_step(kind, argument, own)
+                    self._run_step(step, own)
             except BaseException as exc:  # re-raised in the scenario's thread below
                 failures.append(exc)
 
@@ -260,15 +280,14 @@ class Session:
         java_address = int(vector.getDataBuffer().memoryAddress())
         is_int = str(vector.getClass().getSimpleName()) == "IntVector"
         java_sum = int(self.Kernels.sum(vector)) if is_int else None
-        self.emit(
-            "check",
+        self.emit(VectorChecked(
             vector=name,
             zero_copy=pyarrow_address == java_address,
             sum=pyarrow_sum,
             java_sum=java_sum,
             pyarrow_address=pyarrow_address,
             java_address=java_address,
-        )
+        ))
 
     def _step_hold(self, millis: int, vectors: Vectors) -> None:
         time.sleep(millis / 1000)
@@ -276,12 +295,12 @@ class Session:
     def _step_sleep(self, millis: int, vectors: Vectors) -> None:
         time.sleep(millis / 1000)
 
-    def _step_churn(self, spec: Any, vectors: Vectors) -> None:
+    def _step_churn(self, spec: ChurnSpec, vectors: Vectors) -> None:
         churn = jpype.JClass("workbench.jvm.ChurnKernel")
         result = churn.run(self.allocators[spec.allocator], spec.threads, jpype.JLong(spec.duration), spec.min_count,
                            spec.max_count, spec.keep_every, jpype.JLong(spec.seed))
         survivors = list(result.survivors)
-        self.emit("churn", allocations=int(result.allocations), survivors=len(survivors), keep=spec.keep)
+        self.emit(ChurnDone(allocations=int(result.allocations), survivors=len(survivors), keep=spec.keep))
         if spec.keep is None:
             for vector in survivors:
                 vector.close()
@@ -312,10 +331,16 @@ class Session:
     def _report_leak(self, name: str, allocator: Any) -> bool:
         held = int(allocator.getAllocatedMemory())
         if held > 0:
-            self.emit("leak", allocator=name, bytes=held, detail=str(allocator.toVerboseString()))
+            self.emit(LeakFound(allocator=name, bytes=held, detail=str(allocator.toVerboseString())))
         return held > 0
 
     def report_open_allocators(self) -> None:
         """At the end of the steps: allocators the scenario never closed that still hold memory are leaks too."""
         for name, allocator in self.allocators.items():
             self._report_leak(name, allocator)
+
+
+def _kind_and_argument(step: Step) -> tuple[str, Any]:
+    """A step model has exactly one field, named after its kind (``allocate: {...}``)."""
+    kind, argument = next(iter(step))
+    return str(kind), argument

@@ -1,0 +1,113 @@
+"""The command line in-process (typer's CliRunner): usage errors, exit codes and one-line messages, no JVM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from workbench.cli import app, main
+from workbench.scenario import bundled_scenarios
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> Result:
+    result = runner.invoke(app, list(args))
+    print(f"$ workbench {' '.join(args)}\n--- exit {result.exit_code}\n--- stdout\n{result.stdout}\n"
+          f"--- stderr\n{result.stderr}")
+    return result
+
+
+def assert_one_line_error(result: Result, exit_code: int, *parts: str) -> None:
+    assert result.exit_code == exit_code
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("workbench: ")
+    for part in parts:
+        assert part in lines[0]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_bad_hold_names_hold() -> None:
+    assert_one_line_error(invoke("run", "arrow-intvector", "--hold", "a while"), 2,
+                          "--hold: expected a duration such as 500ms or 1s, got 'a while'")
+
+
+def test_exec_interval_errors_name_interval_not_hold() -> None:
+    assert_one_line_error(invoke("exec", "--interval", "abc", "--", "java", "-version"), 2,
+                          "--interval: expected a duration", "'abc'")
+    assert_one_line_error(invoke("exec", "--interval", "0", "--", "java", "-version"), 2,
+                          "--interval: expected a duration greater than 0", "'0'")
+
+
+def test_attach_interval_and_duration_errors_name_their_option() -> None:
+    assert_one_line_error(invoke("attach", "1", "--interval", "soon"), 2, "--interval:")
+    assert_one_line_error(invoke("attach", "1", "--duration", "forever"), 2, "--duration:")
+
+
+@pytest.mark.parametrize("label", ["../escape", "a/b", ".hidden", "", "x" * 129])
+def test_snapshot_refuses_a_label_that_could_leave_the_run_directory(label: str) -> None:
+    assert_one_line_error(invoke("snapshot", "1", "--label", label), 2, "--label: expected a label")
+
+
+def test_snapshot_of_a_process_no_exec_runs_says_so() -> None:
+    assert_one_line_error(invoke("snapshot", "999999999", "--label", "ok"), 2,
+                          "snapshot: no `workbench exec` is running process 999999999")
+
+
+def test_exec_refuses_a_program_that_is_not_java() -> None:
+    assert_one_line_error(invoke("exec", "--", "true"), 2, "exec: true: expected a java launcher")
+    assert_one_line_error(invoke("exec", "--", "no-such-program-here"), 2, "no-such-program-here: command not found")
+
+
+def test_attach_to_a_missing_process_exits_2() -> None:
+    assert_one_line_error(invoke("attach", "999999999"), 2, "attach: no process 999999999")
+
+
+def test_unknown_scenario_and_allocator_exit_2_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert_one_line_error(invoke("run", "no-such-scenario", "--out", str(out)), 2,
+                          "no-such-scenario: no bundled scenario", "arrow-intvector")
+    assert_one_line_error(invoke("run", "arrow-intvector", "--allocator", "hoard", "--out", str(out)), 2,
+                          "--allocator hoard: unknown allocator")
+    assert not out.exists()
+
+
+def test_json_into_a_missing_directory_exits_2(tmp_path: Path) -> None:
+    assert_one_line_error(invoke("run", "arrow-intvector", "--json", str(tmp_path / "missing" / "r.json")), 2,
+                          "--json", "does not exist")
+
+
+def test_report_of_a_directory_without_a_report_exits_2(tmp_path: Path) -> None:
+    assert_one_line_error(invoke("report", str(tmp_path)), 2, f"{tmp_path}: no report.json there")
+
+
+def test_validate_passes_every_bundled_scenario_and_names_the_line_of_a_bad_one(tmp_path: Path) -> None:
+    files = [str(path) for path in bundled_scenarios().values()]
+    result = invoke("validate", *files)
+    assert result.exit_code == 0
+    assert result.stdout.count(": ok (") == len(files)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndescription: d\nsteps:\n  - root_allocator: {}\n  - allocate: {vector: v, count: -5}\n")
+    result = invoke("validate", str(bad))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{bad}:5: steps[1].allocate.count: input should be greater than or equal to 0, got -5"
+
+
+def test_every_command_has_help_from_its_docstring() -> None:
+    for command, words in [("run", "Run a scenario in a JVM"), ("exec", "unmodified JVM program"),
+                           ("attach", "already running"), ("compare", "once per allocator"),
+                           ("diff", "snapshot by snapshot"), ("doctor", "doctor"), ("build", "jemalloc")]:
+        result = invoke(command, "--help")
+        assert result.exit_code == 0, command
+        assert words.lower() in " ".join(result.stdout.lower().split()), command
+
+
+def test_main_returns_the_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scenarios"]) == 0
+    assert "arrow-intvector" in capsys.readouterr().out
+    assert main(["run", "arrow-intvector", "--hold", "soon"]) == 2
+    assert capsys.readouterr().err.strip() == "workbench: --hold: expected a duration such as 500ms or 1s, got 'soon'"
+    assert main(["no-such-command"]) == 2

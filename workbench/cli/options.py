@@ -1,0 +1,65 @@
+"""Option types and value parsers shared by the commands: one wording per option, errors that name the option."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from workbench._errors import BadInput
+from workbench.values import parse_duration, parse_label
+
+ALLOCATOR_HELP = ("jemalloc (built from source by the workbench on first use), system:jemalloc (Debian's "
+                  "libjemalloc2), tcmalloc, mimalloc, glibc (nothing preloaded), or a path to a .so.")
+
+Allocator = Annotated[Optional[str], typer.Option(help=ALLOCATOR_HELP + " Default: the scenario's, else jemalloc.")]
+MallocConf = Annotated[Optional[str], typer.Option(help="MALLOC_CONF for the measured process, e.g. 'narenas:2'.")]
+JavaHome = Annotated[Optional[Path], typer.Option(help="The JDK to start (default: JAVA_HOME, else JPype's).")]
+Hold = Annotated[Optional[str], typer.Option(help="Duration of every hold step, e.g. 500ms or 2s.")]
+JsonPath = Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")]
+Out = Annotated[Optional[Path], typer.Option(help="The run directory (new or empty); default "
+                                                  "runs/<time>-<what>-<allocator>.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress line (there is none when stderr is not a "
+                                                           "terminal).")]
+Html = Annotated[bool, typer.Option(help="Write report.html into the run directory (`workbench report RUN --format "
+                                         "html` draws it later).")]
+
+
+def duration_ms(option: str, value: str | None) -> int | None:
+    """Milliseconds of a duration option (``500ms``, ``2s``); BadInput naming ``option`` otherwise."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise BadInput(f"{option}: {exc}") from None
+
+
+def positive_duration_ms(option: str, value: str) -> int:
+    """A duration that must be more than 0 ms (a sampling interval)."""
+    millis = duration_ms(option, value)
+    if not millis:
+        raise BadInput(f"{option}: expected a duration greater than 0 such as 100ms, got {value!r}")
+    return millis
+
+
+def label(option: str, value: str) -> str:
+    """A snapshot label, validated as the scenario language validates it."""
+    try:
+        return parse_label(value)
+    except ValueError as exc:
+        raise BadInput(f"{option}: {exc}") from None
+
+
+def json_target(path: Path) -> Path:
+    """A path ``--json`` may write: not a directory, in a writable directory that exists."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise BadInput(f"--json {path}: is a directory (expected a file path)")
+    if not parent.is_dir():
+        raise BadInput(f"--json {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise BadInput(f"--json {path}: directory {parent} is not writable")
+    return path

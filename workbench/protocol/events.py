@@ -1,0 +1,147 @@
+"""The worker's events: one JSON line each on the events pipe, written and flushed one by one.
+
+The worker (``workbench.worker``) encodes them, the run (``workbench.run.scenario``) decodes them and the report is
+built from the decoded, typed events. A line is ``{"event": <kind>, ...fields}``; both ends use these classes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import ClassVar, Union
+
+from pydantic import TypeAdapter, ValidationError
+
+from workbench.probes.allocator import AllocatorSnapshot, SizeClass
+from workbench.probes.arrow import ArrowSnapshot
+from workbench.probes.nmt import NmtSummary
+from workbench.probes.process import ProcessSnapshot
+
+
+@dataclass(frozen=True)
+class AllocatorDetected:
+    """Which allocator answers malloc in the worker (found from its symbols, not taken from what was asked)."""
+
+    kind: ClassVar[str] = "allocator"
+    backend: str
+    library: str | None
+    version: str | None
+    config_prof: bool | None
+    config_stats: bool | None
+
+
+@dataclass(frozen=True)
+class JvmStarted:
+    kind: ClassVar[str] = "jvm"
+    version: str
+    vm: str
+    nmt: str  # "summary", or "off: <why>"
+    pyarrow_memory_pool: str | None
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    kind: ClassVar[str] = "step"
+    index: int
+    step: str  # the step's kind: "allocate", "hold", ...
+    argument: str | None  # shown in the progress line (a label, a name, a duration)
+
+
+@dataclass(frozen=True)
+class SnapshotTaken:
+    kind: ClassVar[str] = "snapshot"
+    label: str
+    t_ms: float
+    cost_ms: float
+    probe_ms: dict[str, float]
+    arrow: ArrowSnapshot | None
+    nmt: NmtSummary | None
+    allocator: AllocatorSnapshot | None
+    process: ProcessSnapshot | None
+    size_classes: list[SizeClass] | None = None  # the allocator's live size classes (jemalloc only)
+
+
+@dataclass(frozen=True)
+class VectorChecked:
+    """A ``verify`` step: pyarrow read the vector zero-copy (same address) and both sides summed it."""
+
+    kind: ClassVar[str] = "check"
+    vector: str
+    zero_copy: bool
+    sum: int
+    java_sum: int | None
+    pyarrow_address: int
+    java_address: int
+
+
+@dataclass(frozen=True)
+class LeakFound:
+    kind: ClassVar[str] = "leak"
+    allocator: str
+    bytes: int
+    detail: str  # Arrow's toVerboseString()
+
+
+@dataclass(frozen=True)
+class ChurnDone:
+    kind: ClassVar[str] = "churn"
+    allocations: int
+    survivors: int
+    keep: str | None
+
+
+@dataclass(frozen=True)
+class SamplerStopped:
+    kind: ClassVar[str] = "sampler"
+    samples: int
+    cost_ms: float
+    interval_ms: int
+    steps_ms: float
+
+
+@dataclass(frozen=True)
+class StepFailed:
+    """A step failed in the JVM or pyarrow (``bug`` False), or the worker itself failed (``bug`` True)."""
+
+    kind: ClassVar[str] = "error"
+    type: str
+    message: str
+    step: int | None = None
+    step_kind: str | None = None
+    bug: bool = False
+
+
+@dataclass(frozen=True)
+class Done:
+    kind: ClassVar[str] = "done"
+
+
+Event = Union[AllocatorDetected, JvmStarted, StepStarted, SnapshotTaken, VectorChecked, LeakFound, ChurnDone,
+              SamplerStopped, StepFailed, Done]
+_KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in Event.__args__}  # type: ignore[attr-defined]
+_ADAPTERS = {kind: TypeAdapter(cls) for kind, cls in _KINDS.items()}
+
+
+class BadEvent(ValueError):
+    """A line that is not one of the events (cut short by a dying worker, or from a different version)."""
+
+
+def encode(event: Event) -> str:
+    """The event as one JSON line (with its newline)."""
+    return json.dumps({"event": event.kind, **asdict(event)}) + "\n"
+
+
+def decode(line: str) -> Event:
+    """The event of one line; BadEvent when it is none."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise BadEvent(f"not JSON: {error.msg}") from None
+    if not isinstance(data, dict) or data.get("event") not in _ADAPTERS:
+        raise BadEvent(f"not a worker event: {line[:80]!r}")
+    kind = data.pop("event")
+    try:
+        event: Event = _ADAPTERS[kind].validate_python(data)
+    except ValidationError as error:
+        raise BadEvent(f"a {kind!r} event with bad fields: {error.errors()[0]['msg']}") from None
+    return event

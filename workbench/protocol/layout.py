@@ -1,0 +1,32 @@
+"""The files of a run directory, as the worker, `exec`'s sampler and the run that finishes it all name them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workbench._files import write_atomically
+
+SPEC = "worker-spec.json"
+WORKER_LOG = "worker.log"
+SAMPLES = "samples.jsonl"
+TIMELINE = "timeline.parquet"
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+HS_ERR_GLOB = "hs_err_pid*.log"
+# Raw text each snapshot's figures came from: <kind>/<label>.<suffix>
+RAW_KINDS = ("smaps", "nmt", "allocator")
+
+
+def raw_path(root: Path, kind: str, label: str, suffix: str) -> Path:
+    """Where the raw ``kind`` text of snapshot ``label`` goes (labels are validated: no separators)."""
+    if kind not in RAW_KINDS:
+        raise ValueError(f"unknown raw file kind {kind!r}")
+    return root / kind / f"{label}.{suffix}"
+
+
+def write_raw(root: Path, kind: str, label: str, suffix: str, text: str) -> Path:
+    """Write one raw file whole (atomically), creating its folder."""
+    path = raw_path(root, kind, label, suffix)
+    path.parent.mkdir(exist_ok=True)
+    write_atomically(path, text)
+    return path

@@ -1,0 +1,182 @@
+"""Programs the workbench did not write: `exec` starts an unmodified `java` with the allocator, the C probe, the Java
+agent and NMT added; `attach` watches a JVM that is already running. Both finish like a scenario run: one run
+directory, the same report, the same checks."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench._errors import BadInput
+from workbench.probes import jvm_agent, native_probe
+from workbench.report.model import Report
+from workbench.run.environment import allocator_preload, preload_environment, preload_mismatch
+from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
+from workbench.run.run_dir import RunDir, run_dir_name
+from workbench.run.signals import on_stop_signals
+from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
+from workbench.toolchain.jvm import kernels_classpath
+from workbench.toolchain.probe import ensure_probe
+
+# The agent holds premain (at most this long) until the start snapshot is taken, so `start` is before main runs.
+AGENT_HOLD_MS = 30_000
+
+
+@dataclass(frozen=True)
+class PreparedProgram:
+    """An `exec` with everything resolved: nothing has started and nothing is written yet."""
+
+    command: list[str]  # as the user gave it
+    java: str
+    allocator: AllocatorChoice
+    malloc_conf: str | None
+    probe: Path
+    agent_jar: str
+    sockets: Path
+    interval_ms: int
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    report: Report
+    exit_code: int  # the program's own (negative: killed by that signal)
+
+
+def prepare_program(command: list[str], allocator: str, malloc_conf: str | None, interval_ms: int,
+                    quiet: bool = False) -> PreparedProgram:
+    """Resolve the program, the allocator and the probe and agent (built on first use); BadInput before anything
+    starts."""
+    if not command:
+        raise BadInput("exec: expected a command after --, e.g. workbench exec -- java -jar app.jar")
+    java = shutil.which(command[0])
+    if java is None:
+        raise BadInput(f"exec: {command[0]}: command not found")
+    if Path(command[0]).name != "java":
+        raise BadInput(f"exec: {command[0]}: expected a java launcher (the probe and agent need a JVM)")
+    choice = resolve_allocator(allocator, quiet=quiet)
+    probe = ensure_probe(quiet=quiet)
+    agent_jar = kernels_classpath(quiet=quiet)[0]
+    return PreparedProgram(command, java, choice, malloc_conf, probe, agent_jar,
+                           private_dir(native_probe.probe_dir()), interval_ms)
+
+
+def claim_program_run_dir(program: PreparedProgram, out: Path | None) -> RunDir:
+    return RunDir.claim(run_dir_name("exec", program.allocator, program.malloc_conf), out)
+
+
+def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True) -> ProgramResult:
+    """Run the program to its end with stdio passed through, sampling it; SIGINT/SIGTERM are forwarded to it."""
+    dumps = run_dir.path / "allocator"
+    dumps.mkdir(exist_ok=True)
+    argv = [program.java, "-XX:NativeMemoryTracking=summary", f"-javaagent:{program.agent_jar}=dir={program.sockets}",
+            f"-Dworkbench.agent.hold={AGENT_HOLD_MS}", f"-XX:ErrorFile={run_dir.path}/hs_err_pid%p.log",
+            *program.command[1:]]
+    env = preload_environment([*allocator_preload(program.allocator), program.probe], program.malloc_conf,
+                              extra={"WORKBENCH_PROBE_DIR": str(program.sockets),
+                                     "WORKBENCH_PROBE_DUMP_DIR": str(dumps)})
+    process = subprocess.Popen(argv, env=env)
+    sampler = ExternalSampler(process.pid, run_dir.path, interval_s=program.interval_ms / 1000)
+    received: list[str] = []
+
+    def forward(signal_name: str) -> None:
+        received.append(signal_name)
+        try:
+            process.send_signal(_signal_number(signal_name))
+        except ProcessLookupError:
+            pass
+
+    sampling = threading.Thread(target=sampler.run, daemon=True)
+    control = None
+    with on_stop_signals(forward):
+        try:
+            _wait_for_agent(process, program.sockets)
+            sampler.take("start")
+            try:
+                jvm_agent.query_agent(process.pid, "release", timeout=2.0, directory=program.sockets)
+            except jvm_agent.AgentUnavailable:
+                pass  # no agent: nothing is holding the program
+            sampling.start()
+            control = ControlServer(sampler, program.sockets)
+            exit_code = process.wait()
+        finally:
+            sampler.stop()
+            if sampling.is_alive():
+                sampling.join()
+            if control is not None:
+                control.close()
+    detected = sampler.allocator_info or {}
+    error = preload_mismatch(program.allocator, detected.get("backend"), detected.get("library"))
+    report = external_report(sampler, argv, program.command, exit_code, program.allocator, program.malloc_conf,
+                             str(Path(program.java).resolve().parents[1]), run_dir,
+                             interrupted_by=received[0] if received else None, error=error)
+    run_dir.finish(report, html)
+    return ProgramResult(report, exit_code)
+
+
+def _signal_number(name: str) -> int:
+    return int(signal.Signals[name])
+
+
+def _wait_for_agent(process: subprocess.Popen[bytes], sockets: Path, timeout_s: float = 30) -> None:
+    """Until the agent answers (the JVM is up), the program ends, or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            jvm_agent.query_agent(process.pid, "ping", timeout=0.5, directory=sockets)
+            return
+        except jvm_agent.AgentUnavailable:
+            time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class AttachResult:
+    report: Report
+    interrupted_by: str | None
+
+
+def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Path | None,
+                   html: bool = True) -> AttachResult:
+    """Sample a running JVM with what it has: the kernel's view always, the probe's and the agent's when loaded,
+    else NMT through `jcmd PID VM.native_memory`."""
+    cmdline_path = Path(f"/proc/{pid}/cmdline")
+    if not cmdline_path.exists():
+        raise BadInput(f"attach: no process {pid}")
+    argv = [a.decode(errors="replace") for a in cmdline_path.read_bytes().split(b"\0") if a]
+    if "libjvm.so" not in Path(f"/proc/{pid}/maps").read_text(errors="replace"):
+        raise BadInput(f"attach: process {pid} ({argv[0] if argv else '?'}) is not a JVM")
+    java = argv[0] if argv else None
+    has_agent = jvm_agent.agent_socket(pid).exists()
+    jcmd = find_jcmd(java)
+    if not has_agent and jcmd is None:
+        raise BadInput("attach: no Java agent in that JVM and no jcmd found (install a JDK: apt-get install "
+                       "openjdk-17-jdk-headless)")
+    run_dir = RunDir.claim(run_dir_name(f"attach-{pid}", None, None), out)
+    sampler = ExternalSampler(pid, run_dir.path, interval_s=interval_ms / 1000, use_jcmd=not has_agent, jcmd=jcmd)
+    received: list[str] = []
+
+    def stop(signal_name: str) -> None:
+        received.append(signal_name)
+        sampler.stop()
+
+    with on_stop_signals(stop):
+        sampler.take("start")
+        timer = threading.Timer(duration_ms / 1000, sampler.stop) if duration_ms is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        sampler.run(full_every_s=2.0)
+        if timer is not None:
+            timer.cancel()
+        if Path(f"/proc/{pid}").exists():
+            sampler.take("end")
+    java_home = str(Path(java).resolve().parents[1]) if java and Path(java).exists() else ""
+    interrupted = received[0] if received else None
+    report = external_report(sampler, argv, argv, None, None, None, java_home, run_dir, interrupted_by=interrupted)
+    run_dir.finish(report, html)
+    return AttachResult(report, interrupted)
+
