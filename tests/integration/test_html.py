@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from tests.integration.conftest import ROOT, run_workbench
-from workbench.report.html import jemalloc_size_classes, render_html
+from workbench.probes.allocator import jemalloc_size_classes
+from workbench.report.html import render_html
 from workbench.report.markdown import render_markdown
 from workbench.report.model import Report, RunError, report_from_dict
 
@@ -169,11 +170,14 @@ def test_html_shows_largest_mappings_and_jemalloc_size_classes_of_the_last_snaps
     live_bytes = [int(row.find_elements(By.TAG_NAME, "td")[3].get_attribute("title").removesuffix(" B")
                       .replace(",", "")) for row in size_rows]
     assert live_bytes == sorted(live_bytes, reverse=True) and live_bytes[-1] > 0
-    # Every size class together is exactly what jemalloc's own totals say is allocated: the keys are read right.
-    stats = json.loads((jemalloc_run.run_dir / "allocator" / f"{last.label}.json").read_text())
-    every_class = jemalloc_size_classes(stats, top=10**6)
-    assert [c[3] for c in every_class[:15]] == live_bytes
-    assert sum(c[3] for c in every_class) == stats["jemalloc"]["stats"]["allocated"] > sum(live_bytes)
+    # The report holds every live size class, parsed once by the worker from the statistics it kept on disk; all
+    # together they are exactly what jemalloc's own totals say is allocated: the keys are read right.
+    stats_text = (jemalloc_run.run_dir / "allocator" / f"{last.label}.json").read_text()
+    assert last.size_classes is not None and last.size_classes == jemalloc_size_classes(stats_text)
+    assert [c.bytes for c in last.size_classes[:15]] == live_bytes
+    assert sum(c.bytes for c in last.size_classes) == json.loads(stats_text)["jemalloc"]["stats"]["allocated"] \
+        > sum(live_bytes)
+    assert all(s.size_classes for s in jemalloc_run.report.snapshots)
 
 
 def test_html_escapes_the_scenario_and_fetches_nothing(browser: Any, hostile_run: RenderedRun) -> None:
@@ -196,7 +200,8 @@ def test_html_escapes_the_scenario_and_fetches_nothing(browser: Any, hostile_run
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html)
     assert "@import" not in html and "url(http" not in html
     # The run under glibc: its allocator statistics are malloc_info XML, which has no size classes.
-    assert "Size classes are available for jemalloc only" in body
+    assert hostile_run.report.snapshots[-1].size_classes is None
+    assert "Size classes are available for jemalloc only (this run's allocator: glibc)." in body
     # glibc gives allocated and mapped, so its allocator chart is there too.
     assert len(_chart_svgs(browser)) == CHART_COUNT
 
@@ -209,9 +214,15 @@ def test_markdown_has_the_table_findings_and_every_ledger(jemalloc_run: Rendered
     ledger = markdown.split("### Ledger: allocated", 1)[1].split("### Ledger:", 1)[0]
     assert re.search(r"^\| Arrow: accounted \| \+512\.0 KiB \(\+524,288 B\) \|", ledger, re.MULTILINE), ledger
     assert "Arrow accounts 524,288 B at 'allocated'" in markdown
+    last = jemalloc_run.report.snapshots[-1]
+    assert last.size_classes is not None
+    biggest = last.size_classes[0]
+    assert f"## Size classes at '{last.label}'" in markdown
+    assert re.search(rf"^\| {biggest.kind} \| .*\| {biggest.count:,} \| .*\({biggest.bytes:,} B\) \|$", markdown,
+                     re.MULTILINE), markdown
     # Every row of every table has as many unescaped '|' as its header: no cell broke its row.
     tables = re.findall(r"(?m)(?:^\|.*\n)+", markdown)
-    assert len(tables) == 1 + len(LABELS)
+    assert len(tables) == 1 + len(LABELS) + 1  # layers, a ledger per snapshot, size classes
     for table in tables:
         widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
         assert len(widths) == 1, table
@@ -221,13 +232,14 @@ def test_html_without_run_dir_says_what_is_missing(jemalloc_run: RenderedRun, tm
     page = render_html(jemalloc_run.report, None)
     assert "<svg" not in page
     assert "No run directory: the timeline is not available." in page
-    assert "No run directory: allocator statistics files are not available." in page
+    # The size classes are in the report itself: they need no run directory.
+    assert page.count('<tr><td>large</td>') + page.count('<tr><td>small</td>') == 15
     partial = tmp_path / "partial"
     shutil.copytree(jemalloc_run.run_dir, partial)
     (partial / "samples.jsonl").unlink()
     shutil.rmtree(partial / "allocator")
     page = render_html(jemalloc_run.report, partial)
-    assert "has no samples.jsonl" in page and "No allocator statistics file for" in page
+    assert "has no samples.jsonl" in page and 'class="size-classes"' in page
 
 
 def test_html_of_a_failed_run_shows_its_error_as_text(jemalloc_run: RenderedRun) -> None:

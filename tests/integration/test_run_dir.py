@@ -10,6 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.integration.conftest import ROOT, by_label, run_workbench
+from workbench.report.ledger import explain_line, line_label
+from workbench.report.model import report_from_dict
 
 pytestmark = [pytest.mark.jvm, pytest.mark.slow]
 LABELS = ["baseline", "allocated", "filled", "held", "vector-closed", "allocator-closed"]
@@ -66,8 +68,9 @@ def test_ledger_sums_exactly_at_every_snapshot(run_dir: Path) -> None:
         ledger, deltas = snap["reconciliation"], snap["deltas"]
         lines = ledger["lines"]
         for line, following in zip(lines, lines[1:]):
-            assert line["delta_to_next"] == following["bytes"] - line["bytes"], (snap["label"], line["layer"])
-        assert lines[-1]["layer"] == "process: anonymous RSS"
+            assert line["delta_to_next"] == following["bytes"] - line["bytes"], (snap["label"], line["figure"])
+        assert lines[-1]["figure"] == "process.anon_rss_bytes" and lines[-1]["reason"] is None
+        assert ledger["allocator_figure"] == "allocator.resident_bytes"
         assert lines[-1]["bytes"] == deltas["process.anon_rss_bytes"]
         jvm_mapped = deltas["nmt.total_committed_bytes"] - deltas["nmt.malloc_total_bytes"]
         assert ledger["jvm_mapped_bytes"] == jvm_mapped
@@ -75,11 +78,18 @@ def test_ledger_sums_exactly_at_every_snapshot(run_dir: Path) -> None:
             deltas["process.anon_rss_bytes"] - deltas["allocator.resident_bytes"] - jvm_mapped
         )
     allocated = by_label(report)["allocated"]["reconciliation"]["lines"]
-    assert [(line["layer"], line["bytes"]) for line in allocated[:3]] == [
-        ("Arrow: requested by vectors", 412500), ("Arrow: accounted", 524288),
-        ("NMT: Other (Unsafe, direct buffers)", by_label(report)["allocated"]["deltas"]["nmt.categories.Other.committed_bytes"]),
+    other = by_label(report)["allocated"]["deltas"]["nmt.categories.Other.committed_bytes"]
+    assert [(line["figure"], line["bytes"], line["delta_to_next"], line["reason"]) for line in allocated[:3]] == [
+        ("arrow.requested_bytes", 412500, 111788, "arrow-rounding"),
+        ("arrow.allocated_bytes", 524288, other - 524288, "netty-chunks"),
+        ("nmt.categories.Other.committed_bytes", other, allocated[3]["bytes"] - other, "jvm-mallocs"),
     ]
-    assert "power of two" in allocated[0]["explanation"] and "Netty" in allocated[1]["explanation"]
+    # The sentences are the renderers' (from the codes), not the JSON's.
+    assert "KiB" not in json.dumps(report["snapshots"]) and "explanation" not in json.dumps(report["snapshots"])
+    loaded = report_from_dict(report).snapshot("allocated").reconciliation
+    assert loaded is not None
+    assert explain_line(loaded.lines[0], loaded) == "+109.2 KiB: Arrow rounds each buffer up to a power of two"
+    assert line_label(loaded.lines[1]) == "Arrow: accounted"
 
 
 def test_report_renders_a_saved_run_again(run_dir: Path) -> None:

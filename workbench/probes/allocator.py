@@ -7,9 +7,10 @@ field an allocator has no figure for is None. ``raw`` keeps the backend's own fi
 from __future__ import annotations
 
 import ctypes
+import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,41 @@ class AllocatorSnapshot:
     mapped_bytes: int | None
     retained_bytes: int | None
     raw: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SizeClass:
+    """A size class with live allocations: a small bin's regions or a large size's extents, all arenas merged."""
+
+    kind: Literal["small", "large"]
+    size_bytes: int
+    count: int  # live regions (small) or extents (large)
+    bytes: int  # count * size_bytes
+
+
+def jemalloc_size_classes(stats_json: str) -> list[SizeClass] | None:
+    """Every live size class, most bytes first, from ``malloc_stats_print``'s JSON (option ``J``); None when the
+    JSON lacks merged arena statistics (bins and large extents)."""
+    try:
+        jemalloc = json.loads(stats_json)["jemalloc"]
+        merged = jemalloc["stats.arenas"]["merged"]
+        bin_sizes = [int(entry["size"]) for entry in jemalloc["arenas"]["bin"]]
+        lextent_sizes = [int(entry["size"]) for entry in jemalloc["arenas"]["lextent"]]
+        small = [SizeClass("small", bin_sizes[i], int(b["curregs"]), int(b["curregs"]) * bin_sizes[i])
+                 for i, b in enumerate(merged["bins"])]
+        large = [SizeClass("large", lextent_sizes[i], int(e["curlextents"]), int(e["curlextents"]) * lextent_sizes[i])
+                 for i, e in enumerate(merged["lextents"])]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return sorted((c for c in small + large if c.bytes > 0), key=lambda c: c.bytes, reverse=True)
+
+
+def size_classes(raw: tuple[str, str] | None) -> list[SizeClass] | None:
+    """The live size classes in a backend's ``raw_statistics()``; None where the allocator does not give them
+    (only jemalloc's JSON has them)."""
+    if raw is None or raw[0] != "json":
+        return None
+    return jemalloc_size_classes(raw[1])
 
 
 class _DlInfo(ctypes.Structure):

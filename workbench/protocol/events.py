@@ -12,7 +12,7 @@ from typing import ClassVar, Union
 
 from pydantic import TypeAdapter, ValidationError
 
-from workbench.probes.allocator import AllocatorSnapshot
+from workbench.probes.allocator import AllocatorSnapshot, SizeClass
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtSummary
 from workbench.probes.process import ProcessSnapshot
@@ -58,6 +58,7 @@ class SnapshotTaken:
     nmt: NmtSummary | None
     allocator: AllocatorSnapshot | None
     process: ProcessSnapshot | None
+    size_classes: list[SizeClass] | None = None  # the allocator's live size classes (jemalloc only)
 
 
 @dataclass(frozen=True)

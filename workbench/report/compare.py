@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from workbench.figures import COMPARED
 from workbench.report.model import Report, Snapshot, report_to_dict
 from workbench.units import format_bytes
 
@@ -33,19 +32,6 @@ def compare_to_json(scenario: str, runs: list[ComparedRun]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-Metric = tuple[str, Callable[[Snapshot], Any]]
-
-METRICS: list[Metric] = [
-    ("anonymous RSS", lambda s: s.process.anon_rss_bytes if s.process else None),
-    ("allocator allocated", lambda s: s.allocator.allocated_bytes if s.allocator else None),
-    ("allocator resident", lambda s: s.allocator.resident_bytes if s.allocator else None),
-    ("allocator retained", lambda s: s.allocator.retained_bytes if s.allocator else None),
-    ("allocator mapped", lambda s: s.allocator.mapped_bytes if s.allocator else None),
-    ("NMT committed", lambda s: s.nmt.total_committed_bytes if s.nmt else None),
-    ("Arrow allocated", lambda s: s.arrow.allocated_bytes if s.arrow else None),
-]
-
-
 def _snapshot_or_none(report: Report, label: str) -> Snapshot | None:
     try:
         return report.snapshot(label)
@@ -63,13 +49,13 @@ def render_compare(runs: list[ComparedRun], console: Console) -> None:
         table.add_column("", no_wrap=True)
         for run in runs:
             table.add_column(run.label, justify="right", no_wrap=True)
-        for name, value_of in METRICS:
+        for figure in COMPARED:
             cells = []
             for run in runs:
                 snapshot = _snapshot_or_none(run.report, label)
-                value = value_of(snapshot) if snapshot else None
+                value = figure.value(snapshot) if snapshot else None
                 cells.append(format_bytes(value) if value is not None else Text("-", style="dim"))
-            table.add_row(name, *cells)
+            table.add_row(figure.name, *cells)
         times = []
         for run in runs:
             snapshot = _snapshot_or_none(run.report, label)

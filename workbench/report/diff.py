@@ -9,26 +9,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from workbench.report.model import Report, byte_figures
+from workbench.figures import BY_KEY, DIFFED
+from workbench.report.model import Report
 from workbench.units import format_bytes
-
-# The layers a regression check looks at: one figure each, top to bottom.
-LAYERS = {
-    "arrow.allocated_bytes": "Arrow allocated",
-    "nmt.categories.Other.committed_bytes": "NMT Other committed",
-    "nmt.malloc_total_bytes": "NMT malloc total",
-    "nmt.total_committed_bytes": "NMT committed",
-    "allocator.allocated_bytes": "allocator allocated",
-    "allocator.resident_bytes": "allocator resident",
-    "process.anon_rss_bytes": "anonymous RSS",
-    "process.rss_bytes": "RSS",
-}
-
 
 @dataclass(frozen=True)
 class LayerDiff:
     label: str
-    layer: str
+    layer: str  # the figure's key
     a_bytes: int
     b_bytes: int
 
@@ -50,10 +38,10 @@ def diff_reports(a: Report, b: Report) -> list[LayerDiff]:
         other = b_labels.get(snapshot.label)
         if other is None:
             continue
-        a_figures, b_figures = byte_figures(snapshot), byte_figures(other)
-        for key in LAYERS:
-            if key in a_figures and key in b_figures:
-                diffs.append(LayerDiff(snapshot.label, key, a_figures[key], b_figures[key]))
+        for figure in DIFFED:
+            a_bytes, b_bytes = figure.value(snapshot), figure.value(other)
+            if a_bytes is not None and b_bytes is not None:
+                diffs.append(LayerDiff(snapshot.label, figure.key, a_bytes, b_bytes))
     return diffs
 
 
@@ -75,7 +63,7 @@ def render_diff(a_name: str, b_name: str, diffs: list[LayerDiff], console: Conso
             table.add_section()
         pct = "-" if d.relative is None else f"{d.relative * 100:+.1f}%"
         style = "bold red" if flagged and d in flagged else ("yellow" if d.delta_bytes > 0 else "")
-        table.add_row(d.label if d.label != previous else "", LAYERS[d.layer], format_bytes(d.a_bytes),
+        table.add_row(d.label if d.label != previous else "", BY_KEY[d.layer].name, format_bytes(d.a_bytes),
                       format_bytes(d.b_bytes), Text(format_bytes(d.delta_bytes, signed=True), style=style),
                       Text(pct, style=style))
         previous = d.label

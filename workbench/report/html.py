@@ -16,32 +16,22 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 
-from workbench.report.ledger import Reconciliation  # noqa: E402
-from workbench.report.model import Report, Snapshot  # noqa: E402
-from workbench.report.text import findings, table_rows  # noqa: E402
+from workbench.figures import timeline_charts  # noqa: E402
+from workbench.report.ledger import (  # noqa: E402
+    Reconciliation,
+    describe_basis,
+    explain_line,
+    explain_unexplained,
+    line_label,
+)
+from workbench.report.model import TOP_SIZE_CLASSES, Report, Snapshot  # noqa: E402
+from workbench.report.text import findings, size_classes_note, table_rows  # noqa: E402
 from workbench.report.timeline import read_samples  # noqa: E402
 from workbench.units import format_bytes  # noqa: E402
 
 # Text in the SVG stays <text> (escaped by matplotlib), so labels are searchable and selectable in the page.
 plt.rcParams["svg.fonttype"] = "none"
 
-TOP_SIZE_CLASSES = 15
-
-# A chart per layer group, a panel per scale: NMT's committed total (the heap) would flatten its malloc lines.
-Panel = tuple[tuple[str, str], ...]  # (sample column, legend)
-CHART_GROUPS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
-    ("process", ((("rss_bytes", "RSS"), ("anon_rss_bytes", "anonymous RSS")),)),
-    ("allocator", ((
-        ("allocator_allocated_bytes", "allocated"), ("allocator_active_bytes", "active"),
-        ("allocator_resident_bytes", "resident"), ("allocator_mapped_bytes", "mapped"),
-        ("allocator_retained_bytes", "retained"),
-    ),)),
-    ("Arrow", ((("arrow_allocated_bytes", "allocated (accounted)"),),)),
-    ("NMT", (
-        (("nmt_committed_bytes", "committed, total"),),
-        (("nmt_malloc_bytes", "malloc, total"), ("nmt_other_committed_bytes", "Other committed")),
-    )),
-)
 _UNITS = (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024), ("B", 1))
 
 
@@ -105,32 +95,34 @@ def _bytes_cell(value: int | None, signed: bool = False) -> Cell:
 def _ledger(snapshot: Snapshot, reconciliation: Reconciliation) -> LedgerView:
     return LedgerView(
         label=snapshot.label,
-        basis=reconciliation.basis,
+        basis=describe_basis(reconciliation),
         rows=[
-            LedgerRow(layer=line.layer, bytes=_bytes_cell(line.bytes, signed=True),
-                      delta_to_next=_bytes_cell(line.delta_to_next, signed=True), explanation=line.explanation)
+            LedgerRow(layer=line_label(line), bytes=_bytes_cell(line.bytes, signed=True),
+                      delta_to_next=_bytes_cell(line.delta_to_next, signed=True),
+                      explanation=explain_line(line, reconciliation))
             for line in reconciliation.lines
         ],
         jvm_mapped=_bytes_cell(reconciliation.jvm_mapped_bytes, signed=True),
         unexplained=_bytes_cell(reconciliation.unexplained_bytes, signed=True),
-        explanation=reconciliation.explanation,
+        explanation=explain_unexplained(reconciliation),
     )
 
 
 def _layer_rows(report: Report) -> list[LayerRow]:
     rows: list[LayerRow] = []
     previous_layer = None
-    for layer, what, value_of, delta_key in table_rows(report):
+    for layer, figure in table_rows(report):
         cells: list[tuple[Cell, Cell | None]] = []
         for snapshot in report.snapshots:
-            value = value_of(snapshot)
-            if delta_key == "":  # a count, not bytes
+            value = figure.value(snapshot)
+            delta = None
+            if figure.unit == "count":
                 value_cell = Cell(text="-" if value is None else f"{value:,}", title="", kind="")
             else:
                 value_cell = _bytes_cell(value)
-            delta = snapshot.deltas.get(delta_key) if delta_key else None
+                delta = snapshot.deltas.get(figure.key)
             cells.append((value_cell, _bytes_cell(delta, signed=True) if delta else None))
-        rows.append(LayerRow(layer=layer, what=what, first_of_layer=layer != previous_layer, cells=cells))
+        rows.append(LayerRow(layer=layer, what=figure.label, first_of_layer=layer != previous_layer, cells=cells))
         previous_layer = layer
     return rows
 
@@ -149,17 +141,20 @@ def _unit(largest: int) -> tuple[str, int]:
     return next((name, size) for name, size in _UNITS if largest >= 2 * size or size == 1)
 
 
+def _points(samples: Sequence[dict[str, Any]], column: str | None) -> list[tuple[float, int]]:
+    """(seconds, value) of every sample that has a figure in ``column``."""
+    if column is None:
+        return []
+    return [(float(s["t_ms"]) / 1000, int(s[column])) for s in samples if s.get(column) is not None]
+
+
 def _charts(report: Report, samples: Sequence[dict[str, Any]]) -> tuple[list[Chart], list[str]]:
     """One chart per layer group with data, and a note for each group without."""
     charts: list[Chart] = []
     notes: list[str] = []
-    for title, panels in CHART_GROUPS:
+    for title, panels in timeline_charts():
         # NMT is sampled every few samples only: the other rows carry None, which is no point, not zero.
-        series = [
-            {legend: [(float(s["t_ms"]) / 1000, int(s[column])) for s in samples if s.get(column) is not None]
-             for column, legend in panel}
-            for panel in panels
-        ]
+        series = [{figure.label: _points(samples, figure.column) for figure in panel} for panel in panels]
         series = [panel for panel in series if any(panel.values())]
         if not series:
             notes.append(f"{title}: no sample has a figure for this layer.")
@@ -206,50 +201,15 @@ def _mappings(snapshot: Snapshot) -> list[MappingRow]:
     ]
 
 
-def jemalloc_size_classes(stats: dict[str, Any], top: int = TOP_SIZE_CLASSES) -> list[tuple[str, int, int, int]]:
-    """(small|large, size class, live regions or extents, bytes), largest first, from malloc_stats_print's JSON.
-
-    Raises KeyError when the JSON lacks merged arena statistics.
-    """
-    jemalloc = stats["jemalloc"]
-    merged = jemalloc["stats.arenas"]["merged"]
-    bin_sizes = [entry["size"] for entry in jemalloc["arenas"]["bin"]]
-    lextent_sizes = [entry["size"] for entry in jemalloc["arenas"]["lextent"]]
-    classes = [("small", bin_sizes[i], b["curregs"], b["curregs"] * bin_sizes[i]) for i, b in enumerate(merged["bins"])]
-    classes += [
-        ("large", lextent_sizes[i], e["curlextents"], e["curlextents"] * lextent_sizes[i])
-        for i, e in enumerate(merged["lextents"])
-    ]
-    live = [c for c in classes if c[3] > 0]
-    return sorted(live, key=lambda c: c[3], reverse=True)[:top]
-
-
-def _size_classes(report: Report, run_dir: Path | None) -> tuple[list[SizeClassRow], str | None]:
-    """The table rows, or why there is no table."""
-    if not report.snapshots:
-        return [], "No snapshots were taken."
-    if run_dir is None:
-        return [], "No run directory: allocator statistics files are not available."
-    label = report.snapshots[-1].label
-    path = run_dir / "allocator" / f"{label}.json"
-    if not path.exists():
-        others = sorted(p.name for p in (run_dir / "allocator").glob(f"{label}.*")) if (run_dir / "allocator").is_dir() else []
-        if others:
-            return [], f"Size classes are available for jemalloc only (this run's allocator file: {others[0]})."
-        return [], f"No allocator statistics file for '{label}' in the run directory."
-    try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        return [], f"allocator/{path.name} could not be read: {error}"
-    if not isinstance(stats, dict) or "jemalloc" not in stats:
-        return [], "Size classes are available for jemalloc only."
-    try:
-        classes = jemalloc_size_classes(stats)
-    except (KeyError, IndexError, TypeError):
-        return [], f"allocator/{path.name} has no merged arena statistics (bins and large extents)."
+def _size_classes(report: Report) -> tuple[list[SizeClassRow], str | None]:
+    """The table rows for the last snapshot's largest size classes, or why there is no table."""
+    note = size_classes_note(report)
+    classes = report.snapshots[-1].size_classes if report.snapshots else None
+    if note is not None or not classes:
+        return [], note
     return [
-        SizeClassRow(kind=kind, size=_bytes_cell(size), count=f"{count:,}", bytes=_bytes_cell(total))
-        for kind, size, count, total in classes
+        SizeClassRow(kind=c.kind, size=_bytes_cell(c.size_bytes), count=f"{c.count:,}", bytes=_bytes_cell(c.bytes))
+        for c in classes[:TOP_SIZE_CLASSES]
     ], None
 
 
@@ -264,7 +224,7 @@ def _environment() -> jinja2.Environment:
 
 
 def render_html(report: Report, run_dir: Path | None) -> str:
-    """The report as one self-contained HTML page; ``run_dir`` supplies the timeline and raw allocator statistics."""
+    """The report as one self-contained HTML page; ``run_dir`` supplies the timeline (samples.jsonl)."""
     samples: list[dict[str, Any]] = []
     samples_note = None
     if run_dir is None:
@@ -276,7 +236,7 @@ def render_html(report: Report, run_dir: Path | None) -> str:
         if not samples:
             samples_note = "samples.jsonl has no samples."
     charts, chart_notes = _charts(report, samples) if samples else ([], [])
-    size_classes, size_classes_note = _size_classes(report, run_dir)
+    size_classes, size_classes_note = _size_classes(report)
     provenance = {k: v for k, v in asdict(report.allocator.provenance).items() if v not in (None, [], "")}
     ledgers = [_ledger(s, s.reconciliation) for s in report.snapshots if s.reconciliation is not None]
     last = report.snapshots[-1] if report.snapshots else None

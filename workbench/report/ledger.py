@@ -9,61 +9,84 @@ remainder nobody explains.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+from workbench.figures import BY_KEY, LEDGER
 from workbench.units import format_bytes
+
+# Why the next layer down differs from this one; the sentences are in REASONS (and, for the last, in explain_line).
+Reason = Literal[
+    "arrow-rounding",  # Arrow rounds each buffer up to a power of two
+    "netty-chunks",  # the Netty allocation manager takes whole pooled chunks
+    "unsafe-mallocs",  # the Unsafe allocation manager mallocs each buffer, plus other Unsafe use
+    "jvm-mallocs",  # the JVM's other mallocs tracked by NMT
+    "untracked-mallocs",  # mallocs NMT does not see, and size-class rounding
+    "fragmentation",  # free space inside the allocator's active pages
+    "dirty-pages",  # pages kept resident though unused, and metadata
+    "not-resident",  # mapped but not (yet) resident
+    "outside-allocator",  # what the kernel counts outside the allocator: JVM mappings and the unexplained rest
+]
 
 
 @dataclass(frozen=True)
 class LedgerLine:
-    layer: str
-    bytes: int
-    delta_to_next: int | None  # None on the last line
-    explanation: str
+    figure: str  # the figure's key: "arrow.allocated_bytes"
+    bytes: int  # its change since the baseline
+    delta_to_next: int | None  # the next line's bytes minus this one's; None on the last line
+    reason: Reason | None  # why the next line differs; None on the last line, or where no reason is known
 
 
 @dataclass(frozen=True)
 class Reconciliation:
-    basis: str  # what the figures are: changes since which snapshot
+    baseline: str  # the label of the snapshot the changes are taken against
     lines: list[LedgerLine]
     jvm_mapped_bytes: int | None  # NMT committed minus NMT malloc growth: the JVM's own mappings
-    unexplained_bytes: int | None  # anon RSS growth minus allocator resident (or best figure) minus JVM mappings
-    explanation: str
+    unexplained_bytes: int | None  # anon RSS growth minus the allocator figure's growth minus JVM mappings
+    allocator_figure: str | None  # the allocator figure subtracted for unexplained_bytes (its key); None: none
 
 
-def _why(layer: str, gap: int, allocation_manager: str) -> str:
-    """Why the next layer differs from this one by ``gap`` bytes."""
-    amount = format_bytes(gap, signed=True)
-    reasons = {
-        "arrow.requested_bytes": f"{amount}: Arrow rounds each buffer up to a power of two",
-        "arrow.allocated_bytes": (
-            f"{amount}: the Netty allocation manager takes whole pooled chunks (4 MiB) from Unsafe and keeps them "
-            "after close" if allocation_manager == "netty"
-            else f"{amount}: the Unsafe allocation manager mallocs each buffer as accounted; the rest is other "
-                 "Unsafe and direct-buffer use"
-        ),
-        "nmt.categories.Other.committed_bytes": f"{amount}: the JVM's other mallocs (JIT, classes, threads, GC, "
-                                                 "symbols) tracked by NMT",
-        "nmt.malloc_total_bytes": f"{amount}: mallocs NMT does not see (Python, JPype, pyarrow, libraries) and the "
-                                  "allocator's size-class rounding",
-        "allocator.allocated_bytes": f"{amount}: free space inside the allocator's active pages (fragmentation)",
-        "allocator.active_bytes": f"{amount}: pages the allocator keeps resident though unused (dirty, not yet "
-                                  "purged) and its metadata",
-        "allocator.mapped_bytes": f"{amount}: what the allocator mapped but the kernel has not made resident",
-    }
-    return reasons.get(layer, amount)
-
-
-LAYER_NAMES = {
-    "arrow.requested_bytes": "Arrow: requested by vectors",
-    "arrow.allocated_bytes": "Arrow: accounted",
-    "nmt.categories.Other.committed_bytes": "NMT: Other (Unsafe, direct buffers)",
-    "nmt.malloc_total_bytes": "NMT: malloc total",
-    "allocator.allocated_bytes": "allocator: allocated",
-    "allocator.active_bytes": "allocator: active",
-    "allocator.resident_bytes": "allocator: resident",
-    "allocator.mapped_bytes": "allocator: mapped",
-    "process.anon_rss_bytes": "process: anonymous RSS",
+REASONS: dict[Reason, str] = {
+    "arrow-rounding": "Arrow rounds each buffer up to a power of two",
+    "netty-chunks": "the Netty allocation manager takes whole pooled chunks (4 MiB) from Unsafe and keeps them "
+                    "after close",
+    "unsafe-mallocs": "the Unsafe allocation manager mallocs each buffer as accounted; the rest is other Unsafe "
+                      "and direct-buffer use",
+    "jvm-mallocs": "the JVM's other mallocs (JIT, classes, threads, GC, symbols) tracked by NMT",
+    "untracked-mallocs": "mallocs NMT does not see (Python, JPype, pyarrow, libraries) and the allocator's "
+                         "size-class rounding",
+    "fragmentation": "free space inside the allocator's active pages (fragmentation)",
+    "dirty-pages": "pages the allocator keeps resident though unused (dirty, not yet purged) and its metadata",
+    "not-resident": "what the allocator mapped but the kernel has not made resident",
 }
+
+
+def _reason(key: str, allocation_manager: str) -> Reason | None:
+    """Why the layer below ``key`` in the chain differs from it."""
+    reasons: dict[str, Reason] = {
+        "arrow.requested_bytes": "arrow-rounding",
+        "arrow.allocated_bytes": "netty-chunks" if allocation_manager == "netty" else "unsafe-mallocs",
+        "nmt.categories.Other.committed_bytes": "jvm-mallocs",
+        "nmt.malloc_total_bytes": "untracked-mallocs",
+        "allocator.allocated_bytes": "fragmentation",
+        "allocator.active_bytes": "dirty-pages",
+        "allocator.mapped_bytes": "not-resident",
+    }
+    return reasons.get(key)
+
+
+def _chain(deltas: dict[str, int]) -> list[str]:
+    """The ledger's figures this snapshot has, top first, down to the allocator figure nearest the kernel."""
+    chain: list[str] = []
+    alternative_taken = False
+    for figure in LEDGER:
+        if figure.key not in deltas or figure.layer == "process" or figure.ledger is None:
+            continue  # the kernel's line closes the ledger below the chain
+        if figure.ledger.alternative:
+            if alternative_taken:
+                continue
+            alternative_taken = True
+        chain.append(figure.key)
+    return chain
 
 
 def reconcile(deltas: dict[str, int], allocation_manager: str, baseline: str) -> Reconciliation | None:
@@ -71,46 +94,58 @@ def reconcile(deltas: dict[str, int], allocation_manager: str, baseline: str) ->
     rss = deltas.get("process.anon_rss_bytes")
     if rss is None:
         return None
-    allocator_bottom = next(
-        (k for k in ("allocator.resident_bytes", "allocator.mapped_bytes", "allocator.allocated_bytes") if k in deltas),
-        None,
-    )
-    chain: list[str] = [
-        key for key in (
-            "arrow.requested_bytes", "arrow.allocated_bytes", "nmt.categories.Other.committed_bytes",
-            "nmt.malloc_total_bytes", "allocator.allocated_bytes", "allocator.active_bytes",
-        ) if key in deltas
-    ]
-    if allocator_bottom is not None and allocator_bottom not in chain:
-        chain.append(allocator_bottom)
+    chain = _chain(deltas)
+    allocator_figure = next((key for key in reversed(chain) if BY_KEY[key].layer == "allocator"), None)
     lines: list[LedgerLine] = []
     for index, key in enumerate(chain):
         following = chain[index + 1] if index + 1 < len(chain) else None
-        gap = deltas[following] - deltas[key] if following else None
-        lines.append(LedgerLine(LAYER_NAMES[key], deltas[key], gap,
-                                _why(key, gap, allocation_manager) if gap is not None else ""))
+        if following is None:  # the last line above the kernel
+            lines.append(LedgerLine(key, deltas[key], rss - deltas[key], "outside-allocator"))
+        else:
+            lines.append(LedgerLine(key, deltas[key], deltas[following] - deltas[key],
+                                    _reason(key, allocation_manager)))
+    lines.append(LedgerLine("process.anon_rss_bytes", rss, None, None))
     nmt_total, nmt_malloc = deltas.get("nmt.total_committed_bytes"), deltas.get("nmt.malloc_total_bytes")
     jvm_mapped = nmt_total - nmt_malloc if nmt_total is not None and nmt_malloc is not None else None
-    allocator_part = deltas[allocator_bottom] if allocator_bottom else 0
-    unexplained = rss - allocator_part - (jvm_mapped or 0)
-    if lines:
-        last = lines[-1]
-        lines[-1] = LedgerLine(
-            last.layer, last.bytes, rss - last.bytes,
-            f"{format_bytes(rss - last.bytes, signed=True)}: memory the kernel counts outside the allocator: "
-            f"JVM mappings {format_bytes(jvm_mapped, signed=True)} (heap, metaspace, code, stacks) and "
-            f"{format_bytes(unexplained, signed=True)} unexplained",
-        )
-    lines.append(LedgerLine(LAYER_NAMES["process.anon_rss_bytes"], rss, None, ""))
+    allocator_part = deltas[allocator_figure] if allocator_figure else 0
     return Reconciliation(
-        basis=f"change since '{baseline}'",
+        baseline=baseline,
         lines=lines,
         jvm_mapped_bytes=jvm_mapped,
-        unexplained_bytes=unexplained,
-        explanation=(
-            "unexplained = anonymous RSS growth - allocator "
-            f"{allocator_bottom.split('.')[1].removesuffix('_bytes') if allocator_bottom else '(none)'} growth - "
-            "JVM mappings (NMT committed - NMT malloc); committed-but-untouched JVM memory makes it negative, "
-            "thread stacks, page tables and libraries' own mmaps make it positive"
-        ),
+        unexplained_bytes=rss - allocator_part - (jvm_mapped or 0),
+        allocator_figure=allocator_figure,
+    )
+
+
+def line_label(line: LedgerLine) -> str:
+    """The line's layer as the ledger names it: "Arrow: accounted"."""
+    place = BY_KEY[line.figure].ledger if line.figure in BY_KEY else None
+    return place.label if place is not None else line.figure
+
+
+def explain_line(line: LedgerLine, reconciliation: Reconciliation) -> str:
+    """Why the next line differs from this one, in words with sizes; "" on the last line."""
+    if line.delta_to_next is None:
+        return ""
+    amount = format_bytes(line.delta_to_next, signed=True)
+    if line.reason == "outside-allocator":
+        return (f"{amount}: memory the kernel counts outside the allocator: JVM mappings "
+                f"{format_bytes(reconciliation.jvm_mapped_bytes, signed=True)} (heap, metaspace, code, stacks) and "
+                f"{format_bytes(reconciliation.unexplained_bytes, signed=True)} unexplained")
+    return f"{amount}: {REASONS[line.reason]}" if line.reason is not None else amount
+
+
+def describe_basis(reconciliation: Reconciliation) -> str:
+    """What the ledger's figures are: "change since 'baseline'"."""
+    return f"change since '{reconciliation.baseline}'"
+
+
+def explain_unexplained(reconciliation: Reconciliation) -> str:
+    """How the unexplained remainder is computed, and what makes it positive or negative."""
+    figure = reconciliation.allocator_figure
+    name = figure.split(".")[1].removesuffix("_bytes") if figure else "(none)"
+    return (
+        f"unexplained = anonymous RSS growth - allocator {name} growth - JVM mappings (NMT committed - NMT malloc); "
+        "committed-but-untouched JVM memory makes it negative, thread stacks, page tables and libraries' own mmaps "
+        "make it positive"
     )

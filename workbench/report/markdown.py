@@ -1,12 +1,13 @@
-"""The Markdown report (GitHub flavour): the layers table, the findings and each snapshot's ledger."""
+"""The Markdown report (GitHub flavour): the layers table, the findings, each snapshot's ledger and the size
+classes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workbench.report.ledger import Reconciliation
-from workbench.report.model import Report
-from workbench.report.text import findings, table_rows
+from workbench.report.ledger import Reconciliation, describe_basis, explain_line, explain_unexplained, line_label
+from workbench.report.model import TOP_SIZE_CLASSES, Report
+from workbench.report.text import findings, size_classes_note, table_rows
 from workbench.units import format_bytes
 
 
@@ -23,18 +24,41 @@ def _table(header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[
     return lines
 
 
-def _exact(value: int | None) -> str:
+def _exact(value: int | None, signed: bool = True) -> str:
     """Human units and the exact figure: ``+512.0 KiB (+524,288 B)``."""
     if value is None:
         return "-"
-    human = format_bytes(value, signed=True)
-    return human if abs(value) < 1024 else f"{human} ({value:+,} B)"
+    human = format_bytes(value, signed=signed)
+    if abs(value) < 1024:
+        return human
+    return f"{human} ({value:+,} B)" if signed else f"{human} ({value:,} B)"
+
+
+def _size_classes(report: Report) -> list[str]:
+    """The last snapshot's largest size classes (jemalloc), or why there are none."""
+    if not report.snapshots:
+        return []
+    last = report.snapshots[-1]
+    lines = [f"## Size classes at '{_escape(last.label)}'", ""]
+    note = size_classes_note(report)
+    if note is not None or not last.size_classes:
+        return lines + [_escape(note or ""), ""]
+    shown = last.size_classes[:TOP_SIZE_CLASSES]
+    rows = [[c.kind, _exact(c.size_bytes, signed=False), f"{c.count:,}", _exact(c.bytes, signed=False)]
+            for c in shown]
+    return lines + [
+        f"Top {len(shown)} of {len(last.size_classes)} by live bytes, all arenas merged: small bins (live regions x "
+        "size) and large extents.",
+        "",
+        *_table(["kind", "size class", "live", "bytes"], "lrrr", rows),
+        "",
+    ]
 
 
 def _ledger(label: str, reconciliation: Reconciliation) -> list[str]:
     rows = [
-        [line.layer, _exact(line.bytes), _exact(line.delta_to_next) if line.delta_to_next is not None else "",
-         line.explanation]
+        [line_label(line), _exact(line.bytes), _exact(line.delta_to_next) if line.delta_to_next is not None else "",
+         explain_line(line, reconciliation)]
         for line in reconciliation.lines
     ]
     rows.append(["JVM mappings (NMT committed - malloc)", _exact(reconciliation.jvm_mapped_bytes), "", ""])
@@ -42,17 +66,18 @@ def _ledger(label: str, reconciliation: Reconciliation) -> list[str]:
     return [
         f"### Ledger: {_escape(label)}",
         "",
-        f"{_escape(reconciliation.basis)}.",
+        f"{_escape(describe_basis(reconciliation))}.",
         "",
         *_table(["layer", "bytes", "to next layer", "explanation"], "lrrl", rows),
         "",
-        f"_{_escape(reconciliation.explanation)}_",
+        f"_{_escape(explain_unexplained(reconciliation))}_",
         "",
     ]
 
 
 def render_markdown(report: Report) -> str:
-    """The report as GitHub Markdown: header, layers x snapshots (value and change since baseline), findings, ledgers."""
+    """The report as GitHub Markdown: header, layers x snapshots (value and change since baseline), findings, ledgers,
+    and the last snapshot's size classes."""
     allocator, jvm = report.allocator, report.jvm
     lines = [
         f"# {_escape(report.scenario.name)}",
@@ -71,16 +96,16 @@ def render_markdown(report: Report) -> str:
     if report.snapshots:
         header = ["layer", ""] + [f"{s.label} ({s.t_ms / 1000:.2f} s)" for s in report.snapshots]
         rows = []
-        for layer, what, value_of, delta_key in table_rows(report):
-            cells = [layer, what]
+        for layer, figure in table_rows(report):
+            cells = [layer, figure.label]
             for snapshot in report.snapshots:
-                value = value_of(snapshot)
+                value = figure.value(snapshot)
                 if value is None:
                     cells.append("-")
-                elif delta_key == "":  # a count, not bytes
+                elif figure.unit == "count":
                     cells.append(f"{value:,}")
                 else:
-                    delta = snapshot.deltas.get(delta_key)
+                    delta = snapshot.deltas.get(figure.key)
                     cells.append(format_bytes(value) + (f" ({format_bytes(delta, signed=True)})" if delta else ""))
             rows.append(cells)
         lines += _table(header, "ll" + "r" * len(report.snapshots), rows)
@@ -96,4 +121,5 @@ def render_markdown(report: Report) -> str:
         lines += _ledger(label, reconciliation)
     if not ledgers:
         lines += ["No snapshot has a reconciliation (it needs the process's anonymous RSS).", ""]
+    lines += _size_classes(report)
     return "\n".join(lines).rstrip("\n") + "\n"

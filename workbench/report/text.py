@@ -2,50 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from workbench.report.model import Report, Snapshot
+from workbench.figures import FIGURES, Figure
+from workbench.report.model import Report
 from workbench.units import format_bytes
 
-Row = tuple[str, str, Callable[[Snapshot], Any], str]  # layer, what, value of a snapshot, deltas key
-
-NMT_CATEGORIES = ("Other", "Java Heap", "Thread", "Class", "Code", "GC", "Internal")
 
 
-def table_rows(report: Report) -> list[Row]:
-    def get(layer: str, name: str) -> Callable[[Snapshot], Any]:
-        return lambda s: getattr(getattr(s, layer), name) if getattr(s, layer) is not None else None
-
-    def nmt_category(name: str) -> Callable[[Snapshot], Any]:
-        return lambda s: s.nmt.categories[name].committed_bytes if s.nmt and name in s.nmt.categories else None
-
-    backend = report.allocator.backend or report.allocator.name
-    rows: list[Row] = [
-        ("Arrow", "requested by vectors", get("arrow", "requested_bytes"), "arrow.requested_bytes"),
-        ("Arrow", "allocated (accounted)", get("arrow", "allocated_bytes"), "arrow.allocated_bytes"),
-        ("Arrow", "peak", get("arrow", "peak_bytes"), "arrow.peak_bytes"),
-        ("NMT", "committed, total", get("nmt", "total_committed_bytes"), "nmt.total_committed_bytes"),
-        ("NMT", "malloc, total", get("nmt", "malloc_total_bytes"), "nmt.malloc_total_bytes"),
-    ]
-    for name in NMT_CATEGORIES:
-        rows.append(("NMT", f"{name} committed", nmt_category(name), f"nmt.categories.{name}.committed_bytes"))
-    for name in ("allocated", "active", "metadata", "resident", "mapped", "retained"):
-        rows.append((backend, name, get("allocator", f"{name}_bytes"), f"allocator.{name}_bytes"))
-    rows += [
-        ("process", "RSS", get("process", "rss_bytes"), "process.rss_bytes"),
-        ("process", "anonymous RSS", get("process", "anon_rss_bytes"), "process.anon_rss_bytes"),
-        ("process", "anon mappings (count)", get("process", "anon_mappings"), ""),
-    ]
-    return rows
+def layer_title(report: Report, figure: Figure) -> str:
+    """A figure's layer as the tables show it: the allocator's layer is named after the backend that answered."""
+    return (report.allocator.backend or report.allocator.name) if figure.layer == "allocator" else figure.layer
 
 
-def _cell(value: Any, delta: int | None, is_count: bool) -> Text:
+def table_rows(report: Report) -> list[tuple[str, Figure]]:
+    """The rows of the layers table, top first: (layer as shown, figure)."""
+    return [(layer_title(report, figure), figure) for figure in FIGURES]
+
+
+def _cell(value: int | None, delta: int | None, is_count: bool) -> Text:
     if value is None:
         return Text("-", style="dim")
     text = Text(f"{value:,}" if is_count else format_bytes(value))
@@ -100,6 +78,22 @@ def findings(report: Report) -> list[str]:
     return lines
 
 
+def size_classes_note(report: Report) -> str | None:
+    """Why the last snapshot shows no size classes; None when it has some to show."""
+    if not report.snapshots:
+        return "No snapshots were taken."
+    last = report.snapshots[-1]
+    if last.size_classes is None:
+        backend = report.allocator.backend or report.allocator.name
+        if backend == "jemalloc":
+            return (f"No size classes were recorded at '{last.label}' (jemalloc's statistics had no merged bins and "
+                    "large extents, or the report predates size classes).")
+        return f"Size classes are available for jemalloc only (this run's allocator: {backend})."
+    if not last.size_classes:
+        return f"No size class had live allocations at '{last.label}'."
+    return None
+
+
 def render_text(report: Report, console: Console) -> None:
     """Print the report as a table with a header and findings."""
     allocator, jvm = report.allocator, report.jvm
@@ -128,14 +122,13 @@ def render_text(report: Report, console: Console) -> None:
     for snapshot in report.snapshots:
         table.add_column(f"{snapshot.label}\n{snapshot.t_ms / 1000:.2f} s", justify="right", no_wrap=True)
     previous_layer = None
-    for layer, what, value_of, delta_key in table_rows(report):
+    for layer, figure in table_rows(report):
         if previous_layer is not None and layer != previous_layer:
             table.add_section()
-        cells = [
-            _cell(value_of(s), s.deltas.get(delta_key) if delta_key else None, delta_key == "")
-            for s in report.snapshots
-        ]
-        table.add_row(layer if layer != previous_layer else "", what, *cells)
+        is_count = figure.unit == "count"
+        cells = [_cell(figure.value(s), None if is_count else s.deltas.get(figure.key), is_count)
+                 for s in report.snapshots]
+        table.add_row(layer if layer != previous_layer else "", figure.label, *cells)
         previous_layer = layer
     console.print(table)
     if report.baseline:

@@ -7,16 +7,19 @@ from pathlib import Path
 
 from typing import Any
 
-from workbench.worker.sampler import SAMPLE_COLUMNS
+from workbench.figures import SAMPLED
 
 
 def schema() -> Any:
-    """The Parquet schema: times as float64, byte columns as int64 (pyarrow is imported only when writing)."""
+    """The Parquet schema: the sample's time and step, every sampled figure as int64, and the sample's cost.
+
+    The columns are ``workbench.figures.SAMPLE_COLUMNS`` (pyarrow is imported only when writing).
+    """
     import pyarrow as pa
 
     return pa.schema(
         [pa.field("t_ms", pa.float64()), pa.field("step", pa.int32())]
-        + [pa.field(name, pa.int64()) for name in SAMPLE_COLUMNS if name.endswith("_bytes")]
+        + [pa.field(figure.column, pa.int64()) for figure in SAMPLED if figure.column is not None]
         + [pa.field("cost_us", pa.float64())]
     )
 

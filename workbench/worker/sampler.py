@@ -8,20 +8,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from workbench.figures import SAMPLED
 from workbench.probes.allocator import Backend
 from workbench.probes.nmt import parse_summary
 from workbench.probes.process_status import read_status
 
-# One sample, flat: every column of timeline.parquet (bytes), None where a layer has no figure at that moment.
-SAMPLE_COLUMNS = (
-    "t_ms", "step", "rss_bytes", "anon_rss_bytes", "arrow_allocated_bytes", "allocator_allocated_bytes",
-    "allocator_active_bytes", "allocator_resident_bytes", "allocator_mapped_bytes", "allocator_retained_bytes",
-    "nmt_committed_bytes", "nmt_malloc_bytes", "nmt_other_committed_bytes", "cost_us",
-)
-
 
 class Sampler:
-    """Every ``interval_ms``: process status, allocator statistics, Arrow allocated; NMT every ``nmt_every``."""
+    """Every ``interval_ms``: the sampled figures (``workbench.figures.SAMPLE_COLUMNS``); NMT's every ``nmt_every``."""
 
     def __init__(self, path: Path, interval_ms: int, nmt_every: int, started: float, allocator: Backend,
                  arrow_allocated: Callable[[], int | None], nmt_text: Callable[[], str] | None,
@@ -48,28 +42,19 @@ class Sampler:
 
     def _sample(self, count: int) -> dict[str, Any]:
         began = time.perf_counter()
-        stats = self._allocator.snapshot()
-        sample: dict[str, Any] = {
-            "t_ms": round((began - self._started) * 1000, 3),
-            "step": self._current_step(),
-            **read_status(),
-            "arrow_allocated_bytes": self._arrow_allocated(),
-            "allocator_allocated_bytes": stats.allocated_bytes,
-            "allocator_active_bytes": stats.active_bytes,
-            "allocator_resident_bytes": stats.resident_bytes,
-            "allocator_mapped_bytes": stats.mapped_bytes,
-            "allocator_retained_bytes": stats.retained_bytes,
-            "nmt_committed_bytes": None,
-            "nmt_malloc_bytes": None,
-            "nmt_other_committed_bytes": None,
+        allocator = self._allocator.snapshot()
+        t_ms = round((began - self._started) * 1000, 3)
+        step = self._current_step()
+        # The layers as a snapshot has them, as far as a sample reads them; the registry picks the columns.
+        layers: dict[str, object] = {
+            "process": read_status(),
+            "arrow": {"allocated_bytes": self._arrow_allocated()},
+            "allocator": allocator,
+            "nmt": parse_summary(self._nmt_text())
+            if self._nmt_text is not None and count % self._nmt_every == 0 else None,
         }
-        if self._nmt_text is not None and count % self._nmt_every == 0:
-            nmt = parse_summary(self._nmt_text())
-            if nmt is not None:
-                other = nmt.categories.get("Other")
-                sample["nmt_committed_bytes"] = nmt.total_committed_bytes
-                sample["nmt_malloc_bytes"] = nmt.malloc_total_bytes
-                sample["nmt_other_committed_bytes"] = other.committed_bytes if other else None
+        sample: dict[str, Any] = {"t_ms": t_ms, "step": step}
+        sample.update((figure.column, figure.value(layers)) for figure in SAMPLED if figure.column is not None)
         sample["cost_us"] = round((time.perf_counter() - began) * 1e6, 1)
         return sample
 

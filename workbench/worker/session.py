@@ -162,7 +162,8 @@ class Session:
         after_allocator = time.perf_counter()
         process, smaps = read_process()
         ended = time.perf_counter()
-        self._keep_raw(label, nmt_text, smaps)
+        raw = self.allocator_probe.raw_statistics()
+        self._keep_raw(label, nmt_text, smaps, raw)
         self.emit(SnapshotTaken(
             label=label,
             t_ms=round((began - self.started) * 1000, 3),
@@ -177,11 +178,11 @@ class Session:
             nmt=nmt,
             allocator=allocator,
             process=process,
+            size_classes=allocator_probe.size_classes(raw),
         ))
 
-    def _keep_raw(self, label: str, nmt_text: str | None, smaps: str) -> None:
+    def _keep_raw(self, label: str, nmt_text: str | None, smaps: str, raw: tuple[str, str] | None) -> None:
         """The raw text each figure came from, per snapshot, for whoever doubts a number."""
-        raw = self.allocator_probe.raw_statistics()
         files = {f"smaps/{label}.txt": smaps}
         if nmt_text is not None:
             files[f"nmt/{label}.txt"] = nmt_text
