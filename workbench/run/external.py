@@ -31,6 +31,7 @@ from workbench.probes.process_status import read_status
 from workbench.protocol import layout
 from workbench.probes.allocator import AllocatorSnapshot
 from workbench.protocol.provenance import Provenance
+from workbench.protocol.samples import make_sample
 from workbench.protocol.replies import BadReply, agent_stats, probe_stats
 from workbench.report.build import with_deltas
 from workbench.run.run_dir import RunDir
@@ -142,17 +143,8 @@ class ExternalSampler:
         except (FileNotFoundError, ProcessLookupError):
             return None
         allocator = self._allocator()
-        sample: dict[str, Any] = {"t_ms": self.t_ms(), "step": None, **status, "arrow_allocated_bytes": None}
-        for key in ("allocated", "active", "resident", "mapped", "retained"):
-            sample[f"allocator_{key}_bytes"] = getattr(allocator, f"{key}_bytes") if allocator else None
-        sample.update(nmt_committed_bytes=None, nmt_malloc_bytes=None, nmt_other_committed_bytes=None)
-        if count % self.nmt_every == 0:
-            nmt, _, _ = self._jvm()
-            if nmt is not None:
-                other = nmt.categories.get("Other")
-                sample.update(nmt_committed_bytes=nmt.total_committed_bytes, nmt_malloc_bytes=nmt.malloc_total_bytes,
-                              nmt_other_committed_bytes=other.committed_bytes if other else None)
-        return sample
+        nmt = self._jvm()[0] if count % self.nmt_every == 0 else None
+        return make_sample(self.t_ms(), None, status, None, allocator, nmt)
 
     def run(self, full_every_s: float = 1.0) -> None:
         """Sample until stop() or the process exits; keep the latest full snapshot for the end."""

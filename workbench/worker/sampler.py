@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from workbench.figures import SAMPLED
 from workbench.probes.allocator import Backend
 from workbench.probes.nmt import parse_summary
 from workbench.probes.process_status import read_status
+from workbench.protocol.samples import make_sample
 
 
 class Sampler:
@@ -45,16 +45,8 @@ class Sampler:
         allocator = self._allocator.snapshot()
         t_ms = round((began - self._started) * 1000, 3)
         step = self._current_step()
-        # The layers as a snapshot has them, as far as a sample reads them; the registry picks the columns.
-        layers: dict[str, object] = {
-            "process": read_status(),
-            "arrow": {"allocated_bytes": self._arrow_allocated()},
-            "allocator": allocator,
-            "nmt": parse_summary(self._nmt_text())
-            if self._nmt_text is not None and count % self._nmt_every == 0 else None,
-        }
-        sample: dict[str, Any] = {"t_ms": t_ms, "step": step}
-        sample.update((figure.column, figure.value(layers)) for figure in SAMPLED if figure.column is not None)
+        nmt = parse_summary(self._nmt_text()) if self._nmt_text is not None and count % self._nmt_every == 0 else None
+        sample = make_sample(t_ms, step, read_status(), self._arrow_allocated(), allocator, nmt)
         sample["cost_us"] = round((time.perf_counter() - began) * 1e6, 1)
         return sample
 
