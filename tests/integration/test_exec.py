@@ -129,6 +129,22 @@ def test_a_program_that_fails_keeps_its_exit_code_and_report(tmp_path: Path) -> 
     assert (out / "report.html").is_file() and (out / "timeline.parquet").is_file()
 
 
+def test_a_program_killed_by_a_signal_is_a_failed_run_with_the_signal(tmp_path: Path) -> None:
+    crash = tmp_path / "Crash.java"
+    crash.write_text("public class Crash { public static void main(String[] a) throws Exception {\n"
+                     "  new ProcessBuilder(\"kill\", \"-KILL\", String.valueOf(ProcessHandle.current().pid()))"
+                     ".start().waitFor();\n  Thread.sleep(30000);\n} }\n")
+    out = tmp_path / "run"
+    result = run_workbench("exec", "--allocator", "glibc", "--no-html", "--quiet", "--out", str(out), "--", "java",
+                           str(crash), cwd=tmp_path)
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1] == (
+        "workbench: Signal: the program was killed by SIGKILL (from outside, or the kernel's OOM killer: see dmesg)")
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "failed" and report["program"]["exit_code"] == -9
+    assert report["error"]["type"] == "Signal" and not (out / "report.html").exists()
+
+
 def test_exec_refuses_what_is_not_a_java_command(tmp_path: Path) -> None:
     result = run_workbench("exec", "--", "python3", "-c", "print(1)", cwd=tmp_path)
     assert result.returncode == 2

@@ -111,3 +111,47 @@ def test_main_returns_the_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "arrow-intvector", "--hold", "soon"]) == 2
     assert capsys.readouterr().err.strip() == "workbench: --hold: expected a duration such as 500ms or 1s, got 'soon'"
     assert main(["no-such-command"]) == 2
+
+
+def _saved(directory: Path, scenario_name: str = "fabricated") -> Path:
+    import dataclasses
+
+    from tests.unit.reports import jemalloc_report
+    from workbench.report.model import ScenarioSection, report_to_json
+
+    report = dataclasses.replace(jemalloc_report(), scenario=ScenarioSection(scenario_name, "d", "s.yaml"))
+    directory.mkdir()
+    (directory / "report.json").write_text(report_to_json(report))
+    return directory
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
+def test_diff_fail_over_must_be_a_finite_positive_percentage(tmp_path: Path, value: str) -> None:
+    a = _saved(tmp_path / "a")
+    assert_one_line_error(invoke("diff", str(a), str(a), "--fail-over", value), 2,
+                          "--fail-over", "expected a finite percentage greater than 0")
+
+
+def test_diff_refuses_runs_of_different_scenarios_unless_asked(tmp_path: Path) -> None:
+    a, b = _saved(tmp_path / "a", "arrow-intvector"), _saved(tmp_path / "b", "netty-vs-unsafe")
+    assert_one_line_error(invoke("diff", str(a), str(b)), 2, "'arrow-intvector'", "'netty-vs-unsafe'",
+                          "--allow-different")
+    result = invoke("diff", str(a), str(b), "--allow-different", "--fail-over", "10")
+    assert result.exit_code == 0 and "B - A" in result.stdout
+
+
+def test_json_refuses_a_device_the_scenario_itself_and_the_package(tmp_path: Path) -> None:
+    from workbench.cli.options import PACKAGE_DIR
+
+    assert_one_line_error(invoke("run", "arrow-intvector", "--json", "/dev/null"), 2,
+                          "--json /dev/null: exists and is not a regular file")
+    scenario = tmp_path / "my.yaml"
+    scenario.write_text("name: mine\ndescription: d\nsteps: [gc]\n")
+    assert_one_line_error(invoke("run", str(scenario), "--json", str(scenario)), 2, "is the scenario file itself")
+    assert scenario.read_text() == "name: mine\ndescription: d\nsteps: [gc]\n"
+    link = tmp_path / "link.json"
+    link.symlink_to(scenario)
+    assert_one_line_error(invoke("run", str(scenario), "--json", str(link)), 2, "exists and is not a regular file")
+    inside = PACKAGE_DIR / "report.json"
+    assert_one_line_error(invoke("run", "arrow-intvector", "--json", str(inside)), 2, "inside the workbench's own")
+    assert not inside.exists() and Path("/dev/null").is_char_device()

@@ -51,7 +51,7 @@ def compare(
     specs = _allocator_specs(allocators, allocator)
     hold_ms = options.duration_ms("--hold", hold)
     if json_path is not None:
-        options.json_target(json_path)
+        options.json_target(json_path, (Path(scenario),))
     # Everything is resolved (and jemalloc built) before the first run starts, so bad input fails at once.
     prepared = [
         prepare(RunRequest(scenario=scenario, allocator=name, malloc_conf=conf,

@@ -11,6 +11,8 @@ import typer
 from workbench._errors import BadInput
 from workbench.values import parse_duration, parse_label
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
 ALLOCATOR_HELP = ("jemalloc (built from source by the workbench on first use), system:jemalloc (Debian's "
                   "libjemalloc2), tcmalloc, mimalloc, glibc (nothing preloaded), or a path to a .so.")
 
@@ -53,11 +55,20 @@ def label(option: str, value: str) -> str:
         raise BadInput(f"{option}: {exc}") from None
 
 
-def json_target(path: Path) -> Path:
-    """A path ``--json`` may write: not a directory, in a writable directory that exists."""
+def json_target(path: Path, inputs: tuple[Path, ...] = ()) -> Path:
+    """A path ``--json`` may write: a new file or an existing regular file that is none of ``inputs`` (the scenario
+    file) and not inside the installed package, in a writable directory that exists."""
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise BadInput(f"--json {path}: is a directory (expected a file path)")
+    if path.exists() or path.is_symlink():
+        if path.is_symlink() or not path.is_file():
+            raise BadInput(f"--json {path}: exists and is not a regular file (expected a new file or a report to "
+                           "replace)")
+        if any(other.exists() and path.samefile(other) for other in inputs):
+            raise BadInput(f"--json {path}: is the scenario file itself (expected another path)")
+    if path.resolve().is_relative_to(PACKAGE_DIR):
+        raise BadInput(f"--json {path}: is inside the workbench's own package {PACKAGE_DIR}")
     if not parent.is_dir():
         raise BadInput(f"--json {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -63,12 +64,20 @@ def diff(
     fail_over: Annotated[
         Optional[float], typer.Option(help="Exit 1 when any layer of any snapshot grew by more than this percent.")
     ] = None,
+    allow_different: Annotated[
+        bool, typer.Option("--allow-different", help="Compare runs of different scenarios too.")
+    ] = False,
 ) -> None:
     """Compare two runs snapshot by snapshot and layer by layer (absolute and relative deltas).
 
     With --fail-over PCT it is a memory regression check: exit 1 when a layer grew more than PCT percent.
     """
+    if fail_over is not None and not (math.isfinite(fail_over) and fail_over > 0):
+        raise BadInput(f"--fail-over {fail_over:g}: expected a finite percentage greater than 0, such as 10")
     a, b = load_run(run_a), load_run(run_b)
+    if a.scenario.name != b.scenario.name and not allow_different:
+        raise BadInput(f"{run_a} is a run of {a.scenario.name!r} and {run_b} of {b.scenario.name!r}: give "
+                       "--allow-different to compare runs of different scenarios")
     diffs = diff_reports(a, b)
     if not diffs:
         raise BadInput(f"{run_a} and {run_b} share no snapshot label: nothing to compare")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -34,7 +35,7 @@ def run(
     """
     hold_ms = options.duration_ms("--hold", hold)
     if json_path is not None:
-        options.json_target(json_path)
+        options.json_target(json_path, (Path(scenario),))
     prepared = prepare(RunRequest(scenario=scenario, allocator=allocator, malloc_conf=malloc_conf,
                                   java_home=str(java_home) if java_home else None, hold_ms=hold_ms))
     run_dir = claim_run_dir(prepared, out)

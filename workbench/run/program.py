@@ -14,10 +14,10 @@ from pathlib import Path
 
 from workbench._errors import BadInput
 from workbench.probes import jvm_agent, native_probe
-from workbench.report.model import Report
+from workbench.report.model import Report, RunError
 from workbench.run.environment import allocator_preload, preload_environment, preload_mismatch
 from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
-from workbench.run.run_dir import RunDir, run_dir_name
+from workbench.run.run_dir import RunDir, crash_line, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
 from workbench.toolchain.maven import kernels_classpath
@@ -110,12 +110,27 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True) ->
             if control is not None:
                 control.close()
     detected = sampler.allocator_info or {}
-    error = preload_mismatch(program.allocator, detected.get("backend"), detected.get("library"))
+    error = _crash(exit_code, run_dir, received) or preload_mismatch(program.allocator, detected.get("backend"),
+                                                                     detected.get("library"))
     report = external_report(sampler, argv, program.command, exit_code, program.allocator, program.malloc_conf,
                              str(Path(program.java).resolve().parents[1]), run_dir,
                              interrupted_by=received[0] if received else None, error=error)
     run_dir.finish(report, html)
     return ProgramResult(report, exit_code)
+
+
+def _crash(exit_code: int, run_dir: RunDir, forwarded: list[str]) -> RunError | None:
+    """A program killed by a signal that nobody forwarded to it crashed: the run did not end as the program meant."""
+    if exit_code >= 0:
+        return None
+    name = signal.Signals(-exit_code).name
+    if name in forwarded:
+        return None  # the user stopped it (Ctrl-C, SIGTERM): reported as an interrupt
+    hs_err = run_dir.hs_err()
+    if hs_err is not None:
+        return RunError(type="JvmCrash", message=f"{crash_line(hs_err)} (see {hs_err})")
+    hint = " (from outside, or the kernel's OOM killer: see dmesg)" if name == "SIGKILL" else ""
+    return RunError(type="Signal", message=f"the program was killed by {name}{hint}")
 
 
 def _signal_number(name: str) -> int:

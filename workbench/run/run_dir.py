@@ -84,3 +84,11 @@ class RunDir:
             from workbench.report.html import render_html  # matplotlib: imported only when a report is drawn
 
             write_atomically(self.path / layout.REPORT_HTML, render_html(report, self.path))
+
+
+def crash_line(hs_err: Path) -> str:
+    """The line of an hs_err file that says what happened, e.g. ``SIGSEGV (0xb) at pc=0x..., pid=123, tid=456``."""
+    for line in hs_err.read_text(errors="replace").splitlines()[:20]:
+        if line.startswith("#  ") and ("SIG" in line or "Internal Error" in line or "EXCEPTION" in line):
+            return "the JVM crashed: " + line[3:].strip()
+    return "the JVM crashed"

@@ -20,7 +20,7 @@ from workbench.report.model import AllocatorSection, JvmSection, Report, RunErro
 from workbench.run.environment import allocator_preload, preload_environment, preload_mismatch
 from workbench.run.expectations import check_expectations
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
-from workbench.run.run_dir import RunDir, run_dir_name
+from workbench.run.run_dir import RunDir, crash_line, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.scenario import Scenario, load_scenario, resolve_scenario
 from workbench.scenario.model import ALLOCATION_MANAGER_PROPERTY, HoldStep
@@ -124,7 +124,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     failure = stopper.finding(run) or _worker_finding(run, events, exit_code)
     hs_err = run_dir.hs_err()
     if hs_err is not None and failure is not None and failure.type in ("Signal", "WorkerDied"):
-        failure = RunError(type="JvmCrash", message=f"{_crash_line(hs_err)} ({failure.message}; see {hs_err})")
+        failure = RunError(type="JvmCrash", message=f"{crash_line(hs_err)} ({failure.message}; see {hs_err})")
     last_step = next((e for e in reversed(events) if isinstance(e, StepStarted)), None)
     if failure is not None and failure.step is None and last_step is not None:
         failure = dataclasses.replace(failure, step=last_step.index, kind=last_step.step)
@@ -195,14 +195,6 @@ class _WorkerStopper:
         if self.reason in ("SIGINT", "SIGTERM"):
             return RunError(type="Interrupted", message=f"workbench received {self.reason}; the worker was stopped")
         return None
-
-
-def _crash_line(hs_err: Path) -> str:
-    """The line of an hs_err file that says what happened, e.g. ``SIGSEGV (0xb) at pc=0x..., pid=123, tid=456``."""
-    for line in hs_err.read_text(errors="replace").splitlines()[:20]:
-        if line.startswith("#  ") and ("SIG" in line or "Internal Error" in line or "EXCEPTION" in line):
-            return "the JVM crashed: " + line[3:].strip()
-    return "the JVM crashed"
 
 
 def _remove_perf_data(pid: int) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +40,119 @@ def resolve_scenario(name_or_path: str) -> Path:
     )
 
 
+# Bounds on what a scenario file may make the parser do (a file is data that people download and share).
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_NODES = 100_000  # after expanding aliases
+MAX_PROBLEMS = 10  # lines of errors shown for one file
+MAX_SHOWN = 60  # characters of a key or value echoed in an error
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:
+                continue  # an unhashable key: construct_mapping says so below
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {_shown(key)} (first given on line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 5] + "...'"
+
+
+def _read_bounded(path: Path) -> str:
+    """The file's text: a regular file of at most MAX_FILE_BYTES (a FIFO, a device or /dev/zero is refused before
+    anything is read from it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read scenario file: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadInput(f"{path}: not a regular file (expected a YAML scenario file)")
+        if info.st_size > MAX_FILE_BYTES:
+            raise BadInput(f"{path}: {info.st_size:,} bytes (expected a scenario file of at most "
+                           f"{MAX_FILE_BYTES:,} bytes)")
+        data = os.read(fd, MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise BadInput(f"{path}: more than {MAX_FILE_BYTES:,} bytes (expected a scenario file of at most "
+                       f"{MAX_FILE_BYTES:,} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: cannot read scenario file: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _check_shape(path: Path, text: str) -> None:
+    """Nesting depth, from the parser's events (no recursion, nothing built yet)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                where = f":{event.start_mark.line + 1}" if event.start_mark is not None else ""
+                raise BadInput(f"{path}{where}: nested more than {MAX_DEPTH} levels deep (expected a scenario file)")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _expanded_size(path: Path, root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand to more than MAX_NODES nodes, counted without expanding them."""
+    sizes: dict[int, int] = {}
+    # Children before parents, iteratively: an alias is the same node object, counted once per use but sized once.
+    order: list[yaml.Node] = []
+    stack: list[yaml.Node] = [root]
+    visited: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        order.append(node)
+        stack.extend(_children(node))
+    for node in reversed(order):
+        size = 1 + sum(sizes.get(id(child), 1) for child in _children(node))
+        sizes[id(node)] = size
+        if size > MAX_NODES:
+            raise BadInput(f"{path}:{node.start_mark.line + 1}: expands to more than {MAX_NODES:,} values through "
+                           "its aliases (expected a scenario file)")
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def load_scenario(path: Path) -> Scenario:
-    """Parse and validate a scenario file (safe YAML loader; nothing in it is ever executed)."""
+    """Parse and validate a scenario file (safe YAML loader; nothing in it is ever executed; size, depth and alias
+    expansion bounded; duplicate keys refused)."""
+    text = _read_bounded(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: cannot read scenario file: {exc}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        _check_shape(path, text)
+        loader = _UniqueKeyLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _expanded_size(path, node)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         position = getattr(exc, "position", None)  # the reader's errors (bad characters) have an offset instead
@@ -60,27 +166,39 @@ def load_scenario(path: Path) -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise BadInput("\n".join(_describe(path, lines, data, err) for err in exc.errors())) from None
+        problems = [_describe(path, lines, data, err) for err in exc.errors()]
+        if len(problems) > MAX_PROBLEMS:
+            problems = problems[:MAX_PROBLEMS] + [f"{path}: ... and {len(problems) - MAX_PROBLEMS} more problems"]
+        raise BadInput("\n".join(problems)) from None
     _check_references(path, lines, scenario)
     return scenario
 
 
-def _line_numbers(node: yaml.Node, path: Path_ = ()) -> dict[Path_, int]:
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            lines.update(_line_numbers(value, (*path, key.value)))
-            lines[(*path, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines.update(_line_numbers(item, (*path, index)))
+def _line_numbers(root: yaml.Node) -> dict[Path_, int]:
+    """The line of every path in the document; a node reached again through an alias is not walked again."""
+    lines: dict[Path_, int] = {}
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, Path_]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        lines.setdefault(path, node.start_mark.line + 1)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                lines[(*path, key.value)] = key.start_mark.line + 1
+                stack.append((value, (*path, key.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, index)) for index, item in enumerate(node.value))
     return lines
 
 
 def _dotted(path: Path_) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        name = str(part) if len(str(part)) <= MAX_SHOWN else str(part)[: MAX_SHOWN - 3] + "..."
+        text += f"[{part}]" if isinstance(part, int) else (f".{name}" if text else name)
     return text or "(top level)"
 
 
@@ -116,7 +234,7 @@ def _describe(path: Path, lines: dict[Path_, int], data: Any, err: Any) -> str:
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     got = err.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None or repr(got) in message else f", got {got!r}"
+    shown = "" if isinstance(got, (dict, list)) or got is None or repr(got) in message else f", got {_shown(got)}"
     return f"{_where(path, lines, loc)}: {message[0].lower()}{message[1:]}{shown}"
 
 
