@@ -169,3 +169,25 @@ def test_attach_without_agent_uses_jcmd(tmp_path: Path) -> None:
     finally:
         program.kill()
         program.wait()
+
+
+@pytest.mark.parametrize("leave_running", [False, True])
+def test_killing_exec_with_sigkill_takes_the_program_along_unless_asked(tmp_path: Path, leave_running: bool) -> None:
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "workbench", "exec", "--allocator", "glibc", "--out", str(out), "--quiet",
+            *(["--leave-running"] if leave_running else []), "--", *reference_command(60_000)]
+    workbench = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while (program := pid_of(str(out))) is None or not (out / "smaps" / "start.txt").exists():
+        assert time.monotonic() < deadline and workbench.poll() is None
+        time.sleep(0.1)
+    workbench.kill()
+    workbench.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{program}").exists() and time.monotonic() < deadline and not leave_running:
+        time.sleep(0.1)
+    try:
+        assert Path(f"/proc/{program}").exists() == leave_running
+    finally:
+        if Path(f"/proc/{program}").exists():
+            os.kill(program, signal.SIGKILL)

@@ -106,6 +106,25 @@ def test_worker_killed_from_outside(tmp_path: Path) -> None:
     assert "SIGKILL" in report["error"]["message"] and "OOM killer" in report["error"]["message"]
 
 
+def wait_gone(pids: list[int], seconds: float = 20) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.1)
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists() and
+            b"workbench" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_killing_workbench_with_sigkill_takes_the_worker_and_its_jvm_along(tmp_path: Path) -> None:
+    process, out = start_and_wait_for_baseline(tmp_path, "orphaned")
+    (worker,) = [pid for pid in processes_mentioning(str(out)) if pid != process.pid]
+    process.kill()
+    process.communicate(timeout=30)
+    assert wait_gone([worker]) == []
+    samples = len((out / "samples.jsonl").read_text().splitlines())
+    time.sleep(0.5)
+    assert len((out / "samples.jsonl").read_text().splitlines()) == samples  # nobody appends any more
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupting_workbench_writes_the_partial_report(tmp_path: Path, sig: signal.Signals, code: int) -> None:
     process, out = start_and_wait_for_baseline(tmp_path, f"interrupted-{sig.name.lower()}")

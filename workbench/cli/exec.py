@@ -34,6 +34,9 @@ def exec_(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the report at the end (nor build "
                                                               "progress).")] = False,
     html: options.Html = True,
+    leave_running: Annotated[bool, typer.Option("--leave-running", help="Let the program run on if `workbench exec` "
+                                                                        "itself is killed (default: it is killed too).")]
+    = False,
 ) -> None:
     """Run an unmodified JVM program with the allocator, the C probe, the Java agent and NMT added, and report.
 
@@ -45,7 +48,7 @@ def exec_(
     interval_ms = options.positive_duration_ms("--interval", interval)
     program = prepare_program(command, allocator, malloc_conf, interval_ms, quiet=quiet)
     run_dir = claim_program_run_dir(program, out)
-    result = run_program(program, run_dir, html=html)
+    result = run_program(program, run_dir, html=html, leave_running=leave_running)
     _show(result.report, quiet)
     if result.report.error is not None:
         raise RunFailed(f"{result.report.error.type}: {result.report.error.message}")

@@ -72,8 +72,8 @@ def diff(
 
     With --fail-over PCT it is a memory regression check: exit 1 when a layer grew more than PCT percent.
     """
-    if fail_over is not None and not (math.isfinite(fail_over) and fail_over > 0):
-        raise BadInput(f"--fail-over {fail_over:g}: expected a finite percentage greater than 0, such as 10")
+    if fail_over is not None and not (math.isfinite(fail_over) and fail_over >= 0):
+        raise BadInput(f"--fail-over {fail_over:g}: expected a finite percentage of at least 0, such as 10")
     a, b = load_run(run_a), load_run(run_b)
     if a.scenario.name != b.scenario.name and not allow_different:
         raise BadInput(f"{run_a} is a run of {a.scenario.name!r} and {run_b} of {b.scenario.name!r}: give "

@@ -21,6 +21,7 @@ class WorkerSpec:
     jvm_options: list[str]
     classpath: list[str]
     run_dir: str  # where the worker writes samples.jsonl and the raw statistics of each snapshot
+    parent_pid: int  # the workbench process: the worker stops with it
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps({"schema": SCHEMA, **asdict(self)}), encoding="utf-8")

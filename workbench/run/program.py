@@ -4,6 +4,7 @@ directory, the same report, the same checks."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from workbench._errors import BadInput
 from workbench.probes import jvm_agent, native_probe
+from workbench.protocol.lifetime import die_with_parent
 from workbench.report.model import Report, RunError
 from workbench.run.environment import allocator_preload, preload_environment, preload_mismatch
 from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
@@ -69,7 +71,8 @@ def claim_program_run_dir(program: PreparedProgram, out: Path | None) -> RunDir:
     return RunDir.claim(run_dir_name("exec", program.allocator, program.malloc_conf), out)
 
 
-def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True) -> ProgramResult:
+def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
+                leave_running: bool = False) -> ProgramResult:
     """Run the program to its end with stdio passed through, sampling it; SIGINT/SIGTERM are forwarded to it."""
     dumps = run_dir.path / "allocator"
     dumps.mkdir(exist_ok=True)
@@ -79,7 +82,9 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True) ->
     env = preload_environment([*allocator_preload(program.allocator), program.probe], program.malloc_conf,
                               extra={"WORKBENCH_PROBE_DIR": str(program.sockets),
                                      "WORKBENCH_PROBE_DUMP_DIR": str(dumps)})
-    process = subprocess.Popen(argv, env=env)
+    parent = os.getpid()
+    # The program dies with `workbench exec` (even by SIGKILL) unless the user asked to leave it running.
+    process = subprocess.Popen(argv, env=env, preexec_fn=None if leave_running else lambda: die_with_parent(parent))
     sampler = ExternalSampler(process.pid, run_dir.path, interval_s=program.interval_ms / 1000)
     received: list[str] = []
 

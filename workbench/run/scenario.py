@@ -90,6 +90,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         jvm_options=run.jvm_options,
         classpath=classpath,
         run_dir=str(run_dir.path),
+        parent_pid=os.getpid(),
     ).write(run_dir.spec)
     read_end, write_end = os.pipe()
     events: list[Event] = []

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from workbench.protocol.events import Done, Event, StepFailed, encode
+from workbench.protocol.lifetime import die_with_parent
 from workbench.protocol.spec import WorkerSpec
 
 
@@ -25,6 +26,8 @@ class EventStream:
 
 def main(argv: list[str]) -> int:
     spec = WorkerSpec.read(Path(argv[1]))
+    # Killed with the workbench, even by SIGKILL: nothing is left appending samples under PID 1.
+    die_with_parent(spec.parent_pid)
     emit = EventStream(os.fdopen(int(argv[2]), "w", encoding="utf-8"))
     # Imported after the event stream exists: these load pyarrow and JPype, which can fail in a broken install.
     from workbench.worker.session import Session, StepError
