@@ -155,3 +155,37 @@ def test_json_refuses_a_device_the_scenario_itself_and_the_package(tmp_path: Pat
     inside = PACKAGE_DIR / "report.json"
     assert_one_line_error(invoke("run", "arrow-intvector", "--json", str(inside)), 2, "inside the workbench's own")
     assert not inside.exists() and Path("/dev/null").is_char_device()
+
+
+@pytest.mark.parametrize(("key", "value", "why"), [
+    ("jvm", "{options: ['-XX:OnError=touch /tmp/pwned']}", "runs a program"),
+    ("jvm", "{options: ['-Xlog:gc:file=/tmp/elsewhere.log']}", "writes a file"),
+    ("jvm", "{options: ['-agentpath:/tmp/libevil.so']}", "loads native code"),
+    ("jvm", "{options: ['@/tmp/argfile']}", "reads a file of options"),
+    ("allocator", "/tmp/libz.so.1", "loads native code (a library path)"),
+    ("malloc_conf", "'narenas:2,prof_prefix:/tmp/elsewhere'", "writes profile dumps to a path"),
+])
+def test_a_scenario_file_cannot_run_programs_load_code_or_write_elsewhere(tmp_path: Path, key: str, value: str,
+                                                                          why: str) -> None:
+    scenario = tmp_path / "shared.yaml"
+    scenario.write_text(f"name: shared\ndescription: d\n{key}: {value}\nsteps: [gc]\n")
+    out = tmp_path / "run"
+    for command in (["run", str(scenario), "--out", str(out)], ["validate", str(scenario)]):
+        result = invoke(*command)
+        assert result.exit_code == 2
+        line = result.stderr.strip()
+        assert line.count("\n") == 0 and why in line and "--trust" in line and f"{scenario}: " in line, line
+    assert not out.exists()
+    assert invoke("validate", "--trust", str(scenario)).exit_code == 0
+
+
+def test_the_same_values_are_fine_from_the_command_line(tmp_path: Path) -> None:
+    from workbench.scenario import load_scenario
+    from workbench.scenario.trust import untrusted_values
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: s\ndescription: d\nallocator: /tmp/libmine.so\nmalloc_conf: prof_prefix:/tmp/p\n"
+                        "jvm: {options: ['-Xmx1g', '-XX:MaxDirectMemorySize=512m', '-Dio.netty.x=1']}\nsteps: [gc]\n")
+    loaded = load_scenario(scenario)
+    assert [u.field for u in untrusted_values(loaded)] == ["allocator", "malloc_conf"]
+    assert untrusted_values(loaded, allocator_from_cli=True, malloc_conf_from_cli=True) == []

@@ -43,6 +43,7 @@ def compare(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write workbench.compare/1 JSON here.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="A directory for the runs, one subdirectory each.")] = None,
     quiet: options.Quiet = False,
+    trust: options.Trust = False,
 ) -> None:
     """Run one scenario once per allocator, each in a fresh worker, and show them side by side per snapshot.
 
@@ -55,7 +56,8 @@ def compare(
     # Everything is resolved (and jemalloc built) before the first run starts, so bad input fails at once.
     prepared = [
         prepare(RunRequest(scenario=scenario, allocator=name, malloc_conf=conf,
-                           java_home=str(java_home) if java_home else None, hold_ms=hold_ms))
+                           java_home=str(java_home) if java_home else None, hold_ms=hold_ms,
+                           trust=trust))
         for name, conf in specs
     ]
     console = report_console()

@@ -25,6 +25,9 @@ Out = Annotated[Optional[Path], typer.Option(help="The run directory (new or emp
                                                   "runs/<time>-<what>-<allocator>.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress line (there is none when stderr is not a "
                                                            "terminal).")]
+Trust = Annotated[bool, typer.Option("--trust", help="Let the scenario file run programs, load native code or write "
+                                                     "files (JVM options such as -XX:OnError, an allocator path, "
+                                                     "MALLOC_CONF prof_prefix): only for files you wrote or checked.")]
 Html = Annotated[bool, typer.Option(help="Write report.html into the run directory (`workbench report RUN --format "
                                          "html` draws it later).")]
 

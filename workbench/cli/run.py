@@ -27,6 +27,7 @@ def run(
     out: options.Out = None,
     quiet: options.Quiet = False,
     html: options.Html = True,
+    trust: options.Trust = False,
 ) -> None:
     """Run a scenario in a JVM under a preloaded allocator and report every layer at each snapshot.
 
@@ -37,7 +38,8 @@ def run(
     if json_path is not None:
         options.json_target(json_path, (Path(scenario),))
     prepared = prepare(RunRequest(scenario=scenario, allocator=allocator, malloc_conf=malloc_conf,
-                                  java_home=str(java_home) if java_home else None, hold_ms=hold_ms))
+                                  java_home=str(java_home) if java_home else None, hold_ms=hold_ms,
+                                  trust=trust))
     run_dir = claim_run_dir(prepared, out)
     with run_progress(prepared.scenario, quiet) as on_event:
         report = execute(prepared, run_dir, quiet=quiet, on_event=on_event, html=html)

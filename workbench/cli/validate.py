@@ -9,11 +9,15 @@ from typing import Annotated
 import typer
 
 from workbench._errors import BadInput
+from workbench.cli import options
 from workbench.scenario import load_scenario
+from workbench.scenario.loader import is_bundled
+from workbench.scenario.trust import untrusted_values
 
 
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Scenario files to check.")],
+    trust: options.Trust = False,
 ) -> None:
     """Check scenario files without running them: one line per problem (file:line: field: what was expected).
 
@@ -23,6 +27,9 @@ def validate(
     for path in files:
         try:
             scenario = load_scenario(path)
+            untrusted = [] if trust or is_bundled(path) else untrusted_values(scenario)
+            if untrusted:
+                raise BadInput(untrusted[0].message(str(path)))
         except BadInput as error:
             problems.append(error.message)
             print(error.message, file=sys.stderr)

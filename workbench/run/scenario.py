@@ -22,7 +22,10 @@ from workbench.run.expectations import check_expectations
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
 from workbench.run.run_dir import RunDir, crash_line, run_dir_name
 from workbench.run.signals import on_stop_signals
+from workbench._errors import BadInput
 from workbench.scenario import Scenario, load_scenario, resolve_scenario
+from workbench.scenario.loader import is_bundled
+from workbench.scenario.trust import untrusted_values
 from workbench.scenario.model import ALLOCATION_MANAGER_PROPERTY, HoldStep
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
 from workbench.toolchain.maven import kernels_classpath
@@ -37,6 +40,7 @@ class RunRequest:
     malloc_conf: str | None = None
     java_home: str | None = None
     hold_ms: int | None = None
+    trust: bool = False  # --trust: the file may run programs, load native code, write files (see scenario.trust)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,11 @@ def prepare(request: RunRequest) -> PreparedRun:
     """Everything resolved and validated; raises BadInput (exit 2) before anything starts or is written."""
     source = resolve_scenario(request.scenario)
     scenario = load_scenario(source)
+    if not request.trust and not is_bundled(source):
+        untrusted = untrusted_values(scenario, allocator_from_cli=request.allocator is not None,
+                                     malloc_conf_from_cli=request.malloc_conf is not None)
+        if untrusted:
+            raise BadInput(untrusted[0].message(str(source)))
     if request.hold_ms is not None:
         steps = [HoldStep.model_validate({"hold": f"{request.hold_ms}ms"}) if isinstance(s, HoldStep) else s for s in scenario.steps]
         scenario = scenario.model_copy(update={"steps": steps})

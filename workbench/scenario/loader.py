@@ -24,6 +24,12 @@ def bundled_scenarios() -> dict[str, Path]:
     return {p.stem: p for p in sorted(scenarios_dir().glob("*.yaml"))}
 
 
+def is_bundled(path: Path) -> bool:
+    """One of the scenario files that ship with the workbench (trusted like its code)."""
+    return path.resolve().parent == scenarios_dir().resolve() and path.resolve() in {
+        p.resolve() for p in bundled_scenarios().values()}
+
+
 def resolve_scenario(name_or_path: str) -> Path:
     """A bundled scenario's name, or a path to a YAML file."""
     bundled = bundled_scenarios()
