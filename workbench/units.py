@@ -10,6 +10,7 @@ _SIZE_UNITS = {
     "kib": 1024, "mib": 1024**2, "gib": 1024**3,
 }
 _DURATION_UNITS = {"": 1000, "ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
+MAX_DURATION_MS = 30 * 24 * 3_600_000  # beyond this a timer or sleep overflows long before it could end
 _NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -32,14 +33,23 @@ def parse_duration_ms(value: int | float | str) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 500ms or 1s")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("expected a duration of at least 0")
-        return int(value * 1000)
+        if not value >= 0 or value == float("inf"):
+            raise ValueError(f"expected a finite duration of at least 0, got {value!r}")
+        return _whole_ms(value * 1000, value)
     match = _NUMBER_UNIT.match(str(value))
     unit = match.group(2).lower() if match else None
     if not match or unit not in _DURATION_UNITS:
         raise ValueError(f"expected a duration such as 500ms or 1s, got {value!r}")
-    return int(float(match.group(1)) * _DURATION_UNITS[unit])
+    return _whole_ms(float(match.group(1)) * _DURATION_UNITS[unit], value)
+
+
+def _whole_ms(millis: float, given: object) -> int:
+    """Durations are whole milliseconds: a positive value under 1 ms would silently become 0."""
+    if 0 < millis < 1:
+        raise ValueError(f"expected a duration of at least 1ms (or 0), got {given!r}")
+    if millis > MAX_DURATION_MS:
+        raise ValueError(f"expected a duration of at most 30 days, got {given!r}")
+    return int(millis)
 
 
 def format_bytes(value: int | None, signed: bool = False) -> str:

@@ -189,3 +189,25 @@ def test_the_same_values_are_fine_from_the_command_line(tmp_path: Path) -> None:
     loaded = load_scenario(scenario)
     assert [u.field for u in untrusted_values(loaded)] == ["allocator", "malloc_conf"]
     assert untrusted_values(loaded, allocator_from_cli=True, malloc_conf_from_cli=True) == []
+
+
+def test_a_bad_java_home_from_the_environment_names_java_home(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "arrow-intvector", "--out", str(tmp_path / "run")],
+                           env={"JAVA_HOME": str(tmp_path)})
+    assert_one_line_error(result, 2, f"JAVA_HOME {tmp_path}: no lib/server/libjvm.so there")
+    assert "--java-home" not in result.stderr
+
+
+@pytest.mark.parametrize(("timeout", "expected"), [
+    ("0.0001", "expected a duration of at least 1ms (or 0), got 0.0001"),
+    ("0", "input should be greater than 0"),
+    ("1.0e+300", "expected a duration of at most 30 days"),
+    ("1000000h", "expected a duration of at most 30 days"),
+    (".inf", "expected a finite duration of at least 0, got inf"),
+])
+def test_durations_a_run_cannot_handle_are_refused_by_validate(tmp_path: Path, timeout: str, expected: str) -> None:
+    scenario = tmp_path / "t.yaml"
+    scenario.write_text(f"name: t\ndescription: d\ntimeout: {timeout}\nsteps: [gc]\n")
+    result = invoke("validate", str(scenario))
+    assert result.exit_code == 2 and result.stderr.strip().startswith(f"{scenario}:3: timeout: ")
+    assert expected in result.stderr

@@ -17,22 +17,24 @@ class Jdk:
     feature_version: int
 
 
-def _feature_version(home: Path) -> int:
+def _feature_version(home: Path, given_as: str) -> int:
     try:
         release = (home / "release").read_text(encoding="utf-8", errors="replace")
     except OSError:
         release = ""
     match = re.search(r'^JAVA_VERSION="(\d+)(?:\.(\d+))?', release, re.MULTILINE)
     if not match:
-        raise BadInput(f"--java-home {home}: no 'release' file with JAVA_VERSION (expected a JDK's home directory)")
+        raise BadInput(f"{given_as} {home}: no 'release' file with JAVA_VERSION (expected a JDK's home directory)")
     major = int(match.group(1))
     return int(match.group(2)) if major == 1 and match.group(2) else major
 
 
 def resolve_jdk(java_home: str | None) -> Jdk:
     """``--java-home``, else ``JAVA_HOME``, else JPype's default JVM."""
+    given_as = "--java-home"
     if java_home is None:
         java_home = os.environ.get("JAVA_HOME") or None
+        given_as = "JAVA_HOME"
     if java_home is None:
         import jpype  # finds a JVM; loads nothing
 
@@ -41,12 +43,12 @@ def resolve_jdk(java_home: str | None) -> Jdk:
         except jpype.JVMNotFoundException:
             raise BadInput("no JDK found: install one (Debian: apt-get install openjdk-17-jdk) or set JAVA_HOME") from None
         home = library.parents[2] if library.parent.name == "server" else library.parents[1]
-        return Jdk(home, library, _feature_version(home))
+        return Jdk(home, library, _feature_version(home, f"JPype's default JVM ({library})"))
     home = Path(java_home)
     library = home / "lib" / "server" / "libjvm.so"
     if not library.is_file():
-        raise BadInput(f"--java-home {home}: no lib/server/libjvm.so there (expected a JDK's home directory)")
-    return Jdk(home, library, _feature_version(home))
+        raise BadInput(f"{given_as} {home}: no lib/server/libjvm.so there (expected a JDK's home directory)")
+    return Jdk(home, library, _feature_version(home, given_as))
 
 
 def arrow_options(jdk: Jdk) -> list[str]:
