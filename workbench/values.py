@@ -46,7 +46,3 @@ def parse_label(value: str) -> str:
         raise ValueError(f"expected a label of 1-{LABEL_MAX} letters, digits, '_', '.' or '-' that does not start "
                          f"with '.' or '-', got {value!r}") from None
 
-
-def parse_duration(value: str) -> int:
-    """Milliseconds from ``500ms``, ``2s``, ``1m`` or a bare number of seconds; ValueError otherwise."""
-    return parse_duration_ms(value)

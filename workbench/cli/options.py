@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from workbench._errors import BadInput
-from workbench.values import parse_duration, parse_label
+from workbench.units import parse_duration_ms
+from workbench.values import parse_label
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,7 @@ def duration_ms(option: str, value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        return parse_duration_ms(value)
     except ValueError as exc:
         raise BadInput(f"{option}: {exc}") from None
 

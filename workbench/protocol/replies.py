@@ -6,7 +6,7 @@ these classes by their clients, so a changed or damaged reply fails in one place
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -74,19 +74,11 @@ class AgentStats:
 
     def runtime(self) -> dict[str, Any]:
         """heap, non_heap, buffer_pools, gc and threads as plain data, for the report's ``jvm_runtime``."""
-        return {
-            "heap": _ADAPTERS["memory"].dump_python(self.heap) if self.heap else None,
-            "non_heap": _ADAPTERS["memory"].dump_python(self.non_heap) if self.non_heap else None,
-            "buffer_pools": {name: _ADAPTERS["pool"].dump_python(pool) for name, pool in self.buffer_pools.items()},
-            "gc": [_ADAPTERS["gc"].dump_python(gc) for gc in self.gc],
-            "threads": self.threads,
-        }
+        data = asdict(self)
+        return {key: data[key] for key in ("heap", "non_heap", "buffer_pools", "gc", "threads")}
 
 
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    "probe": TypeAdapter(ProbeStats), "agent": TypeAdapter(AgentStats), "memory": TypeAdapter(MemoryUsage),
-    "pool": TypeAdapter(BufferPool), "gc": TypeAdapter(GcCounts),
-}
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {"probe": TypeAdapter(ProbeStats), "agent": TypeAdapter(AgentStats)}
 
 
 def _read(kind: str, data: object, who: str) -> Any:

@@ -91,7 +91,7 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     def forward(signal_name: str) -> None:
         received.append(signal_name)
         try:
-            process.send_signal(_signal_number(signal_name))
+            process.send_signal(signal.Signals[signal_name])
         except ProcessLookupError:
             pass
 
@@ -136,10 +136,6 @@ def _crash(exit_code: int, run_dir: RunDir, forwarded: list[str]) -> RunError | 
         return RunError(type="JvmCrash", message=f"{crash_line(hs_err)} (see {hs_err})")
     hint = " (from outside, or the kernel's OOM killer: see dmesg)" if name == "SIGKILL" else ""
     return RunError(type="Signal", message=f"the program was killed by {name}{hint}")
-
-
-def _signal_number(name: str) -> int:
-    return int(signal.Signals[name])
 
 
 def _wait_for_agent(process: subprocess.Popen[bytes], sockets: Path, timeout_s: float = 30) -> None:

@@ -54,8 +54,27 @@ MAX_PROBLEMS = 10  # lines of errors shown for one file
 MAX_SHOWN = 60  # characters of a key or value echoed in an error
 
 
+class _TooDeep(Exception):
+    def __init__(self, line: int | None) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """The safe loader, refusing a key given twice in one mapping (PyYAML would keep the last one silently)."""
+    """The safe loader, refusing a key given twice in one mapping (PyYAML would keep the last one silently) and
+    nesting deeper than MAX_DEPTH (PyYAML's composer recurses once per level: 1000 `[` is a RecursionError)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _TooDeep(mark.line + 1 if mark is not None else None)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -102,19 +121,6 @@ def _read_bounded(path: Path) -> str:
         raise BadInput(f"{path}: cannot read scenario file: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _check_shape(path: Path, text: str) -> None:
-    """Nesting depth, from the parser's events (no recursion, nothing built yet)."""
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_DEPTH:
-                where = f":{event.start_mark.line + 1}" if event.start_mark is not None else ""
-                raise BadInput(f"{path}{where}: nested more than {MAX_DEPTH} levels deep (expected a scenario file)")
-        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
-
-
 def _expanded_size(path: Path, root: yaml.Node) -> None:
     """Refuse a document whose aliases expand to more than MAX_NODES nodes, counted without expanding them."""
     sizes: dict[int, int] = {}
@@ -150,7 +156,6 @@ def load_scenario(path: Path) -> Scenario:
     expansion bounded; duplicate keys refused)."""
     text = _read_bounded(path)
     try:
-        _check_shape(path, text)
         loader = _UniqueKeyLoader(text)
         try:
             node = loader.get_single_node()
@@ -159,6 +164,9 @@ def load_scenario(path: Path) -> Scenario:
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except _TooDeep as exc:
+        where = f":{exc.line}" if exc.line is not None else ""
+        raise BadInput(f"{path}{where}: nested more than {MAX_DEPTH} levels deep (expected a scenario file)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         position = getattr(exc, "position", None)  # the reader's errors (bad characters) have an offset instead

@@ -60,12 +60,6 @@ def _make(staging: Path, log: Path) -> None:
         raise BuildFailed(f"building the allocator probe failed (exit {result.returncode})")
 
 
-def cached_probe() -> Path | None:
-    """libworkbench-probe.so for these sources if it is in the cache; never builds."""
-    entry = _entry()
-    return entry / LIBRARY if _complete(entry) else None
-
-
 def _ensure_entry(quiet: bool) -> Path:
     entry = _entry()
     if _complete(entry):
