@@ -35,7 +35,7 @@ def test_reference_scenario_is_bundled_and_valid() -> None:
 
 def test_unknown_key_names_line_field_and_allowed_keys(tmp_path: Path) -> None:
     text = HEADER + "jvm:\n  options: []\n  heap: 1g\nsteps:\n  - snapshot: a\n"
-    assert error_of(tmp_path, text) == "FILE:5: jvm.heap: unknown key (expected one of: options)"
+    assert error_of(tmp_path, text) == "FILE:5: jvm.heap: unknown key (expected one of: options, nmt, jpype_gc_link)"
 
 
 def test_wrong_type_in_a_step(tmp_path: Path) -> None:

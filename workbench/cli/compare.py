@@ -44,6 +44,11 @@ def compare(
     out: Annotated[Optional[Path], typer.Option(help="A directory for the runs, one subdirectory each.")] = None,
     quiet: options.Quiet = False,
     trust: options.Trust = False,
+    nmt: Annotated[Optional[str], typer.Option(
+        "--nmt", metavar="LEVELS", help="NMT level(s), comma-separated: off, summary, detail. With more than one, "
+                                        "every allocator runs once per level (e.g. --nmt off,summary shows what "
+                                        "NMT's own headers cost).")] = None,
+    jpype_gc_link: options.JpypeGcLink = False,
 ) -> None:
     """Run one scenario once per allocator, each in a fresh worker, and show them side by side per snapshot.
 
@@ -53,17 +58,22 @@ def compare(
     hold_ms = options.duration_ms("--hold", hold)
     if json_path is not None:
         options.json_target(json_path, (Path(scenario),))
+    levels: list[str | None] = [options.nmt_level("--nmt", level.strip()) for level in nmt.split(",")] \
+        if nmt is not None else [None]
+    if len(set(levels)) != len(levels):
+        raise BadInput(f"--nmt: {nmt!r} names a level twice")
+    variants = [(name, conf, level) for name, conf in specs for level in levels]
     # Everything is resolved (and jemalloc built) before the first run starts, so bad input fails at once.
     prepared = [
         prepare(RunRequest(scenario=scenario, allocator=name, malloc_conf=conf,
                            java_home=str(java_home) if java_home else None, hold_ms=hold_ms,
-                           trust=trust))
-        for name, conf in specs
+                           trust=trust, nmt=level, jpype_gc_link=True if jpype_gc_link else None))
+        for name, conf, level in variants
     ]
     console = report_console()
     runs = []
-    for (name, conf), run in zip(specs, prepared):
-        label = f"{name}@{conf}" if conf else name
+    for (name, conf, level), run in zip(variants, prepared):
+        label = (f"{name}@{conf}" if conf else name) + (f" nmt:{level}" if len(levels) > 1 else "")
         run_dir = claim_run_dir(run, out / re.sub(r"[^A-Za-z0-9_.-]+", "-", label) if out else None)
         with run_progress(run.scenario, quiet, f" under {label}") as on_event:
             runs.append(ComparedRun(label, execute(run, run_dir, quiet=True, on_event=on_event)))

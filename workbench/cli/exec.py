@@ -34,6 +34,8 @@ def exec_(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the report at the end (nor build "
                                                               "progress).")] = False,
     html: options.Html = True,
+    nmt: Annotated[str, typer.Option("--nmt", metavar="LEVEL", help="Native Memory Tracking added to the program: "
+                                                                   "off, summary or detail.")] = "summary",
     leave_running: Annotated[bool, typer.Option("--leave-running", help="Let the program run on if `workbench exec` "
                                                                         "itself is killed (default: it is killed too).")]
     = False,
@@ -46,7 +48,9 @@ def exec_(
     probe dump the allocator's full statistics into the run directory.
     """
     interval_ms = options.positive_duration_ms("--interval", interval)
-    program = prepare_program(command, allocator, malloc_conf, interval_ms, quiet=quiet)
+    level = options.nmt_level("--nmt", nmt)
+    assert level is not None
+    program = prepare_program(command, allocator, malloc_conf, interval_ms, quiet=quiet, nmt=level)
     run_dir = claim_program_run_dir(program, out)
     result = run_program(program, run_dir, html=html, leave_running=leave_running)
     _show(result.report, quiet)

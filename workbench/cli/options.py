@@ -29,6 +29,13 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress line (th
 Trust = Annotated[bool, typer.Option("--trust", help="Let the scenario file run programs, load native code or write "
                                                      "files (JVM options such as -XX:OnError, an allocator path, "
                                                      "MALLOC_CONF prof_prefix): only for files you wrote or checked.")]
+Nmt = Annotated[Optional[str], typer.Option(
+    "--nmt", help="Native Memory Tracking: off, summary or detail (default: the scenario's jvm.nmt, else summary). "
+                  "NMT's per-malloc header moves allocations into larger size classes; off measures the allocator "
+                  "undisturbed, without the NMT layer.", metavar="LEVEL")]
+JpypeGcLink = Annotated[bool, typer.Option(
+    "--jpype-gc-link", help="Keep JPype's GC link (System.gc() driven by mallinfo(), which makes the Java heap "
+                            "depend on the allocator); it is cut at start-up by default.")]
 Html = Annotated[bool, typer.Option(help="Write report.html into the run directory (`workbench report RUN --format "
                                          "html` draws it later).")]
 
@@ -49,6 +56,16 @@ def positive_duration_ms(option: str, value: str) -> int:
     if not millis:
         raise BadInput(f"{option}: expected a duration greater than 0 such as 100ms, got {value!r}")
     return millis
+
+
+NMT_LEVELS = ("off", "summary", "detail")
+
+
+def nmt_level(option: str, value: str | None) -> str | None:
+    """An NMT level as the scenario's ``jvm.nmt`` takes it."""
+    if value is None or value in NMT_LEVELS:
+        return value
+    raise BadInput(f"{option}: expected one of {', '.join(NMT_LEVELS)}, got {value!r}")
 
 
 def label(option: str, value: str) -> str:

@@ -28,6 +28,8 @@ def run(
     quiet: options.Quiet = False,
     html: options.Html = True,
     trust: options.Trust = False,
+    nmt: options.Nmt = None,
+    jpype_gc_link: options.JpypeGcLink = False,
 ) -> None:
     """Run a scenario in a JVM under a preloaded allocator and report every layer at each snapshot.
 
@@ -39,7 +41,8 @@ def run(
         options.json_target(json_path, (Path(scenario),))
     prepared = prepare(RunRequest(scenario=scenario, allocator=allocator, malloc_conf=malloc_conf,
                                   java_home=str(java_home) if java_home else None, hold_ms=hold_ms,
-                                  trust=trust))
+                                  trust=trust, nmt=options.nmt_level("--nmt", nmt),
+                                  jpype_gc_link=True if jpype_gc_link else None))
     run_dir = claim_run_dir(prepared, out)
     with run_progress(prepared.scenario, quiet) as on_event:
         report = execute(prepared, run_dir, quiet=quiet, on_event=on_event, html=html)

@@ -35,8 +35,9 @@ class JvmStarted:
     kind: ClassVar[str] = "jvm"
     version: str
     vm: str
-    nmt: str  # "summary", or "off: <why>"
+    nmt: str  # "summary", "detail", or "off: <why>"
     pyarrow_memory_pool: str | None
+    jpype_gc_link: bool  # JPype's mallinfo()-driven System.gc() left in place
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,18 @@ class Done:
     kind: ClassVar[str] = "done"
 
 
+@dataclass(frozen=True)
+class JvmCounters:
+    """The JVM's collections and JPype's own count of the ones it triggered, at the end of the steps."""
+
+    kind: ClassVar[str] = "jvm-counters"
+    gc_collections: int  # all collectors (GarbageCollectorMXBean), since start
+    gc_time_ms: int
+    jpype_gc_triggered: int  # _jpype.gcStats()["triggered"]
+
+
 Event = Union[AllocatorDetected, JvmStarted, StepStarted, SnapshotTaken, VectorChecked, LeakFound, ChurnDone,
-              SamplerStopped, StepFailed, Done]
+              SamplerStopped, StepFailed, Done, JvmCounters]
 _KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in Event.__args__}  # type: ignore[attr-defined]
 _ADAPTERS = {kind: TypeAdapter(cls) for kind, cls in _KINDS.items()}
 

@@ -10,6 +10,7 @@ from workbench.protocol.events import (
     ChurnDone,
     Done,
     Event,
+    JvmCounters,
     JvmStarted,
     LeakFound,
     SamplerStopped,
@@ -79,7 +80,10 @@ def build_report(
             )
         elif isinstance(event, JvmStarted):
             jvm = dataclasses.replace(jvm, version=event.version, vm=event.vm, nmt=event.nmt,
-                                      pyarrow_memory_pool=event.pyarrow_memory_pool)
+                                      pyarrow_memory_pool=event.pyarrow_memory_pool, jpype_gc_link=event.jpype_gc_link)
+        elif isinstance(event, JvmCounters):
+            jvm = dataclasses.replace(jvm, gc_collections=event.gc_collections, gc_time_ms=event.gc_time_ms,
+                                      jpype_gc_triggered=event.jpype_gc_triggered)
         elif isinstance(event, SnapshotTaken):
             snapshots.append(Snapshot(
                 label=event.label, t_ms=event.t_ms, cost_ms=event.cost_ms, probe_ms=dict(event.probe_ms),

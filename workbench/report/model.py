@@ -48,8 +48,12 @@ class JvmSection:
     vm: str | None
     options: list[str]
     allocation_manager: str
-    nmt: str | None  # "summary", or "off: <why>"
+    nmt: str | None  # "summary", "detail", or "off: <why>"
     pyarrow_memory_pool: str | None
+    jpype_gc_link: bool | None = None  # None: not a JPype run (exec, attach)
+    gc_collections: int | None = None  # the JVM's collections at the end of the steps, all collectors
+    gc_time_ms: int | None = None
+    jpype_gc_triggered: int | None = None  # of them, how many JPype's GC link asked for
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.figures import FIGURES, Figure
-from workbench.report.model import Report
+from workbench.report.model import JvmSection, Report
 from workbench.units import format_bytes
 
 
@@ -115,6 +115,9 @@ def render_text(report: Report, console: Console) -> None:
             f"allocation manager {jvm.allocation_manager}"
         ),
     )
+    gc_line = gc_summary(jvm)
+    if gc_line is not None:
+        header.add_row("GC", Text(gc_line))
     console.print(header)
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     table.add_column("layer", no_wrap=True, style="bold")
@@ -166,3 +169,18 @@ def render_expectations(report: Report, console: Console) -> None:
         table.add_row(Text("ok", style="green") if result.ok else Text("FAILED", style="bold red"),
                       result.describe(), shown, result.note)
     console.print(table)
+
+
+def gc_summary(jvm: JvmSection) -> str | None:
+    """The JVM's collections and what JPype's GC link did, when the run counted them."""
+    if jvm.jpype_gc_link is None and jvm.gc_collections is None:
+        return None
+    parts = []
+    if jvm.gc_collections is not None:
+        noun = "collection" if jvm.gc_collections == 1 else "collections"
+        parts.append(f"{jvm.gc_collections} {noun} ({jvm.gc_time_ms} ms) by the end of the steps")
+    if jvm.jpype_gc_link is not None:
+        link = "kept (jvm.jpype_gc_link: true)" if jvm.jpype_gc_link else "cut at start-up"
+        triggered = f", {jvm.jpype_gc_triggered} triggered by it" if jvm.jpype_gc_triggered is not None else ""
+        parts.append(f"JPype's GC link {link}{triggered}")
+    return "; ".join(parts)

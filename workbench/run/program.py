@@ -41,6 +41,7 @@ class PreparedProgram:
     agent_jar: str
     sockets: Path
     interval_ms: int
+    nmt: str = "summary"  # off, summary, detail
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class ProgramResult:
 
 
 def prepare_program(command: list[str], allocator: str, malloc_conf: str | None, interval_ms: int,
-                    quiet: bool = False) -> PreparedProgram:
+                    quiet: bool = False, nmt: str = "summary") -> PreparedProgram:
     """Resolve the program, the allocator and the probe and agent (built on first use); BadInput before anything
     starts."""
     if not command:
@@ -64,7 +65,7 @@ def prepare_program(command: list[str], allocator: str, malloc_conf: str | None,
     probe = ensure_probe(quiet=quiet)
     agent_jar = kernels_classpath(quiet=quiet)[0]
     return PreparedProgram(command, java, choice, malloc_conf, probe, agent_jar,
-                           private_dir(native_probe.probe_dir()), interval_ms)
+                           private_dir(native_probe.probe_dir()), interval_ms, nmt)
 
 
 def claim_program_run_dir(program: PreparedProgram, out: Path | None) -> RunDir:
@@ -76,7 +77,8 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     """Run the program to its end with stdio passed through, sampling it; SIGINT/SIGTERM are forwarded to it."""
     dumps = run_dir.path / "allocator"
     dumps.mkdir(exist_ok=True)
-    argv = [program.java, "-XX:NativeMemoryTracking=summary", f"-javaagent:{program.agent_jar}=dir={program.sockets}",
+    nmt = [f"-XX:NativeMemoryTracking={program.nmt}"] if program.nmt != "off" else []
+    argv = [program.java, *nmt, f"-javaagent:{program.agent_jar}=dir={program.sockets}",
             f"-Dworkbench.agent.hold={AGENT_HOLD_MS}", f"-XX:ErrorFile={run_dir.path}/hs_err_pid%p.log",
             *program.command[1:]]
     env = preload_environment([*allocator_preload(program.allocator), program.probe], program.malloc_conf,

@@ -41,6 +41,8 @@ class RunRequest:
     java_home: str | None = None
     hold_ms: int | None = None
     trust: bool = False  # --trust: the file may run programs, load native code, write files (see scenario.trust)
+    nmt: str | None = None  # --nmt: off, summary, detail
+    jpype_gc_link: bool | None = None  # --jpype-gc-link
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,15 @@ def prepare(request: RunRequest) -> PreparedRun:
     if request.hold_ms is not None:
         steps = [HoldStep.model_validate({"hold": f"{request.hold_ms}ms"}) if isinstance(s, HoldStep) else s for s in scenario.steps]
         scenario = scenario.model_copy(update={"steps": steps})
+    jvm_updates = {key: value for key, value in (("nmt", request.nmt), ("jpype_gc_link", request.jpype_gc_link))
+                   if value is not None}
+    if jvm_updates:
+        scenario = scenario.model_copy(update={"jvm": scenario.jvm.model_copy(update=jvm_updates)})
     allocator = resolve_allocator(request.allocator or scenario.allocator)
     jdk = resolve_jdk(request.java_home)
     malloc_conf = request.malloc_conf if request.malloc_conf is not None else scenario.malloc_conf
     jvm_options = [
-        "-XX:NativeMemoryTracking=summary",
+        *([f"-XX:NativeMemoryTracking={scenario.jvm.nmt}"] if scenario.jvm.nmt != "off" else []),
         *arrow_options(jdk),
         f"-Darrow.allocation.manager.type={ALLOCATION_MANAGER_PROPERTY[scenario.allocation_manager]}",
         # A native crash's report goes into the run directory (the worker runs there).

@@ -319,8 +319,17 @@ for _model in (RepeatSpec, ThreadsSpec, RepeatStep, ThreadsStep):
     _model.model_rebuild()
 
 
+NmtLevel = Literal["off", "summary", "detail"]
+
+
 class JvmSpec(_Strict):
     options: list[str] = []
+    # Native Memory Tracking: its per-malloc header moves allocations into larger size classes (docs/allocators.md);
+    # "off" measures the allocator undisturbed, and the NMT layer is then null.
+    nmt: NmtLevel = "summary"
+    # JPype's GC link calls System.gc() from a mallinfo() prediction, so the Java heap depends on the allocator
+    # (docs/report.md); it is cut at start-up unless this keeps it.
+    jpype_gc_link: bool = False
 
 
 class Scenario(_Strict):

@@ -18,6 +18,7 @@ from workbench.protocol.events import (
     AllocatorDetected,
     ChurnDone,
     Event,
+    JvmCounters,
     JvmStarted,
     LeakFound,
     SamplerStopped,
@@ -95,6 +96,7 @@ class Session:
         try:
             self._run_steps()
             self.report_open_allocators()
+            self._count_collections()
         finally:
             if sampler is not None:
                 sampler.stop()
@@ -129,25 +131,56 @@ class Session:
                                            step=index, step_kind=kind)) from exc
 
     def _start_jvm(self) -> None:
+        level = self.scenario.jvm.nmt
         # JDKs that only read the NMT level from the launcher's environment variable (JDK-8256844, before 18).
-        os.environ[f"NMT_LEVEL_{os.getpid()}"] = "summary"
-        jpype.startJVM(
-            self.spec.jvm_library, *self.spec.jvm_options, classpath=self.spec.classpath, convertStrings=False
-        )
+        if level != "off":
+            os.environ[f"NMT_LEVEL_{os.getpid()}"] = level
+        # JPype registers its GC link (native/common/jp_gc.cpp: System.gc() when a mallinfo() prediction passes a
+        # limit) as a Python gc callback during startJVM, twice. mallinfo() answers 0 under allocators that do not
+        # export it, so the link makes the Java heap depend on the allocator; with Python's collector off during
+        # start-up it cannot fire before it is removed (tcmalloc's real mallinfo fires it during start-up).
+        keep_link = self.scenario.jvm.jpype_gc_link
+        if not keep_link:
+            gc.disable()
+        try:
+            jpype.startJVM(
+                self.spec.jvm_library, *self.spec.jvm_options, classpath=self.spec.classpath, convertStrings=False
+            )
+        finally:
+            if not keep_link:
+                import _jpype
+
+                gc.callbacks[:] = [c for c in gc.callbacks if c is not _jpype._collect]
+                gc.enable()
         system = jpype.JClass("java.lang.System")
         self.NativeMemory = jpype.JClass("workbench.jvm.NativeMemory")
         self.Kernels = jpype.JClass("workbench.jvm.IntVectorKernels")
         self.VectorKernels = jpype.JClass("workbench.jvm.VectorKernels")
         self.System = system
-        nmt_text = str(self.NativeMemory.query("summary"))
-        self.nmt_enabled = parse_summary(nmt_text) is not None
+        if level == "off":
+            nmt = "off: not asked for (nmt: off)"
+        else:
+            nmt_text = str(self.NativeMemory.query("summary"))
+            self.nmt_enabled = parse_summary(nmt_text) is not None
+            nmt = level if self.nmt_enabled else f"off: {nmt_text.strip()}"
         import pyarrow
 
         self.emit(JvmStarted(
             version=str(system.getProperty("java.runtime.version")),
             vm=str(system.getProperty("java.vm.name")),
-            nmt="summary" if self.nmt_enabled else f"off: {nmt_text.strip()}",
+            nmt=nmt,
             pyarrow_memory_pool=pyarrow.default_memory_pool().backend_name,
+            jpype_gc_link=keep_link,
+        ))
+
+    def _count_collections(self) -> None:
+        import _jpype
+
+        beans = jpype.JClass("java.lang.management.ManagementFactory").getGarbageCollectorMXBeans()
+        self.emit(JvmCounters(
+            gc_collections=sum(max(int(bean.getCollectionCount()), 0) for bean in beans),
+            gc_time_ms=sum(max(int(bean.getCollectionTime()), 0) for bean in beans),
+            jpype_gc_triggered=int(_jpype.gcStats()["triggered"]),
         ))
 
     def _snapshot(self, label: str) -> None:
