@@ -36,6 +36,9 @@ Nmt = Annotated[Optional[str], typer.Option(
 JpypeGcLink = Annotated[bool, typer.Option(
     "--jpype-gc-link", help="Keep JPype's GC link (System.gc() driven by mallinfo(), which makes the Java heap "
                             "depend on the allocator); it is cut at start-up by default.")]
+Repeat = Annotated[int, typer.Option(
+    "--repeat", min=1, max=100, help="Run it N times, each in a fresh worker: the report shows the median run and "
+                                     "every figure's median and min-max; `diff` then tells noise from change.")]
 Html = Annotated[bool, typer.Option(help="Write report.html into the run directory (`workbench report RUN --format "
                                          "html` draws it later).")]
 

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from workbench.figures import FIGURES, Figure
+from workbench.figures import BY_KEY, FIGURES, Figure
 from workbench.report.model import JvmSection, Report
 from workbench.units import format_bytes
 
@@ -136,6 +136,8 @@ def render_text(report: Report, console: Console) -> None:
     console.print(table)
     if report.baseline:
         console.print(Text(f"Second line of a cell: change since '{report.baseline}'.", style="dim"))
+    if report.repeats is not None:
+        render_spread(report, console)
     for line in findings(report):
         console.print(f"• {line}")
     for leak in report.leaks:
@@ -184,3 +186,35 @@ def gc_summary(jvm: JvmSection) -> str | None:
         triggered = f", {jvm.jpype_gc_triggered} triggered by it" if jvm.jpype_gc_triggered is not None else ""
         parts.append(f"JPype's GC link {link}{triggered}")
     return "; ".join(parts)
+
+
+def render_spread(report: Report, console: Console) -> None:
+    """Repeated runs: per figure and snapshot, the median and the min..max of all runs."""
+    repeats = report.repeats
+    assert repeats is not None
+    labels = list(dict.fromkeys(s.label for s in repeats.figures))
+    by_place = {(s.label, s.figure): s for s in repeats.figures}
+    figures = list(dict.fromkeys(s.figure for s in repeats.figures))
+    ok = sum(status == "ok" for status in repeats.statuses)
+    console.print(Text(f"{repeats.count} runs ({ok} ok); the table above is run {repeats.shown + 1}, the median by "
+                       "anonymous RSS at the last snapshot. Per figure: median, and min..max below it.", style="dim"))
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table.add_column("figure", no_wrap=True)
+    for label in labels:
+        table.add_column(label, justify="right", no_wrap=True)
+    for key in figures:
+        if all(by_place[(label, key)].median is None for label in labels if (label, key) in by_place):
+            continue
+        cells = []
+        for label in labels:
+            place = by_place.get((label, key))
+            if place is None or place.median is None or place.min is None or place.max is None:
+                cells.append(Text("-", style="dim"))
+            else:
+                cells.append(Text(f"{format_bytes(place.median)}\n{spread_range(place.min, place.max)}"))
+        table.add_row(BY_KEY[key].name, *cells)
+    console.print(table)
+
+
+def spread_range(low: int, high: int) -> str:
+    return "all equal" if low == high else f"{format_bytes(low)}..{format_bytes(high)}"
