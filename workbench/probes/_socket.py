@@ -18,10 +18,10 @@ def socket_dir() -> Path:
     return Path(f"/tmp/workbench-{os.geteuid()}")
 
 
-def ask(path: Path, command: str, timeout: float, max_bytes: int) -> bytes:
+def ask(path: Path, command: str, timeout: float | None, max_bytes: int) -> bytes:
     """Send ``command`` and return the reply up to and including its newline (or what came before the peer closed).
 
-    Raises FileNotFoundError, TimeoutError or another OSError; the callers turn them into their own errors.
+    ``timeout`` None: wait as long as the peer lives (`await-exit`). Raises FileNotFoundError, TimeoutError or another OSError; the callers turn them into their own errors.
     """
     reply = b""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:

@@ -117,6 +117,8 @@ class ExternalSampler:
             process, smaps = read_process(self.pid)
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             return None
+        if process.rss_bytes == 0:
+            return None  # an exiting process (its mappings already gone): no figure of it is a measurement
         nmt, runtime, nmt_text = self._jvm()
         allocator = self._allocator()
         snapshot = {
@@ -260,7 +262,9 @@ def external_report(sampler: ExternalSampler, argv: list[str], shown: list[str],
                     interrupted_by: str | None = None, error: RunError | None = None) -> Report:
     """The report of a program that `exec` ran (``exit_code`` set) or a process `attach` watched (None)."""
     raw = list(sampler.snapshots)
-    if sampler.latest is not None and (not raw or sampler.latest["t_ms"] > raw[-1]["t_ms"]):
+    # "last" (the latest periodic one) only stands in for an end that was not seen: no "exit" snapshot.
+    exited = any(s["label"] == "exit" for s in raw)
+    if not exited and sampler.latest is not None and (not raw or sampler.latest["t_ms"] > raw[-1]["t_ms"]):
         raw.append(sampler.latest)
     snapshots, baseline = with_deltas([_SNAPSHOT.validate_python(s) for s in raw], "unknown")
     info = sampler.allocator_info or {}
