@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from workbench._errors import BadInput
+from workbench._files import WriteFailed, appending
 from workbench.probes import jvm_agent, native_probe
 from workbench.probes._socket import ask
 from workbench.probes.nmt import NmtSummary, parse_summary
@@ -68,6 +69,7 @@ class ExternalSampler:
     allocator_info: dict[str, Any] | None = None
     jvm_info: dict[str, Any] | None = None
     sources: dict[str, str] = field(default_factory=dict)  # layer -> where its figures came from
+    write_failure: WriteFailed | None = None  # the run directory refused a file: sampling stopped, the run fails
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -124,10 +126,18 @@ class ExternalSampler:
             "arrow": None, "nmt": asdict(nmt) if nmt else None, "allocator": asdict(allocator) if allocator else None,
             "process": asdict(process), "jvm_runtime": runtime,
         }
-        layout.write_raw(self.run_dir, "smaps", label, "txt", smaps)
-        if nmt_text:
-            layout.write_raw(self.run_dir, "nmt", label, "txt", nmt_text)
+        try:
+            layout.write_raw(self.run_dir, "smaps", label, "txt", smaps)
+            if nmt_text:
+                layout.write_raw(self.run_dir, "nmt", label, "txt", nmt_text)
+        except WriteFailed as failure:
+            self._failed(failure)  # the figures are kept in the report; their raw text could not be
         return snapshot
+
+    def _failed(self, failure: WriteFailed) -> None:
+        if self.write_failure is None:
+            self.write_failure = failure
+        self.stop()
 
     def take(self, label: str) -> dict[str, Any] | None:
         """A labelled snapshot kept in the report."""
@@ -148,7 +158,13 @@ class ExternalSampler:
 
     def run(self, full_every_s: float = 1.0) -> None:
         """Sample until stop() or the process exits; keep the latest full snapshot for the end."""
-        with (self.run_dir / layout.SAMPLES).open("a", encoding="utf-8", buffering=1) as out:
+        try:
+            self._run(full_every_s)
+        except WriteFailed as failure:
+            self._failed(failure)
+
+    def _run(self, full_every_s: float) -> None:
+        with appending(self.run_dir / layout.SAMPLES) as out:
             count, next_full = 0, 0.0
             while not self._stop.is_set():
                 began = time.perf_counter()
@@ -156,7 +172,7 @@ class ExternalSampler:
                 if sample is None:
                     break
                 sample["cost_us"] = round((time.perf_counter() - began) * 1e6, 1)
-                out.write(json.dumps(sample) + "\n")
+                out.write_line(json.dumps(sample))
                 if time.monotonic() >= next_full:
                     with self._lock:
                         latest = self.snapshot("last")
@@ -266,6 +282,8 @@ def external_report(sampler: ExternalSampler, argv: list[str], shown: list[str],
     info = sampler.allocator_info or {}
     jvm = sampler.jvm_info or {}
     hs_err = run_dir.hs_err()
+    if error is None and sampler.write_failure is not None:
+        error = RunError(type=WriteFailed.__name__, message=sampler.write_failure.message)
     return Report(
         scenario=ScenarioSection(name="exec" if exit_code is not None else f"attach {sampler.pid}",
                                  description=_shorten(shlex.join(shown)), source=shlex.join(shown)),
