@@ -7,6 +7,7 @@ import errno
 import json
 import multiprocessing
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.unit.reports import jemalloc_report
 from workbench._errors import BadInput, RunFailed
 from workbench._files import WriteFailed, appending, creatable_problem, is_partial, write_atomically
 from workbench.cli.options import json_target
+from workbench.probes._socket import reclaim_stale
 from workbench.protocol import layout
 from workbench.report.model import report_to_json
 from workbench.report.timeline import write_timeline
@@ -197,3 +199,37 @@ def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path: 
     assert all(is_partial(p.name) for p in (stale, live, other)) and not is_partial("report.json")
     write_atomically(target, "{}")
     assert entries(tmp_path) == sorted([live.name, other.name, "report.json"])
+
+
+def listening_socket(path: Path) -> socket.socket:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    return server
+
+
+def test_sockets_of_processes_that_are_gone_are_reclaimed(tmp_path: Path) -> None:
+    gone, alive = dead_pid(), os.getpid()
+    servers = [listening_socket(tmp_path / f"{kind}-{pid}.sock")
+               for kind in ("probe", "agent", "exec") for pid in (gone, alive)]
+    (tmp_path / f"probe-{dead_pid()}.sock.txt").write_text("not a socket name")
+    (tmp_path / f"agent-{dead_pid()}.sock").write_text("not a socket")
+    (tmp_path / f"other-{gone}.sock").write_text("not ours")
+    kept = entries(tmp_path)
+    try:
+        assert sorted(p.name for p in reclaim_stale(tmp_path)) == sorted(f"{k}-{gone}.sock" for k in ("probe", "agent", "exec"))
+        assert entries(tmp_path) == sorted(set(kept) - {f"{k}-{gone}.sock" for k in ("probe", "agent", "exec")})
+    finally:
+        for server in servers:
+            server.close()
+
+
+def test_reclaiming_one_pid_leaves_the_others(tmp_path: Path) -> None:
+    first, second = dead_pid(), dead_pid()
+    servers = [listening_socket(tmp_path / f"probe-{pid}.sock") for pid in (first, second)]
+    try:
+        assert [p.name for p in reclaim_stale(tmp_path, first)] == [f"probe-{first}.sock"]
+        assert entries(tmp_path) == [f"probe-{second}.sock"]
+    finally:
+        for server in servers:
+            server.close()

@@ -25,7 +25,7 @@ from pydantic import TypeAdapter
 from workbench._errors import BadInput
 from workbench._files import WriteFailed, appending
 from workbench.probes import jvm_agent, native_probe
-from workbench.probes._socket import ask
+from workbench.probes._socket import ask, reclaim_stale
 from workbench.probes.nmt import NmtSummary, parse_summary
 from workbench.probes.process import read_process
 from workbench.probes.process_status import read_status
@@ -230,11 +230,14 @@ class ControlServer:
                     continue
 
     def close(self) -> None:
+        """Stop serving and remove the socket; the program's own (probe, agent) too when it is gone, as a program
+        that crashed or was killed leaves them."""
         self._server.close()
         try:
             self.path.unlink()
         except FileNotFoundError:
             pass
+        reclaim_stale(self.path.parent, self._sampler.pid)
 
 
 def _label_problem(label: str) -> str | None:
@@ -261,13 +264,15 @@ def find_jcmd(java: str | None) -> str | None:
 
 
 def private_dir(directory: Path) -> Path:
-    """The per-user socket directory: created 0700, refused when it is a symlink or anyone else can enter it."""
+    """The per-user socket directory: created 0700, refused when it is a symlink or anyone else can enter it; the
+    sockets left in it by processes that are gone (killed by SIGKILL) are removed."""
     if directory.is_symlink():
         raise BadInput(f"{directory}: is a symbolic link; refusing it as the private socket directory")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = directory.stat()
     if info.st_uid != os.getuid() or info.st_mode & 0o077:
         raise BadInput(f"{directory}: must be owned by you with mode 0700 (it holds the probe's sockets)")
+    reclaim_stale(directory)
     return directory
 
 
