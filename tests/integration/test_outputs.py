@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,6 +84,23 @@ def test_a_run_directory_that_fills_up_fails_the_run_and_keeps_what_fitted(small
         assert json.loads(line)["t_ms"] >= 0  # whole lines only
     assert [p for p in out.rglob("*") if is_partial(p.name)] == []  # no temporary left, no half file
     assert list((out / "smaps").iterdir()) == []
+
+
+def test_exec_into_a_directory_that_fills_up_stops_sampling_and_fails_the_run(small_tmpfs: Path, tmp_path: Path) -> None:
+    out = small_tmpfs / "run"
+    code, stderr = finish(start("exec", "--allocator", "glibc", "--out", str(out), "--quiet", "--",
+                                *reference_command(100), cwd=tmp_path))
+    assert code == 3
+    ours = [line for line in stderr.splitlines() if line.startswith("workbench")]  # the rest is the program's
+    # (report.html, the largest, may not fit either: then the line says so)
+    assert len(ours) == 1 and re.fullmatch(rf"workbench: (WriteFailed: )?cannot write {re.escape(str(out))}/\S+: "
+                                           r"No space left on device( \(report.html not written either\))?",
+                                           ours[0]), stderr
+    assert "Traceback" not in stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "failed" and report["error"]["type"] == "WriteFailed"
+    assert report["program"]["exit_code"] == 0  # the program ran to its end
+    assert [p for p in out.rglob("*") if is_partial(p.name)] == []
 
 
 def sockets(directory: Path) -> list[str]:
