@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from workbench._errors import BadInput
+from workbench._files import creatable_problem, os_reason
 from workbench.units import parse_duration_ms
 from workbench.values import parse_label
 
@@ -82,6 +83,13 @@ def label(option: str, value: str) -> str:
 def json_target(path: Path, inputs: tuple[Path, ...] = ()) -> Path:
     """A path ``--json`` may write: a new file or an existing regular file that is none of ``inputs`` (the scenario
     file) and not inside the installed package, in a writable directory that exists."""
+    try:
+        return _json_target(path, inputs)
+    except OSError as error:  # a name too long for the file system, a loop of symlinks
+        raise BadInput(f"--json {path}: {os_reason(error)}") from None
+
+
+def _json_target(path: Path, inputs: tuple[Path, ...]) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise BadInput(f"--json {path}: is a directory (expected a file path)")
@@ -97,4 +105,6 @@ def json_target(path: Path, inputs: tuple[Path, ...] = ()) -> Path:
         raise BadInput(f"--json {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise BadInput(f"--json {path}: directory {parent} is not writable")
+    if (problem := creatable_problem(path)) is not None:  # a read-only mount, a name too long, /proc
+        raise BadInput(f"--json {path}: cannot be written: {problem}")
     return path

@@ -24,6 +24,7 @@ from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
 from workbench.run.run_dir import RunDir, crash_line, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench._errors import BadInput
+from workbench._files import open_output
 from workbench.scenario import Scenario, load_scenario, resolve_scenario
 from workbench.scenario.loader import is_bundled
 from workbench.scenario.trust import untrusted_values
@@ -112,7 +113,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     events: list[Event] = []
     environment = preload_environment(allocator_preload(run.allocator), run.malloc_conf,
                                       extra={"ARROW_DEFAULT_MEMORY_POOL": "system"}, python=True)
-    with run_dir.worker_log.open("w") as log:
+    with os.fdopen(open_output(run_dir.worker_log), "w") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "workbench.worker", str(run_dir.spec), str(write_end)],
             env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
