@@ -69,6 +69,9 @@ def findings(report: Report) -> list[str]:
                 if path in peak.deltas:
                     parts.append(f"{name} by {peak.deltas[path]:,} B")
             lines.append(", ".join(parts) + f" (since '{report.baseline}').")
+    pushed = nmt_pushed_classes(report)
+    if pushed is not None:
+        lines.append(pushed)
     if report.checks.zero_copy is not None:
         same = "the same address as" if report.checks.zero_copy else "NOT the same address as"
         lines.append(
@@ -76,6 +79,34 @@ def findings(report: Report) -> list[str]:
             f"{same} Java's; sum {report.checks.sum:,} (Java: {report.checks.java_sum:,})."
         )
     return lines
+
+
+def nmt_pushed_classes(report: Report) -> str | None:
+    """With NMT on under jemalloc: the large size class just above a power of two that grew most since the first
+    snapshot, and what a request of exactly that power of two costs there."""
+    if report.jvm.nmt is None or report.jvm.nmt.startswith("off") or report.allocator.backend != "jemalloc":
+        return None
+    if not report.snapshots:
+        return None
+    first = {c.size_bytes: c.count for c in report.snapshots[0].size_classes or [] if c.kind == "large"}
+    best: tuple[int, str, int, int, int] | None = None  # (grown bytes, label, class size, grown count, power of 2)
+    for snapshot in report.snapshots[1:]:
+        for size_class in snapshot.size_classes or []:
+            power = 1 << (size_class.size_bytes.bit_length() - 1)
+            # jemalloc has four large classes per doubling: the first above 2^k is 2^k + 2^k/4.
+            if size_class.kind != "large" or power < 1 << 20 or size_class.size_bytes != power + power // 4:
+                continue
+            grown = size_class.count - first.get(size_class.size_bytes, 0)
+            if grown > 0 and (best is None or grown * size_class.size_bytes > best[0]):
+                best = (grown * size_class.size_bytes, snapshot.label, size_class.size_bytes, grown, power)
+    if best is None:
+        return None
+    total, label, size, count, power = best
+    return (f"At '{label}' jemalloc's {format_bytes(size)} class, the one just above {format_bytes(power)}, holds "
+            f"{count} more extent(s) than at '{report.snapshots[0].label}' ({total:,} B). NMT ({report.jvm.nmt}) adds "
+            f"a header to every malloc, so a request of exactly {format_bytes(power)} (Arrow's buffers and Netty's "
+            f"chunks are powers of two) lands in this class: {size - power:,} B ({(size - power) / power:.0%}) more "
+            "per allocation than asked for. `--nmt off` measures without NMT.")
 
 
 def size_classes_note(report: Report) -> str | None:
