@@ -88,7 +88,8 @@ class Session:
     def run(self) -> None:
         probe = allocator_probe.detect()
         self.allocator_probe = probe
-        self.emit(AllocatorDetected(**asdict(probe.info)))
+        settings = allocator_probe.conf_settings(probe, os.environ.get("MALLOC_CONF"))
+        self.emit(AllocatorDetected(**{**asdict(probe.info), "settings": settings}))
         self._start_jvm()
         sampler = self._start_sampler()
         steps_started = time.perf_counter()
