@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -142,3 +143,79 @@ def test_a_conf_refused_inside_the_measured_process_fails_the_run(tmp_path: Path
     assert (report.error.type, report.error.message) == (
         "MallocConfRejected", "--malloc-conf: jemalloc in the process refused it (Invalid conf pair: nonsense:1) and "
                               "ran without it")
+
+
+def cache_with_copies(tmp_path: Path, copied: str) -> tuple[dict[str, str], Path]:
+    """A cache (XDG_CACHE_HOME) whose ``copied`` area (probe/, jvm/) is a copy of the real one, the rest linked."""
+    from workbench._resources import cache_dir
+
+    real = cache_dir()
+    cache = tmp_path / "cache" / "workbench"
+    cache.mkdir(parents=True)
+    for area in ("allocators", "jvm", "probe"):
+        if area == copied:
+            shutil.copytree(real / area, cache / area, symlinks=True,
+                            ignore=shutil.ignore_patterns("*.lock", ".build-*", "failed-*"))
+        else:
+            (cache / area).symlink_to(real / area)
+    return {"XDG_CACHE_HOME": str(cache.parent)}, cache / copied
+
+
+@pytest.mark.jvm
+def test_a_damaged_cached_probe_is_rebuilt_and_the_run_works(tmp_path: Path) -> None:
+    env, area = cache_with_copies(tmp_path, "probe")
+    library = next(area.glob("*/libworkbench-probe.so"))
+    library.write_bytes(library.read_bytes()[:1000])
+    out = tmp_path / "exec"
+    result = run_workbench("exec", "--allocator", "glibc", "--out", str(out), "--", "java", "-version", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"workbench: the cached allocator probe is damaged ({library} ")
+    assert f"; rebuilding it in {library.parent}\n" in result.stderr
+    assert library.stat().st_size > 10_000
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "ok" and report["allocator"]["backend"] == "glibc"
+    # The next use finds the rebuilt probe sound and says nothing about it.
+    again = run_workbench("exec", "--allocator", "glibc", "--out", str(tmp_path / "again"), "--", "java", "-version",
+                          env=env)
+    assert again.returncode == 0 and "is damaged" not in again.stderr and "Building" not in again.stderr
+
+
+@pytest.mark.jvm
+@pytest.mark.slow
+def test_a_damaged_kernels_jar_is_rebuilt_and_the_run_works(tmp_path: Path) -> None:
+    env, area = cache_with_copies(tmp_path, "jvm")
+    entry = next(p for p in area.iterdir() if p.is_dir())
+    jar = next((entry / "project" / "target").glob("*.jar"))
+    classpath = (entry / "classpath.txt").read_text().split(":")
+    (entry / "classpath.txt").write_text(":".join([str(jar), *classpath[1:]]))  # the copy's own jar
+    jar.write_bytes(jar.read_bytes()[:2000])
+    out = tmp_path / "run"
+    result = run_workbench("run", "arrow-intvector", "--hold", "0", "--allocator", "glibc", "--out", str(out),
+                           env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"workbench: the cached Java kernels are damaged ({jar} changed since it was "
+                                    "built (sha256 ")
+    assert f"; rebuilding them in {entry}\n" in result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "ok"
+    assert next(s for s in report["snapshots"] if s["label"] == "allocated")["arrow"]["allocated_bytes"] == 524288
+
+
+@pytest.mark.jvm
+def test_a_watchdog_that_dies_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The one monkeypatch here: nothing a user gives can make the watchdog's stop raise, so it is made to.
+    from workbench.run import scenario as scenario_run
+
+    def broken_stop(self: object, reason: str) -> None:
+        if reason == "timeout":
+            raise RuntimeError("the watchdog broke")
+
+    monkeypatch.setattr(scenario_run._WorkerStopper, "stop", broken_stop)
+    path = tmp_path / "slow.yaml"
+    path.write_text("name: slow\ndescription: d\nallocator: glibc\ntimeout: 500ms\nsteps:\n  - hold: 3s\n")
+    prepared = prepare(RunRequest(str(path)))
+    report = execute(prepared, RunDir.claim("unused", tmp_path / "run"), quiet=True, html=False)
+    assert report.status == "failed" and report.error is not None
+    assert (report.error.type, report.error.message) == (
+        "WatchdogDied", "the watchdog thread died: RuntimeError: the watchdog broke (the run was not guarded by its "
+                        "timeout)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from workbench._errors import BadInput
 from workbench.report.model import RunError
-from workbench.toolchain.allocators import AllocatorChoice
+from workbench.toolchain.allocators import AllocatorChoice, check_allocator, ready_allocator
 from workbench.toolchain.elf import NotAnAllocator, defined_functions
 
 # The directory that holds the workbench package, for Python children (`python -m workbench.worker`).
@@ -161,3 +161,14 @@ def malloc_conf_finding(settings: list[dict[str, object]] | None, log_text: str,
                             message=f"{option}: asked for {setting['key']}:{setting['asked']}, but jemalloc in the "
                                     f"process uses {setting['key']}:{effective}")
     return None
+
+
+def check_scenario_allocator(allocator: str, malloc_conf: str | None, source: str) -> None:
+    """What a run checks of a scenario file's ``allocator`` and ``malloc_conf`` before it starts, with the same
+    messages, for ``validate``; builds nothing (a conf for a jemalloc not built yet is checked by the run)."""
+    option = f"{source}: allocator"
+    check_allocator(allocator, option)
+    if malloc_conf:
+        choice = ready_allocator(allocator, option)
+        if choice is not None:
+            check_malloc_conf(choice, malloc_conf, f"{source}: malloc_conf")

@@ -119,8 +119,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         )
         os.close(write_end)
         stopper = _WorkerStopper(worker)
-        watchdog = threading.Timer(run.scenario.timeout / 1000, stopper.stop, args=("timeout",))
-        watchdog.daemon = True
+        watchdog = _Watchdog(run.scenario.timeout / 1000, stopper)
         watchdog.start()
         try:
             with on_stop_signals(stopper.stop), os.fdopen(read_end, encoding="utf-8") as stream:
@@ -137,7 +136,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
             watchdog.cancel()
             stopper.stop("exit")  # nothing the run started may outlive it
             _remove_perf_data(worker.pid)
-    failure = stopper.finding(run) or _worker_finding(run, events, exit_code, run_dir)
+    failure = watchdog.finding() or stopper.finding(run) or _worker_finding(run, events, exit_code, run_dir)
     hs_err = run_dir.hs_err()
     if hs_err is not None and failure is not None and failure.type in ("Signal", "WorkerDied"):
         failure = RunError(type="JvmCrash", message=f"{crash_line(hs_err)} ({failure.message}; see {hs_err})")
@@ -170,6 +169,34 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         )
     run_dir.finish(report, html)
     return report
+
+
+class _Watchdog(threading.Thread):
+    """Stops the worker when the scenario's timeout has passed. If this thread dies, the run was not guarded: the
+    exception is kept and fails the run."""
+
+    def __init__(self, timeout_s: float, stopper: _WorkerStopper) -> None:
+        super().__init__(name="workbench-watchdog", daemon=True)
+        self._timeout_s = timeout_s
+        self._stopper = stopper
+        self._cancelled = threading.Event()
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            if not self._cancelled.wait(self._timeout_s):
+                self._stopper.stop("timeout")
+        except BaseException as exc:
+            self.failure = exc
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def finding(self) -> RunError | None:
+        if self.failure is None:
+            return None
+        return RunError(type="WatchdogDied", message=f"the watchdog thread died: {type(self.failure).__name__}: "
+                                                     f"{self.failure} (the run was not guarded by its timeout)")
 
 
 class _WorkerStopper:

@@ -7,11 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from workbench._errors import BadInput
 from workbench._files import sha256_file
 from workbench.protocol.provenance import Provenance
 from workbench.toolchain.elf import NotAnAllocator, check_allocator_library
+
+if TYPE_CHECKING:
+    from workbench.toolchain.jemalloc import BuiltAllocator
 
 
 @dataclass(frozen=True)
@@ -122,12 +126,7 @@ def resolve_allocator(name: str, quiet: bool = False, option: str = "--allocator
     if name == "jemalloc":
         from workbench.toolchain.jemalloc import ensure_jemalloc
 
-        built = ensure_jemalloc(quiet=quiet)
-        return AllocatorChoice(
-            "jemalloc", built.library, "jemalloc",
-            Provenance("built", None, built.library_sha256, list(built.configure_args), built.source,
-                       built.source_sha256),
-        )
+        return _built_choice(ensure_jemalloc(quiet=quiet))
     if name in SYSTEM_ALLOCATORS:
         path = find_system_allocator(name)
         assert path is not None  # check_allocator found it
@@ -135,3 +134,20 @@ def resolve_allocator(name: str, quiet: bool = False, option: str = "--allocator
                                Provenance("system", _package_of(path), sha256_file(path)))
     resolved = Path(name).resolve()
     return AllocatorChoice(str(resolved), resolved, None, Provenance("file", None, sha256_file(resolved)))
+
+
+def _built_choice(built: BuiltAllocator) -> AllocatorChoice:
+    return AllocatorChoice(
+        "jemalloc", built.library, "jemalloc",
+        Provenance("built", None, built.library_sha256, list(built.configure_args), built.source, built.source_sha256),
+    )
+
+
+def ready_allocator(name: str, option: str = "--allocator") -> AllocatorChoice | None:
+    """Like :func:`resolve_allocator`, but never builds: None for a jemalloc that is not built yet."""
+    if name == "jemalloc":
+        from workbench.toolchain.jemalloc import cached_jemalloc
+
+        built = cached_jemalloc()
+        return _built_choice(built) if built is not None else None
+    return resolve_allocator(name, option=option)

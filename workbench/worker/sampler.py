@@ -32,6 +32,7 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="workbench-sampler", daemon=True)
         self.samples = 0
         self.cost_s = 0.0
+        self.failure: BaseException | None = None  # what ended the thread early; the run fails with it
 
     def start(self) -> None:
         self._thread.start()
@@ -50,7 +51,19 @@ class Sampler:
         sample["cost_us"] = round((time.perf_counter() - began) * 1e6, 1)
         return sample
 
+    def failure_line(self) -> str | None:
+        """One line for a sampler that died (``OSError: [Errno 28] No space left on device``), else None."""
+        if self.failure is None:
+            return None
+        return f"the sampler thread died: {type(self.failure).__name__}: {self.failure}"
+
     def _loop(self) -> None:
+        try:
+            self._sample_until_stopped()
+        except BaseException as exc:  # a timeline with a hole is not a timeline: the run reports it and fails
+            self.failure = exc
+
+    def _sample_until_stopped(self) -> None:
         # Line-buffered appends: a sample is on disk as soon as it is taken, so a crash keeps everything before it.
         with self._path.open("a", encoding="utf-8", buffering=1) as out:
             count = 0

@@ -102,6 +102,9 @@ class Session:
                 self.emit(SamplerStopped(samples=sampler.samples, cost_ms=round(sampler.cost_s * 1000, 3),
                                          interval_ms=self.scenario.sample_interval,
                                          steps_ms=round((time.perf_counter() - steps_started) * 1000, 3)))
+        died = sampler.failure_line() if sampler is not None else None
+        if died is not None:
+            raise StepError(StepFailed(type="SamplerDied", message=died))
 
     def _start_sampler(self) -> Sampler | None:
         if self.scenario.sample_interval <= 0:
