@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from workbench._errors import BadInput, WorkbenchError
-from workbench.run.environment import preload_environment
+from workbench.protocol.provenance import Provenance
+from workbench.run.environment import preload_environment, preload_mismatch
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
-from workbench.toolchain.allocators import NAMES, SYSTEM_ALLOCATORS, resolve_allocator
+from workbench.toolchain.allocators import NAMES, SYSTEM_ALLOCATORS, AllocatorChoice, resolve_allocator
 from workbench.toolchain.debian_source import APT_TOOLS
 from workbench.toolchain.jemalloc import BUILD_TOOLS as JEMALLOC_BUILD_TOOLS
 from workbench.toolchain.jemalloc import ensure_jemalloc, lookup_jemalloc
@@ -257,6 +258,10 @@ def _load_check(name: str, library: Path | None, expected: str, needed: bool, fi
     shown = f"{answer['backend']} {answer['version'] or '(version unknown)'} ({answer['library']})"
     if answer["backend"] != expected:
         return Check(check, "FAIL", f"expected {expected} to answer malloc, found {shown}", fix, needed, found)
+    mismatch = preload_mismatch(AllocatorChoice(name, library, expected, Provenance("none")), answer["backend"],
+                                answer["library"])
+    if mismatch is not None:  # the right kind of allocator, but not the file that was preloaded
+        return Check(check, "FAIL", mismatch.message, fix, needed, found)
     if not answer["figures"]:
         return Check(check, "FAIL", f"{shown}: its statistics returned no figures", fix, needed, found)
     count = len(answer["figures"])

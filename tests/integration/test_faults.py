@@ -154,16 +154,20 @@ def test_four_runs_at_once_give_four_intact_run_directories(tmp_path: Path) -> N
 def test_scenario_values_stay_data_and_never_reach_a_shell(tmp_path: Path) -> None:
     scenario = tmp_path / "inject.yaml"
     scenario.write_text((ROOT / "scenarios" / "arrow-intvector.yaml").read_text()
-                        .replace("options: []", "options: ['-Dx=$(touch pwned1); touch pwned2']")
-                        .replace("malloc_conf: null", "malloc_conf: 'x; touch pwned3'"))
+                        .replace("options: []", "options: ['-Dx=$(touch pwned1); touch pwned2']"))
     out = tmp_path / "run"
     result = run_workbench("run", str(scenario), "--out", str(out), "--hold", "0", "--allocator", "glibc",
                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert not any((tmp_path / f"pwned{n}").exists() or (out / f"pwned{n}").exists() for n in (1, 2, 3))
     report = json.loads((out / "report.json").read_text())
     assert "-Dx=$(touch pwned1); touch pwned2" in report["jvm"]["options"]
-    assert report["allocator"]["malloc_conf"] == "x; touch pwned3"
+    # MALLOC_CONF goes to jemalloc as it is, and jemalloc refuses this one before the run starts.
+    scenario.write_text(scenario.read_text().replace("malloc_conf: null", "malloc_conf: 'x; touch pwned3'"))
+    refused = run_workbench("run", str(scenario), "--out", str(tmp_path / "refused"), "--hold", "0", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (f"workbench: {scenario}: malloc_conf x; touch pwned3: jemalloc refuses it "
+                                      "(Malformed conf string)")
+    assert not any((tmp_path / f"pwned{n}").exists() or (out / f"pwned{n}").exists() for n in (1, 2, 3))
 
 
 def test_symlinks_planted_for_run_directories_are_refused(tmp_path: Path) -> None:

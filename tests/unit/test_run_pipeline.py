@@ -48,7 +48,12 @@ def test_preload_mismatch_names_what_was_asked_and_what_answers() -> None:
                              "(/lib/x86_64-linux-gnu/libc.so.6): the preload did not take effect")
     assert preload_mismatch(JEMALLOC, "jemalloc", "/cache/libjemalloc.so.2") is None
     assert preload_mismatch(JEMALLOC, None, None) is None  # nothing detected: no claim either way
-    assert preload_mismatch(OWN, "glibc", "/lib/libc.so.6") is None  # a user's own library has no expected backend
+    # A user's own library has no expected backend, but malloc must resolve into that very file.
+    own = preload_mismatch(OWN, "glibc", "/lib/libc.so.6")
+    assert own is not None and own.message == (
+        f"asked for {OWN.name}, but malloc in the process resolves into /lib/libc.so.6 (glibc), not {OWN.library}: "
+        "the preload did not take effect (the dynamic linker could not preload it, or it does not replace malloc)")
+    assert preload_mismatch(OWN, "unknown", str(OWN.library)) is None
 
 
 def test_exit_codes_follow_the_shell() -> None:

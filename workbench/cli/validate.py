@@ -10,6 +10,7 @@ import typer
 
 from workbench._errors import BadInput
 from workbench.cli import options
+from workbench.run.environment import check_scenario_allocator
 from workbench.scenario import load_scenario
 from workbench.scenario.loader import is_bundled
 from workbench.scenario.trust import untrusted_values
@@ -30,6 +31,7 @@ def validate(
             untrusted = [] if trust or is_bundled(path) else untrusted_values(scenario)
             if untrusted:
                 raise BadInput(untrusted[0].message(str(path)))
+            check_scenario_allocator(scenario.allocator, scenario.malloc_conf, str(path))
         except BadInput as error:
             problems.append(error.message)
             print(error.message, file=sys.stderr)

@@ -14,6 +14,16 @@ from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
+class ConfSetting:
+    """One pair of MALLOC_CONF: what was asked, and the ``opt.*`` value jemalloc says it uses (None: jemalloc does not
+    report that option, e.g. an alias such as ``lg_tcache_max``)."""
+
+    key: str
+    asked: str
+    effective: bool | int | float | str | None
+
+
+@dataclass(frozen=True)
 class AllocatorInfo:
     """Which allocator answers malloc in this process, and how it was built."""
 
@@ -22,6 +32,7 @@ class AllocatorInfo:
     version: str | None
     config_prof: bool | None
     config_stats: bool | None
+    settings: list[ConfSetting] | None = None  # MALLOC_CONF read back (jemalloc); None: no conf, or not jemalloc
 
 
 @dataclass(frozen=True)
@@ -155,6 +166,17 @@ class JemallocBackend:
         narenas = ctypes.c_uint()
         raw = {"narenas": int(narenas.value)} if self._read("arenas.narenas", narenas) else {}
         return AllocatorSnapshot(backend="jemalloc", **{f"{k}_bytes": v for k, v in stats.items()}, raw=raw)
+
+    def options(self) -> dict[str, Any]:
+        """Every ``opt.*`` jemalloc reports, typed, from ``malloc_stats_print``'s JSON without the statistics."""
+        chunks: list[bytes] = []
+        callback = _WRITE_CALLBACK(lambda _opaque, text: chunks.append(text or b""))
+        self._stats_print(callback, None, b"Jmdablxeh")
+        try:
+            options = json.loads(b"".join(chunks))["jemalloc"]["opt"]
+        except (ValueError, KeyError, TypeError):
+            return {}
+        return options if isinstance(options, dict) else {}
 
     def raw_statistics(self) -> tuple[str, str] | None:
         """``malloc_stats_print`` with option ``J``: every arena, bin and extent as JSON."""
@@ -309,6 +331,17 @@ class UnknownBackend:
 
     def raw_statistics(self) -> tuple[str, str] | None:
         return None
+
+
+def conf_settings(backend: Backend, malloc_conf: str | None) -> list[ConfSetting] | None:
+    """Each pair of ``malloc_conf`` with the value jemalloc in this process says it uses; None without a conf or
+    without jemalloc."""
+    if not malloc_conf or not isinstance(backend, JemallocBackend):
+        return None
+    options = backend.options()
+    pairs = [(key.strip(), value.strip()) for key, _, value in
+             (pair.partition(":") for pair in malloc_conf.split(",") if pair.strip())]
+    return [ConfSetting(key, value, options.get(key)) for key, value in pairs]
 
 
 def detect() -> Backend:

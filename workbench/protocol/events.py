@@ -12,7 +12,7 @@ from typing import ClassVar, Union
 
 from pydantic import TypeAdapter, ValidationError
 
-from workbench.probes.allocator import AllocatorSnapshot, SizeClass
+from workbench.probes.allocator import AllocatorSnapshot, ConfSetting, SizeClass
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtSummary
 from workbench.probes.process import ProcessSnapshot
@@ -28,6 +28,7 @@ class AllocatorDetected:
     version: str | None
     config_prof: bool | None
     config_stats: bool | None
+    settings: list[ConfSetting] | None = None  # MALLOC_CONF's pairs, read back from jemalloc
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def build_report(
         if isinstance(event, AllocatorDetected):
             allocator = dataclasses.replace(
                 allocator, backend=event.backend, detected_library=event.library, version=event.version,
-                config_prof=event.config_prof, config_stats=event.config_stats,
+                config_prof=event.config_prof, config_stats=event.config_stats, settings=event.settings,
             )
         elif isinstance(event, JvmStarted):
             jvm = dataclasses.replace(jvm, version=event.version, vm=event.vm, nmt=event.nmt,

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from workbench.protocol.provenance import Provenance
-from workbench.probes.allocator import AllocatorSnapshot, SizeClass
+from workbench.probes.allocator import AllocatorSnapshot, ConfSetting, SizeClass
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtSummary
 from workbench.probes.process import ProcessSnapshot
@@ -39,6 +39,8 @@ class AllocatorSection:
     config_prof: bool | None
     config_stats: bool | None
     provenance: Provenance = Provenance("none")
+    # Each MALLOC_CONF pair: what was asked and the opt.* value jemalloc says it uses (None: not read back).
+    settings: list[ConfSetting] | None = None
 
 
 @dataclass(frozen=True)

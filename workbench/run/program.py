@@ -17,7 +17,7 @@ from workbench._errors import BadInput
 from workbench.probes import jvm_agent, native_probe
 from workbench.protocol.lifetime import die_with_parent
 from workbench.report.model import Report, RunError
-from workbench.run.environment import allocator_preload, preload_environment, preload_mismatch
+from workbench.run.environment import allocator_preload, check_malloc_conf, preload_environment, preload_mismatch
 from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
 from workbench.run.run_dir import RunDir, crash_line, run_dir_name
 from workbench.run.signals import on_stop_signals
@@ -64,6 +64,7 @@ def prepare_program(command: list[str], allocator: str, malloc_conf: str | None,
     if Path(command[0]).name != "java":
         raise BadInput(f"exec: {command[0]}: expected a java launcher (the probe and agent need a JVM)")
     choice = resolve_allocator(allocator, quiet=quiet)
+    check_malloc_conf(choice, malloc_conf)
     probe = ensure_probe(quiet=quiet)
     agent_jar = kernels_classpath(quiet=quiet)[0]
     return PreparedProgram(command, java, choice, malloc_conf, probe, agent_jar,

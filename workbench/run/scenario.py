@@ -18,7 +18,9 @@ from workbench.protocol.spec import WorkerSpec
 from workbench.report.build import build_report
 from workbench.report.model import (AllocatorSection, JvmSection, Report, RunError, ScenarioSection, report_to_dict,
                                     report_to_json)
-from workbench.run.environment import allocator_preload, preload_environment, preload_mismatch
+from workbench.run.environment import (
+    allocator_preload, check_malloc_conf, malloc_conf_finding, preload_environment, preload_mismatch,
+)
 from workbench.run.expectations import check_expectations
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
 from workbench.run.run_dir import RunDir, crash_line, run_dir_name
@@ -55,6 +57,7 @@ class PreparedRun:
     malloc_conf: str | None
     jdk: Jdk
     jvm_options: list[str]
+    malloc_conf_option: str = "--malloc-conf"  # where malloc_conf came from, for messages
 
 
 def prepare(request: RunRequest) -> PreparedRun:
@@ -73,9 +76,12 @@ def prepare(request: RunRequest) -> PreparedRun:
                    if value is not None}
     if jvm_updates:
         scenario = scenario.model_copy(update={"jvm": scenario.jvm.model_copy(update=jvm_updates)})
-    allocator = resolve_allocator(request.allocator or scenario.allocator)
+    allocator = resolve_allocator(request.allocator or scenario.allocator,
+                                  option="--allocator" if request.allocator else f"{source}: allocator")
     jdk = resolve_jdk(request.java_home)
     malloc_conf = request.malloc_conf if request.malloc_conf is not None else scenario.malloc_conf
+    malloc_conf_option = "--malloc-conf" if request.malloc_conf is not None else f"{source}: malloc_conf"
+    check_malloc_conf(allocator, malloc_conf, malloc_conf_option)
     jvm_options = [
         *([f"-XX:NativeMemoryTracking={scenario.jvm.nmt}"] if scenario.jvm.nmt != "off" else []),
         *arrow_options(jdk),
@@ -84,7 +90,7 @@ def prepare(request: RunRequest) -> PreparedRun:
         "-XX:ErrorFile=hs_err_pid%p.log",
         *scenario.jvm.options,
     ]
-    return PreparedRun(scenario, source, allocator, malloc_conf, jdk, jvm_options)
+    return PreparedRun(scenario, source, allocator, malloc_conf, jdk, jvm_options, malloc_conf_option)
 
 
 def claim_run_dir(run: PreparedRun, out: Path | None) -> RunDir:
@@ -121,8 +127,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         )
         os.close(write_end)
         stopper = _WorkerStopper(worker)
-        watchdog = threading.Timer(run.scenario.timeout / 1000, stopper.stop, args=("timeout",))
-        watchdog.daemon = True
+        watchdog = _Watchdog(run.scenario.timeout / 1000, stopper)
         watchdog.start()
         try:
             with on_stop_signals(stopper.stop), os.fdopen(read_end, encoding="utf-8") as stream:
@@ -139,7 +144,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
             watchdog.cancel()
             stopper.stop("exit")  # nothing the run started may outlive it
             _remove_perf_data(worker.pid)
-    failure = stopper.finding(run) or _worker_finding(run, events, exit_code)
+    failure = watchdog.finding() or stopper.finding(run) or _worker_finding(run, events, exit_code, run_dir)
     hs_err = run_dir.hs_err()
     if hs_err is not None and failure is not None and failure.type in ("Signal", "WorkerDied"):
         failure = RunError(type="JvmCrash", message=f"{crash_line(hs_err)} ({failure.message}; see {hs_err})")
@@ -204,6 +209,34 @@ def execute_repeated(run: PreparedRun, run_dir: RunDir, count: int, quiet: bool 
     return report
 
 
+class _Watchdog(threading.Thread):
+    """Stops the worker when the scenario's timeout has passed. If this thread dies, the run was not guarded: the
+    exception is kept and fails the run."""
+
+    def __init__(self, timeout_s: float, stopper: _WorkerStopper) -> None:
+        super().__init__(name="workbench-watchdog", daemon=True)
+        self._timeout_s = timeout_s
+        self._stopper = stopper
+        self._cancelled = threading.Event()
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            if not self._cancelled.wait(self._timeout_s):
+                self._stopper.stop("timeout")
+        except BaseException as exc:
+            self.failure = exc
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def finding(self) -> RunError | None:
+        if self.failure is None:
+            return None
+        return RunError(type="WatchdogDied", message=f"the watchdog thread died: {type(self.failure).__name__}: "
+                                                     f"{self.failure} (the run was not guarded by its timeout)")
+
+
 class _WorkerStopper:
     """Stops the worker's whole process group: TERM, then KILL after a grace period. Records why."""
 
@@ -254,7 +287,7 @@ def _remove_perf_data(pid: int) -> None:
         pass
 
 
-def _worker_finding(run: PreparedRun, events: list[Event], exit_code: int) -> RunError | None:
+def _worker_finding(run: PreparedRun, events: list[Event], exit_code: int, run_dir: RunDir) -> RunError | None:
     if exit_code < 0:
         name = signal.Signals(-exit_code).name
         hint = " (from outside, or the kernel's OOM killer: see dmesg)" if name == "SIGKILL" else ""
@@ -265,4 +298,9 @@ def _worker_finding(run: PreparedRun, events: list[Event], exit_code: int) -> Ru
     detected = next((e for e in events if isinstance(e, AllocatorDetected)), None)
     if detected is None:
         return None
-    return preload_mismatch(run.allocator, detected.backend, detected.library)
+    mismatch = preload_mismatch(run.allocator, detected.backend, detected.library)
+    if mismatch is not None or not run.malloc_conf:
+        return mismatch
+    log = run_dir.worker_log.read_text(encoding="utf-8", errors="replace") if run_dir.worker_log.is_file() else ""
+    settings = [dataclasses.asdict(s) for s in detected.settings or []]
+    return malloc_conf_finding(settings, log, run.malloc_conf_option)

@@ -13,12 +13,23 @@ from pydantic import (
     PlainSerializer,
     Tag,
     WithJsonSchema,
+    field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from workbench.toolchain.allocators import NAMES, is_library_path
 from workbench.units import parse_duration_ms
 from workbench.values import _DURATION_SCHEMA, Bytes, Label, Millis, Name
 
-ValueCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
+# What the Java kernels take (jvm/): counts and sizes of Java's int, limits and seeds of its long.
+JAVA_INT_MAX = 2**31 - 1
+JAVA_LONG_MIN, JAVA_LONG_MAX = -(2**63), 2**63 - 1
+ValueCount = Annotated[int, Field(ge=0, le=JAVA_INT_MAX)]
+JavaLong = Annotated[int, Field(ge=JAVA_LONG_MIN, le=JAVA_LONG_MAX)]
+Limit = Annotated[Bytes, Field(ge=0, le=JAVA_LONG_MAX)]
+# Threads a scenario may run at once (a threads step times the threads of what it runs, churn's included).
+MAX_THREADS = 256
 
 # Arrow's name for each allocation manager, as read from -Darrow.allocation.manager.type.
 ALLOCATION_MANAGER_PROPERTY = {"netty": "Netty", "unsafe": "Unsafe"}
@@ -40,7 +51,7 @@ class SnapshotStep(_Strict):
 
 class RootAllocatorSpec(_Strict):
     name: Name = "root"
-    limit: Bytes | None = None
+    limit: Limit | None = None
     manager: Manager | None = None  # this allocator's allocation manager; default: the scenario's
 
 
@@ -53,7 +64,7 @@ class RootAllocatorStep(_Strict):
 class ChildAllocatorSpec(_Strict):
     name: Name
     parent: Name = "root"
-    limit: Bytes | None = None
+    limit: Limit | None = None
 
 
 class ChildAllocatorStep(_Strict):
@@ -69,6 +80,16 @@ class AllocateSpec(_Strict):
     allocator: Name = "root"
     bytes_per_value: Annotated[int, Field(ge=1, le=1 << 20)] = 8  # VarCharVector's data estimate
 
+    @model_validator(mode="after")
+    def _data_fits_int_offsets(self) -> AllocateSpec:
+        # A VarCharVector's offsets are Java ints: its data buffer cannot pass 2 GiB.
+        if self.type == "VarCharVector" and self.count * self.bytes_per_value > JAVA_INT_MAX:
+            raise PydanticCustomError(
+                "too_large", "expected count x bytes_per_value of at most {limit} for a VarCharVector (its offsets "
+                             "are 32-bit), got {count} x {width}",
+                {"limit": JAVA_INT_MAX, "count": self.count, "width": self.bytes_per_value})
+        return self
+
 
 class AllocateStep(_Strict):
     """Create a vector in an allocator and ``allocateNew(count)`` it."""
@@ -79,8 +100,8 @@ class AllocateStep(_Strict):
 class FillSpec(_Strict):
     vector: Name
     pattern: Literal["sequence", "constant", "random"] = "sequence"
-    k: int = 1  # sequence: i * k; constant: k; random: uniform in [0, k)
-    seed: int = 0
+    k: JavaLong = 1  # sequence: i * k; constant: k; random: uniform in [0, k)
+    seed: JavaLong = 0
     count: ValueCount | None = None
 
 
@@ -94,8 +115,8 @@ class SetSafeSpec(_Strict):
     vector: Name
     count: ValueCount
     pattern: Literal["sequence", "constant", "random"] = "sequence"
-    k: int = 1
-    seed: int = 0
+    k: JavaLong = 1
+    seed: JavaLong = 0
 
 
 class SetSafeStep(_Strict):
@@ -131,7 +152,7 @@ class SliceStep(_Strict):
 
 class DirectBufferSpec(_Strict):
     name: Name
-    size: Bytes
+    size: Annotated[Bytes, Field(ge=0, le=JAVA_INT_MAX)]  # ByteBuffer.allocateDirect(int)
 
 
 class DirectBufferStep(_Strict):
@@ -164,13 +185,13 @@ class HoldStep(_Strict):
 
 
 class ChurnSpec(_Strict):
-    threads: Annotated[int, Field(ge=1, le=256)] = 4
+    threads: Annotated[int, Field(ge=1, le=MAX_THREADS)] = 4
     duration: Millis
     min_count: Annotated[int, Field(ge=1, le=2**28)] = 1024
     max_count: Annotated[int, Field(ge=1, le=2**28)] = 262144
-    keep_every: Annotated[int, Field(ge=0)] = 64
+    keep_every: Annotated[int, Field(ge=0, le=JAVA_INT_MAX)] = 64
     keep: Name | None = None
-    seed: int = 0
+    seed: JavaLong = 0
     allocator: Name = "root"
 
 
@@ -198,8 +219,33 @@ class RepeatStep(_Strict):
 
 
 class ThreadsSpec(_Strict):
-    count: Annotated[int, Field(ge=1, le=256)]
+    count: Annotated[int, Field(ge=1, le=MAX_THREADS)]
     steps: Annotated[list[Step], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _bounded_threads(self) -> ThreadsSpec:
+        at_once = threads_at_once(self)
+        if at_once > MAX_THREADS:
+            raise PydanticCustomError(
+                "too_many_threads", "expected at most {limit} threads at once, got {at_once} ({count} threads, each "
+                                    "running steps that start {inner})",
+                {"limit": MAX_THREADS, "at_once": at_once, "count": self.count, "inner": at_once // self.count})
+        return self
+
+
+def threads_at_once(spec: ThreadsSpec) -> int:
+    """How many threads a threads step runs at once: its count times the most that any of its steps starts."""
+    return spec.count * max(_step_threads(step) for step in spec.steps)
+
+
+def _step_threads(step: Any) -> int:
+    if isinstance(step, ThreadsStep):
+        return threads_at_once(step.threads)
+    if isinstance(step, ChurnStep):
+        return step.churn.threads
+    if isinstance(step, RepeatStep):
+        return max(_step_threads(inner) for inner in step.repeat.steps)
+    return 1
 
 
 class ThreadsStep(_Strict):
@@ -339,6 +385,15 @@ class Scenario(_Strict):
     description: str
     allocator: str = "jemalloc"
     malloc_conf: str | None = None
+
+    @field_validator("allocator")
+    @classmethod
+    def _known_allocator(cls, name: str) -> str:
+        # The same names a run takes (a library path is checked as a file when the run, or validate, prepares it).
+        if name not in NAMES and not is_library_path(name):
+            raise PydanticCustomError("unknown_allocator", "unknown allocator '{name}' (expected one of: {names}, or "
+                                                           "a path to a .so)", {"name": name, "names": ", ".join(NAMES)})
+        return name
     allocation_manager: Literal["netty", "unsafe"] = "netty"
     jvm: JvmSpec = JvmSpec()
     # The timeline: cheap fields every sample_interval (0 turns sampling off), NMT every nmt_every samples.

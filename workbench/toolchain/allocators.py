@@ -7,10 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from workbench._errors import BadInput
 from workbench._files import sha256_file
 from workbench.protocol.provenance import Provenance
+from workbench.toolchain.elf import NotAnAllocator, check_allocator_library
+
+if TYPE_CHECKING:
+    from workbench.toolchain.jemalloc import BuiltAllocator
 
 
 @dataclass(frozen=True)
@@ -79,32 +84,70 @@ def find_system_allocator(name: str) -> Path | None:
     return next((found[s] for s in SYSTEM_ALLOCATORS[name].sonames if s in found), None)
 
 
-def resolve_allocator(name: str, quiet: bool = False) -> AllocatorChoice:
-    """The library for an allocator name (see NAMES) or a path to a shared library; builds jemalloc on first use."""
+def is_library_path(name: str) -> bool:
+    """An allocator given as a file (``/path/lib.so``, ``./libmine.so.2``) rather than by name."""
+    return "/" in name or name.endswith(".so") or ".so." in name
+
+
+def check_allocator(name: str, option: str = "--allocator") -> None:
+    """BadInput (exit 2, naming ``option``) unless a run can preload ``name``: a known name (a system allocator must be
+    installed), or a file that is a shared library for this machine defining malloc and free. Builds nothing; a run
+    and ``validate`` check with this alike."""
+    if name in ("glibc", "jemalloc"):
+        return
+    if name in SYSTEM_ALLOCATORS:
+        system = SYSTEM_ALLOCATORS[name]
+        if find_system_allocator(name) is None:
+            raise BadInput(
+                f"{option} {name}: {system.sonames[0]} is not installed; install the Debian package "
+                f"{system.package} (apt-get install {system.package})"
+            )
+        return
+    if not is_library_path(name):
+        raise BadInput(f"{option} {name}: unknown allocator (expected one of: {', '.join(NAMES)}, or a path to a .so)")
+    path = Path(name)
+    if not path.is_file():
+        raise BadInput(f"{option} {name}: no such file (expected a shared library to preload)")
+    try:
+        check_allocator_library(path)
+    except NotAnAllocator as error:
+        raise BadInput(f"{option} {name}: {error} (expected an allocator: a shared library that defines malloc "
+                       "and free)") from None
+    except OSError as error:
+        raise BadInput(f"{option} {name}: cannot read it ({error.strerror or error})") from None
+
+
+def resolve_allocator(name: str, quiet: bool = False, option: str = "--allocator") -> AllocatorChoice:
+    """The library for an allocator name (see NAMES) or a path to a shared library; builds jemalloc on first use.
+    BadInput (see :func:`check_allocator`) names ``option``, where the name came from."""
+    check_allocator(name, option)
     if name == "glibc":
         return AllocatorChoice("glibc", None, "glibc", Provenance("none"))
     if name == "jemalloc":
         from workbench.toolchain.jemalloc import ensure_jemalloc
 
-        built = ensure_jemalloc(quiet=quiet)
-        return AllocatorChoice(
-            "jemalloc", built.library, "jemalloc",
-            Provenance("built", None, built.library_sha256, list(built.configure_args), built.source,
-                       built.source_sha256),
-        )
+        return _built_choice(ensure_jemalloc(quiet=quiet))
     if name in SYSTEM_ALLOCATORS:
-        system = SYSTEM_ALLOCATORS[name]
         path = find_system_allocator(name)
-        if path is None:
-            raise BadInput(
-                f"--allocator {name}: {system.sonames[0]} is not installed; install the Debian package "
-                f"{system.package} (apt-get install {system.package})"
-            )
-        return AllocatorChoice(name, path, system.backend, Provenance("system", _package_of(path), sha256_file(path)))
-    path = Path(name)
-    if "/" in name or name.endswith(".so") or ".so." in name:
-        if not path.is_file():
-            raise BadInput(f"--allocator {name}: no such file (expected a shared library to preload)")
-        resolved = path.resolve()
-        return AllocatorChoice(str(resolved), resolved, None, Provenance("file", None, sha256_file(resolved)))
-    raise BadInput(f"--allocator {name}: unknown allocator (expected one of: {', '.join(NAMES)}, or a path to a .so)")
+        assert path is not None  # check_allocator found it
+        return AllocatorChoice(name, path, SYSTEM_ALLOCATORS[name].backend,
+                               Provenance("system", _package_of(path), sha256_file(path)))
+    resolved = Path(name).resolve()
+    return AllocatorChoice(str(resolved), resolved, None, Provenance("file", None, sha256_file(resolved)))
+
+
+def _built_choice(built: BuiltAllocator) -> AllocatorChoice:
+    return AllocatorChoice(
+        "jemalloc", built.library, "jemalloc",
+        Provenance("built", None, built.library_sha256, list(built.configure_args), built.source, built.source_sha256),
+    )
+
+
+def ready_allocator(name: str, option: str = "--allocator") -> AllocatorChoice | None:
+    """Like :func:`resolve_allocator`, but never builds: None for a jemalloc that is not built yet."""
+    if name == "jemalloc":
+        from workbench.toolchain.jemalloc import cached_jemalloc
+
+        built = cached_jemalloc()
+        return _built_choice(built) if built is not None else None
+    return resolve_allocator(name, option=option)

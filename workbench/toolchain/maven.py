@@ -2,7 +2,8 @@
 
 The cache, under ``cache_dir()/jvm`` (see :mod:`workbench.toolchain.cache`)::
 
-    <sha256 of jvm/'s pom and sources, 20 hex>/   project/ (built), dependencies.txt, maven.log, classpath.txt (last)
+    <sha256 of jvm/'s pom and sources, 20 hex>/   project/ (built), dependencies.txt, maven.log, kernels.sha256 (of
+                                                  the kernels jar, checked at first use), classpath.txt (last)
     .build-kernels-<hash>-*/                      a build in progress (or killed: removed under the lock)
     failed-<hash>.log                             the Maven log of the last failed build
     <hash>.lock                                   held while building that entry
@@ -15,13 +16,17 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from workbench._errors import BadInput
+from workbench._files import sha256_file, write_atomically
 from workbench._resources import jvm_project_dir
 from workbench.toolchain.cache import BuildArea, BuildFailed, kernels_dir
 
 CLASSPATH_FILE = "classpath.txt"
+CHECKSUM_FILE = "kernels.sha256"
+_verified: set[Path] = set()  # entries whose kernels jar was checked in this process (once is enough)
 
 
 def project_hash(project: Path) -> str:
@@ -43,6 +48,40 @@ def _cached_classpath(entry: Path) -> list[str] | None:
     return classpath if all(Path(p).exists() for p in classpath) else None
 
 
+def _kernels_jar(entry: Path) -> Path | None:
+    return next((entry / "project" / "target").glob("*.jar"), None)
+
+
+def _damage(entry: Path, adopt: bool) -> str | None:
+    """Why the kernels jar of a complete entry cannot be used (changed since it was built), or None when it is sound.
+    An entry built before jars had checksums is kept when every member of its jar reads back with its CRC, and (with
+    ``adopt``) given its checksum then."""
+    if entry in _verified:
+        return None
+    jar = _kernels_jar(entry)
+    if jar is None:
+        return f"no kernels jar in {entry / 'project' / 'target'}"
+    try:
+        recorded: str | None = (entry / CHECKSUM_FILE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        recorded = None
+    actual = sha256_file(jar)
+    if recorded is None:
+        try:
+            with zipfile.ZipFile(jar) as archive:
+                broken = archive.testzip()
+        except (zipfile.BadZipFile, OSError) as error:
+            return f"{jar} is not a whole jar ({error})"
+        if broken is not None:
+            return f"{jar} is damaged ({broken} does not match its CRC)"
+        if adopt:
+            write_atomically(entry / CHECKSUM_FILE, actual + "\n")
+    elif actual != recorded:
+        return f"{jar} changed since it was built (sha256 {actual[:16]}..., built {recorded[:16]}...)"
+    _verified.add(entry)
+    return None
+
+
 def _maven(mvn: str, project: Path, entry: Path, staging: Path, log: Path) -> list[str]:
     shutil.copytree(project, staging / "project", ignore=shutil.ignore_patterns("target"))
     with log.open("w") as out:
@@ -52,8 +91,9 @@ def _maven(mvn: str, project: Path, entry: Path, staging: Path, log: Path) -> li
             cwd=staging / "project", stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     if result.returncode != 0:
-        raise BuildFailed("Maven could not build the Java kernels")
+        raise BuildFailed(f"Maven could not build the Java kernels into {entry}")
     jar = next((staging / "project" / "target").glob("*.jar"))
+    (staging / CHECKSUM_FILE).write_text(sha256_file(jar) + "\n", encoding="utf-8")
     dependencies = (staging / "dependencies.txt").read_text(encoding="utf-8").strip().split(os.pathsep)
     # The paths the classpath will have once the staging folder is the entry.
     return [str(entry / "project" / "target" / jar.name), *dependencies]
@@ -65,8 +105,11 @@ def kernels_entry(project: Path | None = None) -> Path:
 
 
 def cached_kernels(project: Path | None = None) -> list[str] | None:
-    """The classpath of the Java kernels if they are built and all its jars are still there; never builds."""
-    return _cached_classpath(kernels_entry(project))
+    """The classpath of the Java kernels if they are built, all its jars are still there and the kernels jar is the
+    one that was built; never builds."""
+    entry = kernels_entry(project)
+    classpath = _cached_classpath(entry)
+    return classpath if classpath is not None and _damage(entry, adopt=False) is None else None
 
 
 def build_kernels(project: Path | None = None, quiet: bool = False) -> tuple[list[str], bool]:
@@ -74,7 +117,7 @@ def build_kernels(project: Path | None = None, quiet: bool = False) -> tuple[lis
     Raises BadInput (exit 2) when Maven is missing, RunFailed (exit 3) when the build fails."""
     entry = kernels_entry(project)
     classpath = _cached_classpath(entry)
-    if classpath is not None:
+    if classpath is not None and _damage(entry, adopt=True) is None:
         return classpath, False
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -85,9 +128,13 @@ def build_kernels(project: Path | None = None, quiet: bool = False) -> tuple[lis
                      log_name="maven.log", manifest_name=CLASSPATH_FILE)
     with area.locked() as locked:
         classpath = _cached_classpath(entry)
-        if classpath is not None:
+        damage = _damage(entry, adopt=True) if classpath is not None else None
+        if classpath is not None and damage is None:
             return classpath, False
-        if not quiet:
+        if damage is not None:
+            print(f"workbench: the cached Java kernels are damaged ({damage}); rebuilding them in {entry}",
+                  file=sys.stderr)
+        elif not quiet:
             print(f"Building the Java kernels with Maven (first use; cached in {entry}) ...", file=sys.stderr)
         built = locked.build(entry, lambda staging, log: _maven(mvn, source, entry, staging, log),
                              manifest=os.pathsep.join)

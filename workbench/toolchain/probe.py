@@ -2,7 +2,8 @@
 
 The cache, under ``cache_dir()/probe`` (see :mod:`workbench.toolchain.cache`)::
 
-    <sha256 of native/probe's sources, 16 hex>/   libworkbench-probe.so, test_probe, build.log (moved in complete)
+    <sha256 of native/probe's sources, 16 hex>/   libworkbench-probe.so, test_probe, build.log (moved in complete),
+                                                  manifest.json (last: the sha256 of both, checked at first use)
     .build-probe-*/                               a build in progress (or killed: removed under the lock)
     failed-<entry>.log                            the log of the last failed build
     probe.lock                                    held while building
@@ -15,12 +16,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workbench._files import sha256_file, write_atomically
 from workbench._resources import native_dir
-from workbench.toolchain.cache import BuildArea, BuildFailed, probe_dir, require_tools
+from workbench.toolchain.cache import BuildArea, BuildFailed, json_text, probe_dir, read_json, require_tools
+from workbench.toolchain.elf import NotAnAllocator, defined_functions
 
 LIBRARY = "libworkbench-probe.so"
 TEST_PROGRAM = "test_probe"
 BUILD_LOG = "build.log"
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = "workbench.built-probe/1"
 # The command -> the Debian package that provides it.
 BUILD_TOOLS = {"gcc": "gcc", "make": "make"}
 
@@ -47,9 +52,40 @@ def _entry() -> Path:
     return probe_dir() / sources_hash()[:16]
 
 
+_FILES = (LIBRARY, TEST_PROGRAM)
+_verified: set[Path] = set()  # entries checked against their manifest in this process (once is enough)
+
+
 def _complete(entry: Path) -> bool:
-    # An entry is moved in whole, so both files there mean a finished build (the probe has no manifest).
+    # An entry is moved in whole, so both files there mean a finished build.
     return (entry / LIBRARY).is_file() and (entry / TEST_PROGRAM).is_file()
+
+
+def _manifest(entry: Path) -> str:
+    return json_text({"schema": MANIFEST_SCHEMA, "sha256": {name: sha256_file(entry / name) for name in _FILES}})
+
+
+def _damage(entry: Path) -> str | None:
+    """Why a complete entry cannot be used (a file changed since it was built), or None when it is sound."""
+    manifest = read_json(entry / MANIFEST)
+    recorded = manifest.get("sha256") if manifest and manifest.get("schema") == MANIFEST_SCHEMA else None
+    if not isinstance(recorded, dict):
+        return "it has no manifest" if manifest is None else "its manifest is not one this workbench writes"
+    for name in _FILES:
+        actual = sha256_file(entry / name)
+        if actual != recorded.get(name):
+            return (f"{entry / name} changed since it was built (sha256 {actual[:16]}..., built "
+                    f"{str(recorded.get(name))[:16]}...)")
+    return None
+
+
+def _sound_without_manifest(entry: Path) -> bool:
+    """An entry built before probes had manifests: kept (and given one) when its library is a whole ELF file."""
+    try:
+        defined_functions(entry / LIBRARY, ())
+    except (NotAnAllocator, OSError):
+        return False
+    return True
 
 
 def _make(staging: Path, log: Path) -> None:
@@ -57,20 +93,35 @@ def _make(staging: Path, log: Path) -> None:
         result = subprocess.run(["make", "-C", str(_sources()), f"OUT={staging}"], stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=300, check=False)
     if result.returncode != 0 or not _complete(staging):
-        raise BuildFailed(f"building the allocator probe failed (exit {result.returncode})")
+        raise BuildFailed(f"building the allocator probe into {probe_dir()} failed (exit {result.returncode})")
 
 
 def _ensure_entry(quiet: bool) -> Path:
     entry = _entry()
-    if _complete(entry):
+    if entry in _verified:
+        return entry
+    if _complete(entry) and _damage(entry) is None:
+        _verified.add(entry)
         return entry
     with _area().locked() as area:
-        if _complete(entry):
+        damage = _damage(entry) if _complete(entry) else None
+        if _complete(entry) and damage == "it has no manifest":
+            if _sound_without_manifest(entry):
+                write_atomically(entry / MANIFEST, _manifest(entry))
+                damage = None
+            else:
+                damage = f"{entry / LIBRARY} is not a whole ELF file"
+        if _complete(entry) and damage is None:
+            _verified.add(entry)
             return entry
-        require_tools(BUILD_TOOLS, "to build the allocator probe on first use")
-        if not quiet:
+        require_tools(BUILD_TOOLS, "to build the allocator probe")
+        if damage is not None:
+            print(f"workbench: the cached allocator probe is damaged ({damage}); rebuilding it in {entry}",
+                  file=sys.stderr)
+        elif not quiet:
             print(f"Building the allocator probe with gcc (first use; cached in {entry}) ...", file=sys.stderr)
-        area.build(entry, _make)
+        area.build(entry, _make, manifest=lambda _: _manifest(entry))
+    _verified.add(entry)
     return entry
 
 

@@ -33,6 +33,7 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="workbench-sampler", daemon=True)
         self.samples = 0
         self.cost_s = 0.0
+        self.failure: BaseException | None = None  # what ended the thread early; the run fails with it
 
     def start(self) -> None:
         self._thread.start()
@@ -51,7 +52,19 @@ class Sampler:
         sample["cost_us"] = round((time.perf_counter() - began) * 1e6, 1)
         return sample
 
+    def failure_line(self) -> str | None:
+        """One line for a sampler that died (``OSError: [Errno 28] No space left on device``), else None."""
+        if self.failure is None:
+            return None
+        return f"the sampler thread died: {type(self.failure).__name__}: {self.failure}"
+
     def _loop(self) -> None:
+        try:
+            self._sample_until_stopped()
+        except BaseException as exc:  # a timeline with a hole is not a timeline: the run reports it and fails
+            self.failure = exc
+
+    def _sample_until_stopped(self) -> None:
         # A sample is on disk as soon as it is taken (whole lines only), so a crash keeps everything before it.
         with appending(self._path) as out:
             count = 0

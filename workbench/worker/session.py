@@ -90,7 +90,8 @@ class Session:
     def run(self) -> None:
         probe = allocator_probe.detect()
         self.allocator_probe = probe
-        self.emit(AllocatorDetected(**asdict(probe.info)))
+        settings = allocator_probe.conf_settings(probe, os.environ.get("MALLOC_CONF"))
+        self.emit(AllocatorDetected(**{**asdict(probe.info), "settings": settings}))
         self._start_jvm()
         sampler = self._start_sampler()
         steps_started = time.perf_counter()
@@ -104,6 +105,9 @@ class Session:
                 self.emit(SamplerStopped(samples=sampler.samples, cost_ms=round(sampler.cost_s * 1000, 3),
                                          interval_ms=self.scenario.sample_interval,
                                          steps_ms=round((time.perf_counter() - steps_started) * 1000, 3)))
+        died = sampler.failure_line() if sampler is not None else None
+        if died is not None:
+            raise StepError(StepFailed(type="SamplerDied", message=died))
 
     def _start_sampler(self) -> Sampler | None:
         if self.scenario.sample_interval <= 0:
