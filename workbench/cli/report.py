@@ -24,6 +24,13 @@ class Format(str, Enum):
     json = "json"
 
 
+def _write_document(text: str) -> None:
+    """Markdown and HTML are UTF-8 documents, whatever the terminal's encoding (an ASCII one would mangle them)."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace"))
+    sys.stdout.buffer.flush()
+
+
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<time>-<scenario>-<allocator>).")],
     format: Annotated[Format, typer.Option("--format", "-f", help="How to render it.")] = Format.text,
@@ -35,7 +42,7 @@ def report(
     elif format is Format.md:
         from workbench.report.markdown import render_markdown
 
-        print(render_markdown(loaded), end="")
+        _write_document(render_markdown(loaded))
     elif format is Format.html:
         from workbench.report.html import render_html
 
@@ -43,7 +50,7 @@ def report(
         note = check_samples(directory) if directory is not None else None
         if note:
             print(f"workbench: note: {note}", file=sys.stderr)
-        print(render_html(loaded, directory), end="")
+        _write_document(render_html(loaded, directory))
     else:
         render_text(loaded, report_console())
 
