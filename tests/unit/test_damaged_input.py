@@ -140,7 +140,15 @@ def test_a_huge_report_json_is_refused_before_it_is_read(cli: Cli, run_dir: Path
         file.truncate(10 << 30)  # sparse: 10 GiB that take no disk
     assert one_line_error(cli("report", run_dir, bomb=True)) == (
         f"workbench: {run_dir / 'report.json'}: 10,737,418,240 bytes (expected a workbench report.json of at most "
-        "33,554,432 bytes)")
+        "67,108,864 bytes)")
+
+
+def test_a_report_json_of_millions_of_values_is_refused_before_it_is_parsed(cli: Cli, run_dir: Path) -> None:
+    # 12 MB that json.loads would turn into 3 million dicts (about 200 MB).
+    (run_dir / "report.json").write_text('{"schema": "workbench.report/1", "x": [' + "{}," * 3_000_000 + "{}]}")
+    assert one_line_error(cli("report", run_dir, bomb=True)) == (
+        f"workbench: {run_dir / 'report.json'}: more than 5,000,000 values (expected a workbench report.json; a "
+        "run's has about 600 a snapshot)")
 
 
 @pytest.mark.parametrize(("change", "expected"), [
@@ -157,6 +165,9 @@ def test_a_huge_report_json_is_refused_before_it_is_read(cli: Cli, run_dir: Path
     (lambda d: d["snapshots"][0]["arrow"].update(allocated_bytes=1 << 64),
      "snapshots[0].arrow.allocated_bytes: an integer beyond 64 bits (expected a workbench report.json)"),
     (lambda d: d.pop("jvm"), "jvm: field required (expected a workbench report)"),
+    (lambda d: d.update(repeats={"count": 2, "runs": ["a", "b"], "statuses": ["ok", "ok"], "shown": 0, "figures": [
+        {"label": "baseline", "figure": "[/oops]", "values": [1, 2], "median": 1, "min": 1, "max": 2}]}),
+     "repeats.figures[0].figure: expected a figure's key such as process.anon_rss_bytes, got '[/oops]'"),
 ])
 def test_a_report_json_with_a_wrong_schema_or_field_is_one_line(
         cli: Cli, run_dir: Path, change: Callable[[dict[str, Any]], object], expected: str) -> None:

@@ -14,11 +14,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from workbench._errors import BadInput
-from workbench.figures import SAMPLED
+from workbench.figures import BY_KEY, SAMPLED
 from workbench.protocol.layout import SAMPLES
 from workbench.report.model import SCHEMA, Report, report_from_dict
 
-MAX_REPORT_BYTES = 32 << 20  # a run's report.json is about 20 KB a snapshot; a scenario has at most 1,000
+MAX_REPORT_BYTES = 64 << 20  # a run's report.json is about 20 KB a snapshot; a scenario has at most 1,000
+# Values, counted before parsing as commas and brackets (an upper bound): a run's report has about 600 a snapshot,
+# and --repeat 100 adds about 1,200 a snapshot; 5 million small values are about 300 MB once parsed.
+MAX_VALUES = 5_000_000
 MAX_SAMPLES_BYTES = 128 << 20
 MAX_SAMPLES = 500_000  # 14 hours at the default 100 ms
 MAX_SAMPLE_LINE = 64 << 10  # a sample is about 400 bytes
@@ -50,6 +53,9 @@ def load_report(path: Path) -> Report:
     """The report of a run directory (or of a report.json given directly); BadInput for anything else."""
     report_path = report_file(path)
     text = _read_text(report_path, "a workbench report.json", MAX_REPORT_BYTES)
+    if text.count(",") + text.count("[") + text.count("{") > MAX_VALUES:
+        raise BadInput(f"{report_path}: more than {MAX_VALUES:,} values (expected a workbench report.json; a run's "
+                       "has about 600 a snapshot)")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -79,7 +85,7 @@ def load_report(path: Path) -> Report:
         got = "no schema field" if "schema" not in data else f"schema {_shown(schema)}"
         raise BadInput(f"{report_path}: {got} (expected {SCHEMA!r}; {written})")
     try:
-        return report_from_dict(data)
+        report = report_from_dict(data)
     except ValidationError as exc:
         errors = exc.errors()
         first = errors[0]
@@ -90,6 +96,11 @@ def load_report(path: Path) -> Report:
         message = str(first["msg"])
         raise BadInput(f"{report_path}: {location}: {message[0].lower()}{message[1:]}{shown}{more} "
                        "(expected a workbench report)") from None
+    for index, spread in enumerate(report.repeats.figures if report.repeats else []):
+        if spread.figure not in BY_KEY:  # the renderers look each one up
+            raise BadInput(f"{report_path}: repeats.figures[{index}].figure: expected a figure's key such as "
+                           f"process.anon_rss_bytes, got {_shown(spread.figure)}")
+    return report
 
 
 def check_samples(run_dir: Path) -> str | None:

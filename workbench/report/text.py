@@ -201,7 +201,7 @@ def render_spread(report: Report, console: Console) -> None:
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     table.add_column("figure", no_wrap=True)
     for label in labels:
-        table.add_column(label, justify="right", no_wrap=True)
+        table.add_column(Text(label), justify="right", no_wrap=True)
     for key in figures:
         if all(by_place[(label, key)].median is None for label in labels if (label, key) in by_place):
             continue
