@@ -1,68 +1,75 @@
-"""The ``workbench`` command: one typer app; each command a few lines in its own module, registered here."""
+"""The ``workbench`` command: ``main(argv) -> int``. The typer app and its commands are in ``_app`` and imported
+only once a Ctrl-C during the imports can no longer give a traceback (they take half a second)."""
 
 from __future__ import annotations
 
-import functools
+# Only modules the interpreter has already loaded, or built in: a Ctrl-C while these are imported has no handler yet.
+import _signal  # type: ignore[import-not-found]  # signal without its enums (not loaded at start-up)
+import codecs
+import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
-import typer
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
 
-from workbench._errors import WorkbenchError
-from workbench.cli import build, compare, doctor, exec, report, run, scenarios, validate
+    from workbench.cli._app import app as app
 
-app = typer.Typer(
-    name="workbench",
-    help="Where a JVM's off-heap memory goes: Arrow, NMT, the allocator and the kernel, reconciled in one report.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+_ERRORS = "workbench.readable"
+# What an ASCII terminal shows instead; anything else not encodable is written as a Python escape (\u00b5).
+_ASCII = {"\u2026": "...", "\u2022": "*", "\u00b5": "u", "\u2013": "-", "\u2014": "-", "\u2192": "->",
+          "\u00d7": "x", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "}
 
 
-def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """A WorkbenchError becomes one line on stderr and its exit code; Ctrl-C exits 130; anything else is a bug and
-    keeps its traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except WorkbenchError as error:
-            print(f"workbench: {error.message}", file=sys.stderr)
-            raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            print("workbench: interrupted", file=sys.stderr)
-            raise typer.Exit(130) from None
-
-    return wrapper
+def _readable(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start:error.end]
+    return "".join(_ASCII.get(c) or c.encode("ascii", "backslashreplace").decode("ascii") for c in text), error.end
 
 
-_COMMANDS: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
-    ("run", run.run, {}),
-    ("compare", compare.compare, {}),
-    ("exec", exec.exec_, {"context_settings": {"ignore_unknown_options": True}}),
-    ("attach", exec.attach, {}),
-    ("snapshot", exec.snapshot, {}),
-    ("report", report.report, {}),
-    ("diff", report.diff, {}),
-    ("validate", validate.validate, {}),
-    ("scenarios", scenarios.scenarios, {}),
-    ("build", build.build, {}),
-    ("doctor", doctor.doctor, {}),
-]
-for _name, _command, _settings in _COMMANDS:
-    app.command(_name, **_settings)(_one_line_errors(_command))
+def _readable_output() -> None:
+    """stdout and stderr degrade what they cannot encode (an ASCII terminal, a file name with undecodable bytes)
+    instead of raising UnicodeEncodeError."""
+    codecs.register_error(_ERRORS, _readable)
+    for stream in (sys.__stdout__, sys.__stderr__):
+        if stream is not None and stream.errors in ("strict", "backslashreplace"):
+            stream.flush()
+            stream.reconfigure(errors=_ERRORS)
+
+
+def _interrupted_early(signum: int, frame: FrameType | None) -> None:
+    # Nothing has started yet (no process, no file): quietly gone, as a shell expects of Ctrl-C.
+    os.write(2, b"workbench: interrupted\n")
+    os._exit(130)
+
+
+def commands_take_interrupts() -> None:
+    """From here on Ctrl-C raises KeyboardInterrupt, which the commands handle (the run stops, its report kept)."""
+    if _signal.getsignal(_signal.SIGINT) is _interrupted_early:
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: the process's arguments); returns the exit code."""
     try:
-        app(args=argv, prog_name="workbench")  # standalone: usage errors print click's message and exit 2
-    except SystemExit as done:
-        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-    except KeyboardInterrupt:  # before a command was entered (while importing, parsing)
-        print("workbench: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        previous = _signal.signal(_signal.SIGINT, _interrupted_early)
+    except ValueError:  # not the main thread (e.g. called from a test's thread): no handler of ours
+        previous = None
+    try:
+        _readable_output()
+        from workbench.cli._app import run_app
+
+        return run_app(argv)
+    finally:
+        if previous is not None:
+            _signal.signal(_signal.SIGINT, previous)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the typer app, e.g. for typer.testing.CliRunner
+        from workbench.cli._app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,10 @@ def run_progress(scenario: Scenario, quiet: bool, label: str = "") -> Iterator[C
         yield None
         return
     total = len(scenario.steps)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+    # The description holds the scenario's name and labels: printed literally (markup=False); an ASCII terminal
+    # gets an ASCII spinner.
+    spinner = SpinnerColumn() if console.encoding.lower().startswith("utf") else SpinnerColumn("line")
+    with Progress(spinner, TextColumn("{task.description}", markup=False), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
         task = progress.add_task(f"{scenario.name}{label}: starting the JVM", total=total)
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import math
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pydantic import ValidationError
 
 from workbench._errors import EXPECTATIONS_FAILED, BadInput, WorkbenchError
 from workbench.report.diff import diff_reports, regressions, render_diff
-from workbench.report.model import Report, report_from_dict, report_to_json
+from workbench.report.load import check_samples, load_report
+from workbench.report.model import report_to_json
 from workbench.report.text import render_text, report_console
 
 
@@ -24,18 +24,11 @@ class Format(str, Enum):
     json = "json"
 
 
-def load_run(path: Path) -> Report:
-    """The report of a run directory (or of a report.json given directly)."""
-    report_path = path / "report.json" if path.is_dir() else path
-    if not report_path.is_file():
-        raise BadInput(f"{path}: no report.json there (expected a run directory written by `workbench run`)")
-    try:
-        return report_from_dict(json.loads(report_path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{report_path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    except (ValueError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise BadInput(f"{report_path}: not a workbench report: {first}") from None
+def _write_document(text: str) -> None:
+    """Markdown and HTML are UTF-8 documents, whatever the terminal's encoding (an ASCII one would mangle them)."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace"))
+    sys.stdout.buffer.flush()
 
 
 def report(
@@ -43,17 +36,21 @@ def report(
     format: Annotated[Format, typer.Option("--format", "-f", help="How to render it.")] = Format.text,
 ) -> None:
     """Render a saved run again, without re-running it (text, md, html or json on stdout)."""
-    loaded = load_run(run_dir)
+    loaded = load_report(run_dir)
     if format is Format.json:
         print(report_to_json(loaded), end="")
     elif format is Format.md:
         from workbench.report.markdown import render_markdown
 
-        print(render_markdown(loaded), end="")
+        _write_document(render_markdown(loaded))
     elif format is Format.html:
         from workbench.report.html import render_html
 
-        print(render_html(loaded, run_dir if run_dir.is_dir() else None), end="")
+        directory = run_dir if run_dir.is_dir() else None
+        note = check_samples(directory) if directory is not None else None
+        if note:
+            print(f"workbench: note: {note}", file=sys.stderr)
+        _write_document(render_html(loaded, directory))
     else:
         render_text(loaded, report_console())
 
@@ -74,7 +71,7 @@ def diff(
     """
     if fail_over is not None and not (math.isfinite(fail_over) and fail_over >= 0):
         raise BadInput(f"--fail-over {fail_over:g}: expected a finite percentage of at least 0, such as 10")
-    a, b = load_run(run_a), load_run(run_b)
+    a, b = load_report(run_a), load_report(run_b)
     if a.scenario.name != b.scenario.name and not allow_different:
         raise BadInput(f"{run_a} is a run of {a.scenario.name!r} and {run_b} of {b.scenario.name!r}: give "
                        "--allow-different to compare runs of different scenarios")

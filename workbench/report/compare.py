@@ -50,7 +50,7 @@ def render_compare(runs: list[ComparedRun], console: Console) -> None:
         table = Table(title=Text(label, style="bold"), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("", no_wrap=True)
         for run in runs:
-            table.add_column(run.label, justify="right", no_wrap=True)
+            table.add_column(Text(run.label), justify="right", no_wrap=True)
         for figure in COMPARED:
             cells: list[str | Text] = []
             for run in runs:

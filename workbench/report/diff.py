@@ -90,11 +90,12 @@ def render_diff(a_name: str, b_name: str, diffs: list[LayerDiff], console: Conso
             table.add_section()
         pct = "-" if d.relative is None else f"{d.relative * 100:+.1f}%"
         style = "bold red" if flagged and d in flagged else ("yellow" if d.delta_bytes > 0 else "")
-        table.add_row(d.label if d.label != previous else "", BY_KEY[d.layer].name, format_bytes(d.a_bytes),
-                      format_bytes(d.b_bytes), Text(format_bytes(d.delta_bytes, signed=True), style=style),
+        table.add_row(Text(d.label if d.label != previous else ""), Text(BY_KEY[d.layer].name),
+                      format_bytes(d.a_bytes), format_bytes(d.b_bytes),
+                      Text(format_bytes(d.delta_bytes, signed=True), style=style),
                       Text(pct, style=style), *([_noise(d)] if repeated else []))
         previous = d.label
-    console.print(f"A: {a_name}\nB: {b_name}")
+    console.print(Text(f"A: {a_name}\nB: {b_name}"))
     if repeated:
         console.print(Text("A and B are medians of repeated runs where a run was repeated; a change where the two "
                            "sides' min..max overlap is within noise and never fails --fail-over.", style="dim"))

@@ -200,6 +200,8 @@ def report_from_dict(data: dict[str, Any]) -> Report:
     A report written before ledgers held figures and codes only (its lines had formatted sentences) gets its
     ledgers again from its deltas, which is how they were made.
     """
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object with schema {SCHEMA!r}, got {type(data).__name__}")
     if data.get("schema") != SCHEMA:
         raise ValueError(f"expected schema {SCHEMA!r}, got {data.get('schema')!r}")
     snapshots = data.get("snapshots")

@@ -154,7 +154,7 @@ def render_text(report: Report, console: Console) -> None:
     table.add_column("layer", no_wrap=True, style="bold")
     table.add_column("", no_wrap=True)
     for snapshot in report.snapshots:
-        table.add_column(f"{snapshot.label}\n{snapshot.t_ms / 1000:.2f} s", justify="right", no_wrap=True)
+        table.add_column(Text(f"{snapshot.label}\n{snapshot.t_ms / 1000:.2f} s"), justify="right", no_wrap=True)
     previous_layer = None
     for layer, figure in table_rows(report):
         if previous_layer is not None and layer != previous_layer:
@@ -162,7 +162,7 @@ def render_text(report: Report, console: Console) -> None:
         is_count = figure.unit == "count"
         cells = [_cell(figure.value(s), None if is_count else s.deltas.get(figure.key), is_count)
                  for s in report.snapshots]
-        table.add_row(layer if layer != previous_layer else "", figure.label, *cells)
+        table.add_row(Text(layer if layer != previous_layer else ""), Text(figure.label), *cells)
         previous_layer = layer
     console.print(table)
     if report.baseline:
@@ -170,7 +170,7 @@ def render_text(report: Report, console: Console) -> None:
     if report.repeats is not None:
         render_spread(report, console)
     for line in findings(report):
-        console.print(f"• {line}")
+        console.print(Text(f"\u2022 {line}"))
     for leak in report.leaks:
         console.print(Text(f"Leak: allocator '{leak.allocator}' still holds {leak.bytes:,} B:", style="bold yellow"))
         console.print(Text(leak.detail.rstrip(), style="dim"))
@@ -179,7 +179,7 @@ def render_text(report: Report, console: Console) -> None:
     if report.status != "ok" and report.error:
         console.print(Text(f"Run failed: {report.error.type}: {report.error.message}", style="bold red"))
         if report.worker_log:
-            console.print(f"Worker log: {report.worker_log}")
+            console.print(Text(f"Worker log: {report.worker_log}"))
 
 
 def report_console() -> Console:
@@ -200,7 +200,7 @@ def render_expectations(report: Report, console: Console) -> None:
         measured = result.measured
         shown = f"{measured:,}" if isinstance(measured, int) and not isinstance(measured, bool) else str(measured)
         table.add_row(Text("ok", style="green") if result.ok else Text("FAILED", style="bold red"),
-                      result.describe(), shown, result.note)
+                      Text(result.describe()), Text(shown), Text(result.note))
     console.print(table)
 
 
@@ -232,7 +232,7 @@ def render_spread(report: Report, console: Console) -> None:
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     table.add_column("figure", no_wrap=True)
     for label in labels:
-        table.add_column(label, justify="right", no_wrap=True)
+        table.add_column(Text(label), justify="right", no_wrap=True)
     for key in figures:
         if all(by_place[(label, key)].median is None for label in labels if (label, key) in by_place):
             continue

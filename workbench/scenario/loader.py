@@ -52,6 +52,11 @@ MAX_DEPTH = 64
 MAX_NODES = 100_000  # after expanding aliases
 MAX_PROBLEMS = 10  # lines of errors shown for one file
 MAX_SHOWN = 60  # characters of a key or value echoed in an error
+# Bounds on what a scenario may make the worker do; no real scenario comes near them.
+MAX_STEPS = 10_000  # steps written in the file, counting those inside repeat and threads
+MAX_SNAPSHOTS = 1_000  # each is a column of the report (about 20 KB of report.json)
+MAX_THREADS = 1_024  # threads at once: threads.count multiplied through nesting, times a churn's threads
+MAX_STEP_RUNS = 1_000_000_000  # steps run: each step once per repeat.times and threads.count around it
 
 
 class _TooDeep(Exception):
@@ -184,6 +189,7 @@ def load_scenario(path: Path) -> Scenario:
         if len(problems) > MAX_PROBLEMS:
             problems = problems[:MAX_PROBLEMS] + [f"{path}: ... and {len(problems) - MAX_PROBLEMS} more problems"]
         raise BadInput("\n".join(problems)) from None
+    _check_counts(path, lines, scenario)
     _check_references(path, lines, scenario)
     return scenario
 
@@ -331,6 +337,43 @@ def _is_number_or_size(value: object) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _check_counts(path: Path, lines: dict[Path_, int], scenario: Scenario) -> None:
+    """Refuse a scenario that multiplies work past the bounds: steps written, snapshots, threads at once, steps run."""
+    written = snapshots = runs = 0
+
+    def walk(steps: list[Any], prefix: Path_, times: int, threads: int) -> None:
+        nonlocal written, snapshots, runs
+        for index, step in enumerate(steps):
+            kind, spec = next(iter(step))
+            loc: Path_ = (*prefix, index, kind)
+            written += 1
+            runs += times
+            if written > MAX_STEPS:
+                raise BadInput(f"{_where(path, lines, loc)}: more than {MAX_STEPS:,} steps, counting those inside "
+                               f"repeat and threads (expected at most {MAX_STEPS:,} steps in a scenario)")
+            if runs > MAX_STEP_RUNS:
+                raise BadInput(f"{_where(path, lines, loc)}: the scenario would run more than {MAX_STEP_RUNS:,} "
+                               "steps (repeat.times and threads.count multiply the steps inside them; expected at "
+                               f"most {MAX_STEP_RUNS:,})")
+            if kind == "snapshot":
+                snapshots += 1
+                if snapshots > MAX_SNAPSHOTS:
+                    raise BadInput(f"{_where(path, lines, loc)}: more than {MAX_SNAPSHOTS:,} snapshots (expected at "
+                                   f"most {MAX_SNAPSHOTS:,} in a scenario)")
+            elif kind in ("threads", "churn"):
+                field = "count" if kind == "threads" else "threads"
+                at_once = threads * getattr(spec, field)
+                if at_once > MAX_THREADS:
+                    raise BadInput(f"{_where(path, lines, (*loc, field))}: {at_once:,} threads at once through "
+                                   f"nesting (expected at most {MAX_THREADS:,} threads at once in a scenario)")
+            if kind == "repeat":
+                walk(list(spec.steps), (*loc, "steps"), times * spec.times, threads)
+            elif kind == "threads":
+                walk(list(spec.steps), (*loc, "steps"), times * spec.count, threads * spec.count)
+
+    walk(list(scenario.steps), ("steps",), 1, 1)
 
 
 class _Names:
