@@ -76,7 +76,7 @@ def test_exec_reference_program_under_jemalloc_shows_the_netty_chunk(tmp_path: P
     assert report["program"]["exit_code"] == 0
     assert report["program"]["sources"] == {"allocator": "probe", "jvm": "agent"}
     labels = [s["label"] for s in report["snapshots"]]
-    assert labels[:2] == ["start", "held"] and labels[-1] == "last"
+    assert labels == ["start", "held", "exit"]  # the agent holds the JVM's exit until `exit` is taken
     held = next(s for s in report["snapshots"] if s["label"] == "held")
     assert held["arrow"] is None  # nothing in the program reports Arrow's accounting
     assert NETTY <= held["deltas"]["nmt.categories.Other.committed_bytes"] < NETTY + 512 * 1024
@@ -191,3 +191,28 @@ def test_killing_exec_with_sigkill_takes_the_program_along_unless_asked(tmp_path
     finally:
         if Path(f"/proc/{program}").exists():
             os.kill(program, signal.SIGKILL)
+
+
+def test_the_exit_snapshot_sees_the_seed_programs_netty_chunk(tmp_path: Path) -> None:
+    # The seed program: allocate 100k ints, close, exit at once; before the exit snapshot the chunk was never seen.
+    out = tmp_path / "seed"
+    result = run_workbench("exec", "--out", str(out), "--no-html", "--quiet", "--", *reference_command(0))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert [s["label"] for s in report["snapshots"]] == ["start", "exit"]
+    exit_ = report["snapshots"][-1]
+    assert NETTY - 4096 <= exit_["deltas"]["nmt.categories.Other.committed_bytes"] <= NETTY + 64 * 1024
+    assert exit_["allocator"]["allocated_bytes"] > 0 and exit_["process"]["rss_bytes"] > 0
+
+
+def test_java_version_never_shows_a_zero_layer(tmp_path: Path) -> None:
+    for n in range(10):
+        out = tmp_path / f"v{n}"
+        result = run_workbench("exec", "--out", str(out), "--no-html", "--quiet", "--", "java", "-version")
+        assert result.returncode == 0, result.stderr
+        snapshots = json.loads((out / "report.json").read_text())["snapshots"]
+        assert [s["label"] for s in snapshots] == ["start", "exit"]
+        for snapshot in snapshots:
+            for layer, figure in (("process", "rss_bytes"), ("allocator", "allocated_bytes"),
+                                  ("nmt", "total_committed_bytes")):
+                assert snapshot[layer] is not None and snapshot[layer][figure] > 0, (n, snapshot["label"], layer)

@@ -16,6 +16,7 @@ ALLOCATORS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
 
 
 def _compare(tmp_path: Path, *args: str) -> list[dict[str, Any]]:
+    tmp_path.mkdir(exist_ok=True)
     out = tmp_path / "compare.json"
     result = run_workbench("compare", *args, "--json", str(out), "--out", str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr
@@ -79,3 +80,22 @@ def test_nmt_off_leaves_the_nmt_layer_null_and_the_rest_measured(tmp_path: Path)
         assert snapshot["allocator"]["allocated_bytes"] > 0 and snapshot["process"]["rss_bytes"] > 0
     assert by_label(off)["allocated"]["arrow"]["allocated_bytes"] == 524288
     assert all(s["nmt"] is not None for s in summary["snapshots"])
+
+
+def test_nmts_header_moves_the_netty_chunk_into_the_next_size_class_and_the_report_says_so(tmp_path: Path) -> None:
+    def large_at_allocated(report: dict[str, Any]) -> dict[int, int]:
+        return {c["size_bytes"]: c["count"] for c in by_label(report)["allocated"]["size_classes"]
+                if c["kind"] == "large" and c["size_bytes"] >= 4 * MIB}
+
+    on = _compare(tmp_path / "on", "arrow-intvector", "-a", "jemalloc", "--hold", "0")[0]["report"]
+    off = _compare(tmp_path / "off", "arrow-intvector", "-a", "jemalloc", "--nmt", "off", "--hold", "0")[0]["report"]
+    # Measured: the 4 MiB chunk is a 4 MiB extent without NMT, a 5 MiB one with it (+25 %).
+    assert large_at_allocated(off) == {4 * MIB: 1}
+    assert large_at_allocated(on) == {5 * MIB: 1}
+    result = run_workbench("report", on["run_dir"])
+    assert "jemalloc's 5.0 MiB class, the one just above 4.0 MiB, holds 1 more extent(s)" in " ".join(result.stdout.split())
+    assert "1,048,576 B (25%) more" in " ".join(result.stdout.split())
+    assert "just above" not in run_workbench("report", off["run_dir"]).stdout
+
+
+MIB = 1024 * 1024

@@ -166,3 +166,24 @@ def test_diff_flags_a_figure_that_doubled_over_10_percent() -> None:
     lines = recorded(render_diff, "a", "b", diff_reports(a, b))
     row = next(line for line in lines if "Arrow allocated" in line and "KiB" in line)
     assert row.split()[-7:] == ["512.0", "KiB", "1.0", "MiB", "+512.0", "KiB", "+100.0%"]
+
+
+def test_the_nmt_size_class_finding_counts_growth_since_the_first_snapshot_only() -> None:
+    import dataclasses as dc
+
+    from tests.unit.reports import BASELINE, grown, report, snapshot
+    from workbench.probes.allocator import SizeClass
+    from workbench.report.text import nmt_pushed_classes
+
+    mib = 1024 * 1024
+    before = [SizeClass("large", 5 * mib // 4, 4, 5 * mib)]  # 1.25 MiB extents already there: not the run's doing
+    after = before + [SizeClass("large", 5 * mib, 2, 10 * mib), SizeClass("large", 6 * mib, 1, 6 * mib)]
+    run = report([snapshot("baseline", 1.0, BASELINE, size_classes=before),
+                  snapshot("held", 2.0, grown({}), size_classes=after)])
+    line = nmt_pushed_classes(run)
+    assert line is not None
+    assert "At 'held' jemalloc's 5.0 MiB class, the one just above 4.0 MiB, holds 2 more extent(s)" in line
+    assert "(10,485,760 B)" in line and "1,048,576 B (25%) more per allocation" in line
+    assert nmt_pushed_classes(dc.replace(run, jvm=dc.replace(run.jvm, nmt="off: not asked for (nmt: off)"))) is None
+    glibc = dc.replace(run, allocator=dc.replace(run.allocator, backend="glibc"))
+    assert nmt_pushed_classes(glibc) is None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,7 +14,11 @@ from workbench._errors import BadInput, RunFailed
 from workbench.cli._progress import run_progress
 from workbench._files import write_atomically
 from workbench.cli import options
-from workbench.run.scenario import RunRequest, claim_run_dir, execute, prepare
+from workbench.run.scenario import PreparedRun, RunRequest, claim_run_dir, execute, execute_repeated, prepare
+from workbench.protocol.events import Event
+from workbench.report.model import Report
+from workbench.run.run_dir import RunDir
+from workbench.run.signals import Interrupted
 from workbench.report.compare import ComparedRun, compare_to_json, render_compare
 from workbench.report.text import report_console
 
@@ -26,6 +32,15 @@ def _allocator_specs(allocators: str | None, allocator: list[str] | None) -> lis
         name, _, conf = spec.partition("@")
         parsed.append((name, conf or None))
     return parsed
+
+
+def _repeated(run: PreparedRun, run_dir: RunDir, repeat: int, quiet: bool, label: str) -> Report:
+    with ExitStack() as progress:
+        def on_run(index: int) -> Callable[[Event], None] | None:
+            progress.close()
+            return progress.enter_context(run_progress(run.scenario, quiet, f" under {label} (run {index + 1}/{repeat})"))
+
+        return execute_repeated(run, run_dir, repeat, quiet=True, on_run=on_run)
 
 
 def compare(
@@ -49,6 +64,7 @@ def compare(
                                         "every allocator runs once per level (e.g. --nmt off,summary shows what "
                                         "NMT's own headers cost).")] = None,
     jpype_gc_link: options.JpypeGcLink = False,
+    repeat: options.Repeat = 1,
 ) -> None:
     """Run one scenario once per allocator, each in a fresh worker, and show them side by side per snapshot.
 
@@ -75,11 +91,19 @@ def compare(
     for (name, conf, level), run in zip(variants, prepared):
         label = (f"{name}@{conf}" if conf else name) + (f" nmt:{level}" if len(levels) > 1 else "")
         run_dir = claim_run_dir(run, out / re.sub(r"[^A-Za-z0-9_.-]+", "-", label) if out else None)
-        with run_progress(run.scenario, quiet, f" under {label}") as on_event:
-            runs.append(ComparedRun(label, execute(run, run_dir, quiet=True, on_event=on_event)))
+        if repeat == 1:
+            with run_progress(run.scenario, quiet, f" under {label}") as on_event:
+                runs.append(ComparedRun(label, execute(run, run_dir, quiet=True, on_event=on_event)))
+        else:
+            runs.append(ComparedRun(label, _repeated(run, run_dir, repeat, quiet, label)))
+        if runs[-1].report.interrupted_by is not None:
+            break
     if json_path is not None:
         write_atomically(json_path, compare_to_json(prepared[0].scenario.name, runs))
     render_compare(runs, console)
+    stopped = next((run.report for run in runs if run.report.interrupted_by is not None), None)
+    if stopped is not None and stopped.interrupted_by is not None:
+        raise Interrupted(stopped.interrupted_by, out or stopped.run_dir or "runs/", "what was measured")
     failed = [run.label for run in runs if run.report.status != "ok"]
     if failed:
         raise RunFailed(f"scenario {prepared[0].scenario.name} failed under {', '.join(failed)}")

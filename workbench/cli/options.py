@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from workbench._errors import BadInput
+from workbench._files import creatable_problem, os_reason
 from workbench.units import parse_duration_ms
 from workbench.values import parse_label
 
@@ -36,6 +37,9 @@ Nmt = Annotated[Optional[str], typer.Option(
 JpypeGcLink = Annotated[bool, typer.Option(
     "--jpype-gc-link", help="Keep JPype's GC link (System.gc() driven by mallinfo(), which makes the Java heap "
                             "depend on the allocator); it is cut at start-up by default.")]
+Repeat = Annotated[int, typer.Option(
+    "--repeat", min=1, max=100, help="Run it N times, each in a fresh worker: the report shows the median run and "
+                                     "every figure's median and min-max; `diff` then tells noise from change.")]
 Html = Annotated[bool, typer.Option(help="Write report.html into the run directory (`workbench report RUN --format "
                                          "html` draws it later).")]
 
@@ -79,6 +83,13 @@ def label(option: str, value: str) -> str:
 def json_target(path: Path, inputs: tuple[Path, ...] = ()) -> Path:
     """A path ``--json`` may write: a new file or an existing regular file that is none of ``inputs`` (the scenario
     file) and not inside the installed package, in a writable directory that exists."""
+    try:
+        return _json_target(path, inputs)
+    except OSError as error:  # a name too long for the file system, a loop of symlinks
+        raise BadInput(f"--json {path}: {os_reason(error)}") from None
+
+
+def _json_target(path: Path, inputs: tuple[Path, ...]) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise BadInput(f"--json {path}: is a directory (expected a file path)")
@@ -94,4 +105,6 @@ def json_target(path: Path, inputs: tuple[Path, ...] = ()) -> Path:
         raise BadInput(f"--json {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise BadInput(f"--json {path}: directory {parent} is not writable")
+    if (problem := creatable_problem(path)) is not None:  # a read-only mount, a name too long, /proc
+        raise BadInput(f"--json {path}: cannot be written: {problem}")
     return path

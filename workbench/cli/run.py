@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -11,9 +13,10 @@ from workbench._errors import EXPECTATIONS_FAILED, RunFailed, WorkbenchError
 from workbench._files import write_atomically
 from workbench.cli import options
 from workbench.cli._progress import run_progress
+from workbench.protocol.events import Event
 from workbench.report.model import report_to_json
 from workbench.report.text import render_text, report_console
-from workbench.run.scenario import RunRequest, claim_run_dir, execute, prepare
+from workbench.run.scenario import RunRequest, claim_run_dir, execute, execute_repeated, prepare
 from workbench.run.signals import Interrupted
 
 
@@ -30,6 +33,7 @@ def run(
     trust: options.Trust = False,
     nmt: options.Nmt = None,
     jpype_gc_link: options.JpypeGcLink = False,
+    repeat: options.Repeat = 1,
 ) -> None:
     """Run a scenario in a JVM under a preloaded allocator and report every layer at each snapshot.
 
@@ -44,8 +48,16 @@ def run(
                                   trust=trust, nmt=options.nmt_level("--nmt", nmt),
                                   jpype_gc_link=True if jpype_gc_link else None))
     run_dir = claim_run_dir(prepared, out)
-    with run_progress(prepared.scenario, quiet) as on_event:
-        report = execute(prepared, run_dir, quiet=quiet, on_event=on_event, html=html)
+    if repeat == 1:
+        with run_progress(prepared.scenario, quiet) as on_event:
+            report = execute(prepared, run_dir, quiet=quiet, on_event=on_event, html=html)
+    else:
+        with ExitStack() as progress:
+            def on_run(index: int) -> Callable[[Event], None] | None:
+                progress.close()
+                return progress.enter_context(run_progress(prepared.scenario, quiet, f" (run {index + 1}/{repeat})"))
+
+            report = execute_repeated(prepared, run_dir, repeat, quiet=quiet, on_run=on_run, html=html)
     if json_path is not None:
         write_atomically(json_path, report_to_json(report))
     render_text(report, report_console())

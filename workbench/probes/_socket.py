@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from pathlib import Path
+
+from workbench._files import pid_alive
 
 
 def socket_dir() -> Path:
@@ -18,10 +21,10 @@ def socket_dir() -> Path:
     return Path(f"/tmp/workbench-{os.geteuid()}")
 
 
-def ask(path: Path, command: str, timeout: float, max_bytes: int) -> bytes:
+def ask(path: Path, command: str, timeout: float | None, max_bytes: int) -> bytes:
     """Send ``command`` and return the reply up to and including its newline (or what came before the peer closed).
 
-    Raises FileNotFoundError, TimeoutError or another OSError; the callers turn them into their own errors.
+    ``timeout`` None: wait as long as the peer lives (`await-exit`). Raises FileNotFoundError, TimeoutError or another OSError; the callers turn them into their own errors.
     """
     reply = b""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
@@ -34,3 +37,31 @@ def ask(path: Path, command: str, timeout: float, max_bytes: int) -> bytes:
                 break
             reply += chunk
     return reply
+
+
+# <kind>-<pid>.sock: the C probe's and the Java agent's in the program, `workbench exec`'s control socket.
+SOCKET_KINDS = ("probe", "agent", "exec")
+
+
+def reclaim_stale(directory: Path, pid: int | None = None) -> list[Path]:
+    """Remove the sockets in ``directory`` (only those of ``pid``, when given) whose process is gone: a process
+    killed by SIGKILL (or crashed) cannot remove its own. Returns what was removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for entry in entries:
+        kind, dash, rest = entry.name.partition("-")
+        owner = rest.removesuffix(".sock")
+        if kind not in SOCKET_KINDS or not dash or not rest.endswith(".sock") or not owner.isdigit():
+            continue
+        if (pid is not None and int(owner) != pid) or pid_alive(int(owner)):
+            continue
+        try:
+            if stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed

@@ -25,7 +25,7 @@ def agent_socket(pid: int, directory: Path | None = None) -> Path:
     return (directory or socket_dir()) / f"agent-{pid}.sock"
 
 
-def query_agent(pid: int, command: str = "stats", timeout: float = 2.0,
+def query_agent(pid: int, command: str = "stats", timeout: float | None = 2.0,
                 directory: Path | None = None) -> dict[str, Any]:
     """The agent's JSON reply to one command (``stats`` or ``ping``); AgentUnavailable when none answers in time."""
     path = agent_socket(pid, directory)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench._files import write_atomically
+from workbench._files import WriteFailed, write_atomically
 
+CLAIM = ".workbench-run"  # empty; created exclusively (O_EXCL) when a run claims the directory
 SPEC = "worker-spec.json"
 WORKER_LOG = "worker.log"
 SAMPLES = "samples.jsonl"
@@ -25,8 +26,11 @@ def raw_path(root: Path, kind: str, label: str, suffix: str) -> Path:
 
 
 def write_raw(root: Path, kind: str, label: str, suffix: str, text: str) -> Path:
-    """Write one raw file whole (atomically), creating its folder."""
+    """Write one raw file whole (atomically), creating its folder; WriteFailed when the disk refuses."""
     path = raw_path(root, kind, label, suffix)
-    path.parent.mkdir(exist_ok=True)
+    try:
+        path.parent.mkdir(exist_ok=True)
+    except OSError as error:
+        raise WriteFailed(path.parent, error) from None
     write_atomically(path, text)
     return path

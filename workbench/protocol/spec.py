@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench._files import write_atomically
+
 SCHEMA = "workbench.worker-spec/1"
 
 
@@ -24,7 +26,7 @@ class WorkerSpec:
     parent_pid: int  # the workbench process: the worker stops with it
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps({"schema": SCHEMA, **asdict(self)}), encoding="utf-8")
+        write_atomically(path, json.dumps({"schema": SCHEMA, **asdict(self)}))
 
     @classmethod
     def read(cls, path: Path) -> WorkerSpec:

@@ -12,6 +12,8 @@ from rich.text import Text
 
 from workbench.figures import COMPARED
 from workbench.report.model import Report, Snapshot, report_to_dict
+from workbench.report.repeats import spread_of
+from workbench.report.text import spread_range
 from workbench.units import format_bytes
 
 SCHEMA = "workbench.compare/1"
@@ -50,8 +52,13 @@ def render_compare(runs: list[ComparedRun], console: Console) -> None:
         for run in runs:
             table.add_column(run.label, justify="right", no_wrap=True)
         for figure in COMPARED:
-            cells = []
+            cells: list[str | Text] = []
             for run in runs:
+                place = spread_of(run.report, label, figure.key)
+                if place is not None and place.median is not None and place.min is not None \
+                        and place.max is not None:
+                    cells.append(Text(f"{format_bytes(place.median)}\n{spread_range(place.min, place.max)}"))
+                    continue
                 snapshot = _snapshot_or_none(run.report, label)
                 value = figure.value(snapshot) if snapshot else None
                 cells.append(format_bytes(value) if value is not None else Text("-", style="dim"))
@@ -64,6 +71,11 @@ def render_compare(runs: list[ComparedRun], console: Console) -> None:
             times.append(f"{snapshot.t_ms - previous.t_ms:,.0f} ms" if snapshot and previous else "-")
         table.add_row("time since previous snapshot", *times)
         console.print(table)
+    repeated = [run for run in runs if run.report.repeats is not None]
+    if repeated:
+        counts = sorted({run.report.repeats.count for run in repeated if run.report.repeats})
+        console.print(Text(f"Each allocator ran {'/'.join(map(str, counts))} times: median, and min..max below it.",
+                           style="dim"))
     for run in runs:
         if run.report.status != "ok" and run.report.error:
             console.print(Text(f"{run.label}: run failed: {run.report.error.type}: {run.report.error.message}",

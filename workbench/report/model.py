@@ -125,6 +125,29 @@ class ProgramSection:
 
 
 @dataclass(frozen=True)
+class FigureSpread:
+    """One figure at one snapshot label over repeated runs."""
+
+    label: str
+    figure: str  # the figure's key
+    values: list[int | None]  # per run, in run order; None where that run did not measure it
+    median: int | None  # the lower middle of the measured values: a value one run measured
+    min: int | None
+    max: int | None
+
+
+@dataclass(frozen=True)
+class RepeatSection:
+    """``--repeat N``: every run's figures; the report around it is the run at index ``shown``."""
+
+    count: int
+    runs: list[str]  # their run directories
+    statuses: list[str]
+    shown: int  # the median run (by anonymous RSS at the last snapshot)
+    figures: list[FigureSpread]
+
+
+@dataclass(frozen=True)
 class Report:
     scenario: ScenarioSection
     allocator: AllocatorSection
@@ -144,6 +167,7 @@ class Report:
     interrupted_by: str | None = None  # "SIGINT" or "SIGTERM" when the user stopped the run
     program: ProgramSection | None = None
     expectations: list[ExpectationResult] = field(default_factory=list)
+    repeats: RepeatSection | None = None
     schema: str = SCHEMA
 
     @property

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from workbench.figures import FIGURES, Figure
+from workbench.figures import BY_KEY, FIGURES, Figure
 from workbench.report.model import JvmSection, Report
 from workbench.units import format_bytes
 
@@ -69,6 +69,9 @@ def findings(report: Report) -> list[str]:
                 if path in peak.deltas:
                     parts.append(f"{name} by {peak.deltas[path]:,} B")
             lines.append(", ".join(parts) + f" (since '{report.baseline}').")
+    pushed = nmt_pushed_classes(report)
+    if pushed is not None:
+        lines.append(pushed)
     if report.checks.zero_copy is not None:
         same = "the same address as" if report.checks.zero_copy else "NOT the same address as"
         lines.append(
@@ -76,6 +79,34 @@ def findings(report: Report) -> list[str]:
             f"{same} Java's; sum {report.checks.sum:,} (Java: {report.checks.java_sum:,})."
         )
     return lines
+
+
+def nmt_pushed_classes(report: Report) -> str | None:
+    """With NMT on under jemalloc: the large size class just above a power of two that grew most since the first
+    snapshot, and what a request of exactly that power of two costs there."""
+    if report.jvm.nmt is None or report.jvm.nmt.startswith("off") or report.allocator.backend != "jemalloc":
+        return None
+    if not report.snapshots:
+        return None
+    first = {c.size_bytes: c.count for c in report.snapshots[0].size_classes or [] if c.kind == "large"}
+    best: tuple[int, str, int, int, int] | None = None  # (grown bytes, label, class size, grown count, power of 2)
+    for snapshot in report.snapshots[1:]:
+        for size_class in snapshot.size_classes or []:
+            power = 1 << (size_class.size_bytes.bit_length() - 1)
+            # jemalloc has four large classes per doubling: the first above 2^k is 2^k + 2^k/4.
+            if size_class.kind != "large" or power < 1 << 20 or size_class.size_bytes != power + power // 4:
+                continue
+            grown = size_class.count - first.get(size_class.size_bytes, 0)
+            if grown > 0 and (best is None or grown * size_class.size_bytes > best[0]):
+                best = (grown * size_class.size_bytes, snapshot.label, size_class.size_bytes, grown, power)
+    if best is None:
+        return None
+    total, label, size, count, power = best
+    return (f"At '{label}' jemalloc's {format_bytes(size)} class, the one just above {format_bytes(power)}, holds "
+            f"{count} more extent(s) than at '{report.snapshots[0].label}' ({total:,} B). NMT ({report.jvm.nmt}) adds "
+            f"a header to every malloc, so a request of exactly {format_bytes(power)} (Arrow's buffers and Netty's "
+            f"chunks are powers of two) lands in this class: {size - power:,} B ({(size - power) / power:.0%}) more "
+            "per allocation than asked for. `--nmt off` measures without NMT.")
 
 
 def size_classes_note(report: Report) -> str | None:
@@ -136,6 +167,8 @@ def render_text(report: Report, console: Console) -> None:
     console.print(table)
     if report.baseline:
         console.print(Text(f"Second line of a cell: change since '{report.baseline}'.", style="dim"))
+    if report.repeats is not None:
+        render_spread(report, console)
     for line in findings(report):
         console.print(f"• {line}")
     for leak in report.leaks:
@@ -184,3 +217,35 @@ def gc_summary(jvm: JvmSection) -> str | None:
         triggered = f", {jvm.jpype_gc_triggered} triggered by it" if jvm.jpype_gc_triggered is not None else ""
         parts.append(f"JPype's GC link {link}{triggered}")
     return "; ".join(parts)
+
+
+def render_spread(report: Report, console: Console) -> None:
+    """Repeated runs: per figure and snapshot, the median and the min..max of all runs."""
+    repeats = report.repeats
+    assert repeats is not None
+    labels = list(dict.fromkeys(s.label for s in repeats.figures))
+    by_place = {(s.label, s.figure): s for s in repeats.figures}
+    figures = list(dict.fromkeys(s.figure for s in repeats.figures))
+    ok = sum(status == "ok" for status in repeats.statuses)
+    console.print(Text(f"{repeats.count} runs ({ok} ok); the table above is run {repeats.shown + 1}, the median by "
+                       "anonymous RSS at the last snapshot. Per figure: median, and min..max below it.", style="dim"))
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table.add_column("figure", no_wrap=True)
+    for label in labels:
+        table.add_column(label, justify="right", no_wrap=True)
+    for key in figures:
+        if all(by_place[(label, key)].median is None for label in labels if (label, key) in by_place):
+            continue
+        cells = []
+        for label in labels:
+            place = by_place.get((label, key))
+            if place is None or place.median is None or place.min is None or place.max is None:
+                cells.append(Text("-", style="dim"))
+            else:
+                cells.append(Text(f"{format_bytes(place.median)}\n{spread_range(place.min, place.max)}"))
+        table.add_row(BY_KEY[key].name, *cells)
+    console.print(table)
+
+
+def spread_range(low: int, high: int) -> str:
+    return "all equal" if low == high else f"{format_bytes(low)}..{format_bytes(high)}"

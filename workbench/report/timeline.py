@@ -7,6 +7,7 @@ from pathlib import Path
 
 from typing import Any
 
+from workbench._files import write_with
 from workbench.figures import SAMPLED
 
 
@@ -45,5 +46,5 @@ def write_timeline(samples_path: Path, parquet_path: Path) -> int:
     samples = read_samples(samples_path)
     columns = schema()
     table = pa.Table.from_pylist([{k: s.get(k) for k in columns.names} for s in samples], schema=columns)
-    pq.write_table(table, parquet_path)
+    write_with(parquet_path, lambda partial: pq.write_table(table, partial))
     return int(table.num_rows)

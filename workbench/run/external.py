@@ -23,8 +23,9 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from workbench._errors import BadInput
+from workbench._files import WriteFailed, appending
 from workbench.probes import jvm_agent, native_probe
-from workbench.probes._socket import ask
+from workbench.probes._socket import ask, reclaim_stale
 from workbench.probes.nmt import NmtSummary, parse_summary
 from workbench.probes.process import read_process
 from workbench.probes.process_status import read_status
@@ -68,6 +69,7 @@ class ExternalSampler:
     allocator_info: dict[str, Any] | None = None
     jvm_info: dict[str, Any] | None = None
     sources: dict[str, str] = field(default_factory=dict)  # layer -> where its figures came from
+    write_failure: WriteFailed | None = None  # the run directory refused a file: sampling stopped, the run fails
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -117,6 +119,8 @@ class ExternalSampler:
             process, smaps = read_process(self.pid)
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             return None
+        if process.rss_bytes == 0:
+            return None  # an exiting process (its mappings already gone): no figure of it is a measurement
         nmt, runtime, nmt_text = self._jvm()
         allocator = self._allocator()
         snapshot = {
@@ -124,10 +128,18 @@ class ExternalSampler:
             "arrow": None, "nmt": asdict(nmt) if nmt else None, "allocator": asdict(allocator) if allocator else None,
             "process": asdict(process), "jvm_runtime": runtime,
         }
-        layout.write_raw(self.run_dir, "smaps", label, "txt", smaps)
-        if nmt_text:
-            layout.write_raw(self.run_dir, "nmt", label, "txt", nmt_text)
+        try:
+            layout.write_raw(self.run_dir, "smaps", label, "txt", smaps)
+            if nmt_text:
+                layout.write_raw(self.run_dir, "nmt", label, "txt", nmt_text)
+        except WriteFailed as failure:
+            self._failed(failure)  # the figures are kept in the report; their raw text could not be
         return snapshot
+
+    def _failed(self, failure: WriteFailed) -> None:
+        if self.write_failure is None:
+            self.write_failure = failure
+        self.stop()
 
     def take(self, label: str) -> dict[str, Any] | None:
         """A labelled snapshot kept in the report."""
@@ -148,7 +160,13 @@ class ExternalSampler:
 
     def run(self, full_every_s: float = 1.0) -> None:
         """Sample until stop() or the process exits; keep the latest full snapshot for the end."""
-        with (self.run_dir / layout.SAMPLES).open("a", encoding="utf-8", buffering=1) as out:
+        try:
+            self._run(full_every_s)
+        except WriteFailed as failure:
+            self._failed(failure)
+
+    def _run(self, full_every_s: float) -> None:
+        with appending(self.run_dir / layout.SAMPLES) as out:
             count, next_full = 0, 0.0
             while not self._stop.is_set():
                 began = time.perf_counter()
@@ -156,7 +174,7 @@ class ExternalSampler:
                 if sample is None:
                     break
                 sample["cost_us"] = round((time.perf_counter() - began) * 1e6, 1)
-                out.write(json.dumps(sample) + "\n")
+                out.write_line(json.dumps(sample))
                 if time.monotonic() >= next_full:
                     with self._lock:
                         latest = self.snapshot("last")
@@ -214,11 +232,14 @@ class ControlServer:
                     continue
 
     def close(self) -> None:
+        """Stop serving and remove the socket; the program's own (probe, agent) too when it is gone, as a program
+        that crashed or was killed leaves them."""
         self._server.close()
         try:
             self.path.unlink()
         except FileNotFoundError:
             pass
+        reclaim_stale(self.path.parent, self._sampler.pid)
 
 
 def _label_problem(label: str) -> str | None:
@@ -245,13 +266,15 @@ def find_jcmd(java: str | None) -> str | None:
 
 
 def private_dir(directory: Path) -> Path:
-    """The per-user socket directory: created 0700, refused when it is a symlink or anyone else can enter it."""
+    """The per-user socket directory: created 0700, refused when it is a symlink or anyone else can enter it; the
+    sockets left in it by processes that are gone (killed by SIGKILL) are removed."""
     if directory.is_symlink():
         raise BadInput(f"{directory}: is a symbolic link; refusing it as the private socket directory")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = directory.stat()
     if info.st_uid != os.getuid() or info.st_mode & 0o077:
         raise BadInput(f"{directory}: must be owned by you with mode 0700 (it holds the probe's sockets)")
+    reclaim_stale(directory)
     return directory
 
 
@@ -260,12 +283,16 @@ def external_report(sampler: ExternalSampler, argv: list[str], shown: list[str],
                     interrupted_by: str | None = None, error: RunError | None = None) -> Report:
     """The report of a program that `exec` ran (``exit_code`` set) or a process `attach` watched (None)."""
     raw = list(sampler.snapshots)
-    if sampler.latest is not None and (not raw or sampler.latest["t_ms"] > raw[-1]["t_ms"]):
+    # "last" (the latest periodic one) only stands in for an end that was not seen: no "exit" snapshot.
+    exited = any(s["label"] == "exit" for s in raw)
+    if not exited and sampler.latest is not None and (not raw or sampler.latest["t_ms"] > raw[-1]["t_ms"]):
         raw.append(sampler.latest)
     snapshots, baseline = with_deltas([_SNAPSHOT.validate_python(s) for s in raw], "unknown")
     info = sampler.allocator_info or {}
     jvm = sampler.jvm_info or {}
     hs_err = run_dir.hs_err()
+    if error is None and sampler.write_failure is not None:
+        error = RunError(type=WriteFailed.__name__, message=sampler.write_failure.message)
     return Report(
         scenario=ScenarioSection(name="exec" if exit_code is not None else f"attach {sampler.pid}",
                                  description=_shorten(shlex.join(shown)), source=shlex.join(shown)),

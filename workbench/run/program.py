@@ -27,6 +27,8 @@ from workbench.toolchain.probe import ensure_probe
 
 # The agent holds premain (at most this long) until the start snapshot is taken, so `start` is before main runs.
 AGENT_HOLD_MS = 30_000
+# And the JVM's exit (at most this long) until the `exit` snapshot is taken, before NMT is torn down.
+AGENT_EXIT_HOLD_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     dumps.mkdir(exist_ok=True)
     nmt = [f"-XX:NativeMemoryTracking={program.nmt}"] if program.nmt != "off" else []
     argv = [program.java, *nmt, f"-javaagent:{program.agent_jar}=dir={program.sockets}",
-            f"-Dworkbench.agent.hold={AGENT_HOLD_MS}", f"-XX:ErrorFile={run_dir.path}/hs_err_pid%p.log",
+            f"-Dworkbench.agent.hold={AGENT_HOLD_MS}", f"-Dworkbench.agent.exit-hold={AGENT_EXIT_HOLD_MS}",
+            f"-XX:ErrorFile={run_dir.path}/hs_err_pid%p.log",
             *program.command[1:]]
     env = preload_environment([*allocator_preload(program.allocator), program.probe], program.malloc_conf,
                               extra={"WORKBENCH_PROBE_DIR": str(program.sockets),
@@ -99,6 +102,7 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
 
     sampling = threading.Thread(target=sampler.run, daemon=True)
     control = None
+    at_exit: threading.Thread | None = None
     with on_stop_signals(forward):
         try:
             _wait_for_agent(process, program.sockets)
@@ -107,6 +111,8 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
                 jvm_agent.query_agent(process.pid, "release", timeout=2.0, directory=program.sockets)
             except jvm_agent.AgentUnavailable:
                 pass  # no agent: nothing is holding the program
+            at_exit = threading.Thread(target=_exit_snapshot, args=(sampler, program.sockets), daemon=True)
+            at_exit.start()
             sampling.start()
             control = ControlServer(sampler, program.sockets)
             exit_code = process.wait()
@@ -114,6 +120,8 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
             sampler.stop()
             if sampling.is_alive():
                 sampling.join()
+            if at_exit is not None:
+                at_exit.join(timeout=AGENT_EXIT_HOLD_MS / 1000)
             if control is not None:
                 control.close()
     detected = sampler.allocator_info or {}
@@ -124,6 +132,23 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
                              interrupted_by=received[0] if received else None, error=error)
     run_dir.finish(report, html)
     return ProgramResult(report, exit_code)
+
+
+def _exit_snapshot(sampler: ExternalSampler, sockets: Path) -> None:
+    """The `exit` snapshot: the agent says when the JVM starts to exit and holds the exit until it is taken, so every
+    layer (NMT included) is still there to read."""
+    try:
+        reply = jvm_agent.query_agent(sampler.pid, "await-exit", timeout=None, directory=sockets)
+    except (jvm_agent.AgentUnavailable, ValueError):
+        return  # no agent, or the program died without exiting (a signal): "last" stands in
+    try:
+        if reply.get("exiting"):
+            sampler.take("exit")
+    finally:
+        try:
+            jvm_agent.query_agent(sampler.pid, "release-exit", timeout=2.0, directory=sockets)
+        except jvm_agent.AgentUnavailable:
+            pass
 
 
 def _crash(exit_code: int, run_dir: RunDir, forwarded: list[str]) -> RunError | None:

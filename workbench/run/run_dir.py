@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench._errors import BadInput
-from workbench._files import write_atomically
+from workbench._errors import BadInput, RunFailed
+from workbench._files import WriteFailed, os_reason, write_atomically
 from workbench.protocol import layout
 from workbench.report.model import Report, report_to_json
 from workbench.report.timeline import write_timeline
@@ -35,25 +37,36 @@ class RunDir:
 
     @classmethod
     def claim(cls, name: str, out: Path | None) -> RunDir:
-        """``out`` (new or empty), else ``runs/<name>`` made new (with a suffix when taken this second)."""
+        """``out`` (new or empty), else ``runs/<name>`` made new (with a suffix when taken this second).
+
+        The claim is an exclusive create of ``.workbench-run`` in the directory: of two runs given the same ``--out``
+        at once, one gets it and the other is refused, whoever made the directory. A path that cannot be created
+        (read-only, a name too long, ...) is bad input: exit 2, naming the option.
+        """
         if out is not None:
-            if out.is_symlink():
-                raise BadInput(f"--out {out}: is a symbolic link (expected a new or empty directory)")
-            if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                raise BadInput(f"--out {out}: exists and is not an empty directory")
-            out.mkdir(parents=True, exist_ok=True)
-            return cls(out.resolve())
+            try:
+                return cls(_claim_out(out))
+            except OSError as error:  # a name too long for the file system, a loop of symlinks
+                raise BadInput(f"--out {out}: {os_reason(error)}") from None
         if RUNS.is_symlink():
             raise BadInput(f"{RUNS.resolve()}: 'runs' is a symbolic link; refusing to write run directories through "
                            "it (remove it, or give --out DIR)")
-        RUNS.mkdir(exist_ok=True)
+        try:
+            RUNS.mkdir(exist_ok=True)
+        except OSError as error:
+            raise BadInput(f"{RUNS.resolve()}: cannot create the directory for runs here: {os_reason(error)} "
+                           "(give --out DIR)") from None
         for suffix in [""] + [f"-{n}" for n in range(2, 100)]:
+            path = RUNS / f"{name}{suffix}"
             try:
-                path = RUNS / f"{name}{suffix}"
                 path.mkdir()  # never follows a symlink planted at that name: mkdir fails on any existing entry
-                return cls(path.resolve())
             except FileExistsError:
                 continue
+            except OSError as error:
+                raise BadInput(f"{path.resolve()}: cannot create the run directory: {os_reason(error)} "
+                               "(give --out DIR)") from None
+            _claim(path, str(path.resolve()))
+            return cls(path.resolve())
         raise BadInput(f"{RUNS}: too many runs named {name} this second")
 
     @property
@@ -77,13 +90,59 @@ class RunDir:
         return next(iter(sorted(self.path.glob(layout.HS_ERR_GLOB))), None)
 
     def finish(self, report: Report, html: bool) -> None:
-        """The timeline as Parquet, report.json, and (with ``html``) report.html; each written whole."""
-        write_timeline(self.samples, self.path / layout.TIMELINE)
-        write_atomically(self.path / layout.REPORT_JSON, report_to_json(report))
-        if html:
+        """report.json, the timeline as Parquet, and (with ``html``) report.html; each whole or not at all.
+
+        A file that cannot be written does not stop the others (what fits is kept); then RunFailed (exit 3) names
+        the first file that could not be written (the worker's, when the run failed on one) and the system's reason.
+        """
+        def write_html() -> None:
             from workbench.report.html import render_html  # matplotlib: imported only when a report is drawn
 
             write_atomically(self.path / layout.REPORT_HTML, render_html(report, self.path))
+
+        writes: list[Callable[[], object]] = [
+            lambda: write_atomically(self.path / layout.REPORT_JSON, report_to_json(report)),
+            lambda: write_timeline(self.samples, self.path / layout.TIMELINE),
+            *([write_html] if html else []),
+        ]
+        failures: list[WriteFailed] = []
+        for write in writes:
+            try:
+                write()
+            except WriteFailed as failure:
+                failures.append(failure)
+        if failures:
+            others = [f.path.name for f in failures]
+            first = report.error.message if report.error and report.error.type == WriteFailed.__name__ else None
+            if first is None:
+                first, others = failures[0].message, others[1:]
+            raise RunFailed(first + (f" ({', '.join(others)} not written either)" if others else ""))
+
+
+def _claim_out(out: Path) -> Path:
+    if out.is_symlink():
+        raise BadInput(f"--out {out}: is a symbolic link (expected a new or empty directory)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(f"--out {out}: exists and is not an empty directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BadInput(f"--out {out}: cannot create the run directory: {os_reason(error)}") from None
+    if out.is_symlink():  # planted between the check and the mkdir
+        raise BadInput(f"--out {out}: is a symbolic link (expected a new or empty directory)")
+    _claim(out, f"--out {out}")
+    return out.resolve()
+
+
+def _claim(path: Path, named: str) -> None:
+    """Create the (empty) claim file exclusively: of any number of runs, exactly one gets it (O_EXCL)."""
+    try:
+        os.close(os.open(path / layout.CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o644))
+    except FileExistsError:
+        raise BadInput(f"{named}: already claimed by another run (expected a new or empty directory)") from None
+    except OSError as error:
+        raise BadInput(f"{named}: cannot claim the run directory: {os_reason(error)}") from None
 
 
 def crash_line(hs_err: Path) -> str:

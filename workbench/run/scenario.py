@@ -17,13 +17,15 @@ from workbench.probes.regions import REGIONS_LOG_OPTION
 from workbench.protocol.events import AllocatorDetected, BadEvent, Event, StepFailed, StepStarted, decode
 from workbench.protocol.spec import WorkerSpec
 from workbench.report.build import build_report
-from workbench.report.model import AllocatorSection, JvmSection, Report, RunError, ScenarioSection, report_to_dict
+from workbench.report.model import (AllocatorSection, JvmSection, Report, RunError, ScenarioSection, report_to_dict,
+                                    report_to_json)
 from workbench.run.environment import allocator_preload, preload_environment, preload_mismatch
 from workbench.run.expectations import check_expectations
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
 from workbench.run.run_dir import RunDir, crash_line, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench._errors import BadInput
+from workbench._files import open_output
 from workbench.scenario import Scenario, load_scenario, resolve_scenario
 from workbench.scenario.loader import is_bundled
 from workbench.scenario.trust import untrusted_values
@@ -114,7 +116,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     events: list[Event] = []
     environment = preload_environment(allocator_preload(run.allocator), run.malloc_conf,
                                       extra={"ARROW_DEFAULT_MEMORY_POOL": "system"}, python=True)
-    with run_dir.worker_log.open("w") as log:
+    with os.fdopen(open_output(run_dir.worker_log), "w") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "workbench.worker", str(run_dir.spec), str(write_end)],
             env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -172,6 +174,36 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
             report, expectations=check_expectations(report_to_dict(report), list(run.scenario.expect))
         )
     run_dir.finish(report, html)
+    return report
+
+
+MAX_REPEAT = 100
+
+
+def execute_repeated(run: PreparedRun, run_dir: RunDir, count: int, quiet: bool = False,
+                     on_run: Callable[[int], Callable[[Event], None] | None] | None = None,
+                     html: bool = True) -> Report:
+    """``count`` runs, each in a fresh worker and its own ``repeat-K`` directory inside ``run_dir``; ``run_dir``
+    gets the report of the median run carrying every run's figures (report.repeats). Stops at an interrupt."""
+    from workbench._files import write_atomically
+    from workbench.report.repeats import with_repeats
+
+    reports: list[Report] = []
+    dirs: list[str] = []
+    for index in range(count):
+        sub = RunDir.claim(run_dir_name(run.scenario.name, run.allocator, run.malloc_conf),
+                           run_dir.path / f"repeat-{index + 1}")
+        reports.append(execute(run, sub, quiet=quiet, on_event=on_run(index) if on_run else None, html=html))
+        dirs.append(str(sub.path))
+        if reports[-1].interrupted_by is not None:
+            break
+    report = dataclasses.replace(with_repeats(reports, dirs), run_dir=str(run_dir.path))
+    write_atomically(run_dir.path / "report.json", report_to_json(report))
+    if html:
+        from workbench.report.html import render_html
+
+        shown = Path(dirs[report.repeats.shown]) if report.repeats else run_dir.path
+        write_atomically(run_dir.path / "report.html", render_html(report, shown))
     return report
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from workbench._files import appending
 from workbench.probes.allocator import Backend
 from workbench.probes.nmt import parse_summary
 from workbench.probes.process_status import read_status
@@ -51,13 +52,13 @@ class Sampler:
         return sample
 
     def _loop(self) -> None:
-        # Line-buffered appends: a sample is on disk as soon as it is taken, so a crash keeps everything before it.
-        with self._path.open("a", encoding="utf-8", buffering=1) as out:
+        # A sample is on disk as soon as it is taken (whole lines only), so a crash keeps everything before it.
+        with appending(self._path) as out:
             count = 0
             next_at = time.perf_counter()
             while not self._stop.is_set():
                 began = time.perf_counter()
-                out.write(json.dumps(self._sample(count)) + "\n")
+                out.write_line(json.dumps(self._sample(count)))
                 self.cost_s += time.perf_counter() - began
                 self.samples += 1
                 count += 1

@@ -29,6 +29,7 @@ from workbench.protocol.events import (
     VectorChecked,
 )
 from workbench.probes.arrow import read_arrow
+from workbench.protocol import layout
 from workbench.probes.nmt import parse_summary
 from workbench.probes import regions as regions_probe
 from workbench.probes.interpreter import pymalloc_pools_bytes
@@ -264,15 +265,12 @@ class Session:
 
     def _keep_raw(self, label: str, nmt_text: str | None, smaps: str, raw: tuple[str, str] | None) -> None:
         """The raw text each figure came from, per snapshot, for whoever doubts a number."""
-        files = {f"smaps/{label}.txt": smaps}
+        # Whole or not at all; a full or read-only disk is WriteFailed, which fails the run naming the file.
+        layout.write_raw(self.run_dir, "smaps", label, "txt", smaps)
         if nmt_text is not None:
-            files[f"nmt/{label}.txt"] = nmt_text
+            layout.write_raw(self.run_dir, "nmt", label, "txt", nmt_text)
         if raw is not None:
-            files[f"allocator/{label}.{raw[0]}"] = raw[1]
-        for name, text in files.items():
-            path = self.run_dir / name
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            layout.write_raw(self.run_dir, "allocator", label, raw[0], raw[1])
 
     def _run_step(self, step: Step, vectors: Vectors) -> None:
         kind, argument = _kind_and_argument(step)

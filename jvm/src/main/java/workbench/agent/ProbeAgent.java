@@ -18,6 +18,16 @@ public final class ProbeAgent {
     /** {@code -Dworkbench.agent.hold=MS}: premain waits up to MS for {@code release}, so a first snapshot can be
      * taken before the program's main runs. */
     private static final String HOLD_PROPERTY = "workbench.agent.hold";
+    /** {@code -Dworkbench.agent.exit-hold=MS}: at the JVM's exit, while a client waits with {@code await-exit}, the
+     * agent's shutdown hook holds the exit up to MS for {@code release-exit}, so a last snapshot of every layer (NMT
+     * included) is taken before the JVM tears it down. */
+    static final long EXIT_HOLD_MILLIS = Long.getLong("workbench.agent.exit-hold", 0L);
+    /** Counted down when the JVM starts to exit (the agent's shutdown hook): answers {@code await-exit}. */
+    static final CountDownLatch EXITING = new CountDownLatch(1);
+    /** Counted down by {@code release-exit}, or when the waiting client has gone: ends the exit hold. */
+    static final CountDownLatch EXIT_RELEASE = new CountDownLatch(1);
+    /** Clients waiting with {@code await-exit} that were told of the exit; without one the exit is not held. */
+    static final java.util.concurrent.atomic.AtomicInteger EXIT_WAITERS = new java.util.concurrent.atomic.AtomicInteger();
 
     private ProbeAgent() {}
 

@@ -17,7 +17,9 @@ import java.nio.file.attribute.PosixFilePermissions;
 /**
  * The agent's socket: a client sends one line and gets one JSON line back, then the connection closes.
  * {@code stats}: see {@link Stats}; {@code ping}: {"pid": N}; {@code release}: ends premain's hold
- * ({@code -Dworkbench.agent.hold=MS}); anything else: {"error": "unknown command"}.
+ * ({@code -Dworkbench.agent.hold=MS}); {@code await-exit}: answered {"exiting": true} only when the JVM starts to exit
+ * (served on a thread of its own, so other clients go on), after which the exit is held (up to
+ * {@code -Dworkbench.agent.exit-hold=MS}) until {@code release-exit}; anything else: {"error": "unknown command"}.
  * One client at a time, each bounded by {@link #CLIENT_TIMEOUT_MILLIS}, so a silent client cannot hold the agent.
  */
 final class ProbeServer {
@@ -57,15 +59,32 @@ final class ProbeServer {
             } catch (ClosedChannelException closedAtExit) {
                 return;
             }
-            try (client) {
-                answer(client);
+            boolean handedOver = false;
+            try {
+                handedOver = answer(client);
             } catch (IOException clientWentAway) {
                 // Its problem, not the program's: serve the next one.
+            } finally {
+                if (!handedOver) {
+                    closeQuietly(client);
+                }
             }
         }
     }
 
     private void close() {
+        ProbeAgent.EXITING.countDown();
+        if (ProbeAgent.EXIT_HOLD_MILLIS > 0) {
+            try {
+                // A waiting client needs a moment to be told; then the exit is held only for a client that was.
+                Thread.sleep(20);
+                if (ProbeAgent.EXIT_WAITERS.get() > 0) {
+                    ProbeAgent.EXIT_RELEASE.await(ProbeAgent.EXIT_HOLD_MILLIS, java.util.concurrent.TimeUnit.MILLISECONDS);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
         synchronized (lifecycle) {
             shuttingDown = true;
             try {
@@ -79,23 +98,53 @@ final class ProbeServer {
         }
     }
 
-    private static void answer(SocketChannel client) throws IOException {
+    private static void closeQuietly(SocketChannel client) {
+        try {
+            client.close();
+        } catch (IOException ignored) {
+            // nothing to do
+        }
+    }
+
+    /** Answers one client; true when the client was handed to a thread of its own ({@code await-exit}). */
+    private static boolean answer(SocketChannel client) throws IOException {
         client.configureBlocking(false);
         long deadline = System.nanoTime() + CLIENT_TIMEOUT_MILLIS * 1_000_000;
         try (Selector selector = Selector.open()) {
             SelectionKey key = client.register(selector, SelectionKey.OP_READ);
             String request = readLine(client, selector, deadline);
             if (request == null) {
-                return;
+                return false;
+            }
+            if (request.strip().equals("await-exit")) {
+                key.cancel();
+                selector.selectNow();
+                client.configureBlocking(true);
+                Thread waiter = new Thread(() -> awaitExit(client), "workbench-agent-exit");
+                waiter.setDaemon(true);
+                waiter.start();
+                return true;
             }
             byte[] reply = (respond(request.strip()) + "\n").getBytes(StandardCharsets.UTF_8);
             key.interestOps(SelectionKey.OP_WRITE);
             ByteBuffer out = ByteBuffer.wrap(reply);
             while (out.hasRemaining()) {
                 if (client.write(out) == 0 && !await(selector, deadline)) {
-                    return;
+                    return false;
                 }
             }
+        }
+        return false;
+    }
+
+    /** On its own thread: tell the client when the JVM starts to exit; the exit is then held for it. */
+    private static void awaitExit(SocketChannel client) {
+        try (client) {
+            ProbeAgent.EXITING.await();
+            ProbeAgent.EXIT_WAITERS.incrementAndGet();
+            client.write(ByteBuffer.wrap("{\"exiting\": true}\n".getBytes(StandardCharsets.UTF_8)));
+        } catch (IOException | InterruptedException clientGone) {
+            ProbeAgent.EXIT_RELEASE.countDown(); // nobody to hold the exit for
         }
     }
 
@@ -141,6 +190,9 @@ final class ProbeServer {
                 return new Json().beginObject().field("pid", ProcessHandle.current().pid()).endObject().toString();
             case "release":
                 ProbeAgent.RELEASE.countDown();
+                return new Json().beginObject().field("released", true).endObject().toString();
+            case "release-exit":
+                ProbeAgent.EXIT_RELEASE.countDown();
                 return new Json().beginObject().field("released", true).endObject().toString();
             default:
                 return new Json().beginObject().field("error", "unknown command").endObject().toString();
