@@ -135,8 +135,10 @@ def test_html_ledger_of_allocated_shows_arrow_accounting_in_exact_bytes(
     from selenium.webdriver.common.by import By
 
     _open(browser, jemalloc_run.page)
-    ledgers = browser.find_elements(By.CSS_SELECTOR, "table.ledger")
+    ledgers = browser.find_elements(By.CSS_SELECTOR, "table.ledger:not(.owners)")
     assert [t.get_attribute("data-snapshot") for t in ledgers] == LABELS
+    owners = browser.find_elements(By.CSS_SELECTOR, "table.ledger.owners")  # the ledger by address, per snapshot
+    assert [t.get_attribute("data-snapshot") for t in owners] == LABELS
     allocated = ledgers[LABELS.index("allocated")]
     rows = {
         row.find_elements(By.TAG_NAME, "td")[0].text: row.find_elements(By.TAG_NAME, "td")
@@ -222,7 +224,7 @@ def test_markdown_has_the_table_findings_and_every_ledger(jemalloc_run: Rendered
                      re.MULTILINE), markdown
     # Every row of every table has as many unescaped '|' as its header: no cell broke its row.
     tables = re.findall(r"(?m)(?:^\|.*\n)+", markdown)
-    assert len(tables) == 1 + len(LABELS) + 1  # layers, a ledger per snapshot, size classes
+    assert len(tables) == 1 + 2 * len(LABELS) + 1  # layers, a ledger and its owners per snapshot, size classes
     for table in tables:
         widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
         assert len(widths) == 1, table

@@ -79,8 +79,14 @@ def summarize(mappings: list[Mapping], top: int = 10) -> ProcessSnapshot:
     )
 
 
-def read_process(pid: int | str = "self", top: int = 10) -> tuple[ProcessSnapshot, str]:
-    """The process's memory as the kernel counts it, and the raw smaps text it was computed from."""
+def read_mappings(pid: int | str = "self") -> tuple[list[Mapping], str]:
+    """Every mapping of the process with its resident and anonymous bytes, and the raw smaps text."""
     with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as f:
         smaps = f.read()
-    return summarize(parse_smaps(smaps), top), smaps
+    return parse_smaps(smaps), smaps
+
+
+def read_process(pid: int | str = "self", top: int = 10) -> tuple[ProcessSnapshot, str]:
+    """The process's memory as the kernel counts it, and the raw smaps text it was computed from."""
+    mappings, smaps = read_mappings(pid)
+    return summarize(mappings, top), smaps

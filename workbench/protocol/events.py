@@ -16,6 +16,7 @@ from workbench.probes.allocator import AllocatorSnapshot, ConfSetting, SizeClass
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtSummary
 from workbench.probes.process import ProcessSnapshot
+from workbench.probes.regions import AddressAttribution
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class SnapshotTaken:
     allocator: AllocatorSnapshot | None
     process: ProcessSnapshot | None
     size_classes: list[SizeClass] | None = None  # the allocator's live size classes (jemalloc only)
+    attribution: AddressAttribution | None = None  # anonymous RSS by owner, from the mappings' addresses
 
 
 @dataclass(frozen=True)

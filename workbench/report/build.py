@@ -29,6 +29,7 @@ from workbench.report.model import (
     SamplerSection,
     ScenarioSection,
     Snapshot,
+    address_view,
     byte_figures,
 )
 
@@ -41,13 +42,14 @@ def with_deltas(snapshots: list[Snapshot], allocation_manager: str) -> tuple[lis
         return snapshots, None
     base = next((s for s in snapshots if s.label == BASELINE), snapshots[0])
     base_figures = byte_figures(base)
+    base_view = address_view(base)
     result = []
     for snapshot in snapshots:
         figures = byte_figures(snapshot)
         deltas = {k: v - base_figures[k] for k, v in figures.items() if k in base_figures}
-        result.append(dataclasses.replace(
-            snapshot, deltas=deltas, reconciliation=reconcile(deltas, allocation_manager, base.label)
-        ))
+        backend = snapshot.allocator.backend if snapshot.allocator else None
+        result.append(dataclasses.replace(snapshot, deltas=deltas, reconciliation=reconcile(
+            deltas, allocation_manager, base.label, backend, address_view(snapshot), base_view)))
     return result, base.label
 
 
@@ -88,7 +90,7 @@ def build_report(
             snapshots.append(Snapshot(
                 label=event.label, t_ms=event.t_ms, cost_ms=event.cost_ms, probe_ms=dict(event.probe_ms),
                 arrow=event.arrow, nmt=event.nmt, allocator=event.allocator, process=event.process,
-                size_classes=event.size_classes,
+                size_classes=event.size_classes, attribution=event.attribution,
             ))
         elif isinstance(event, VectorChecked):
             checks = Checks(zero_copy=event.zero_copy, sum=event.sum, java_sum=event.java_sum, vector=event.vector,

@@ -18,11 +18,15 @@ import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 
 from workbench.figures import timeline_charts  # noqa: E402
 from workbench.report.ledger import (  # noqa: E402
+    OWNER_LABELS,
     Reconciliation,
     describe_basis,
     explain_line,
+    explain_owner,
+    explain_rounding,
     explain_unexplained,
     line_label,
+    named_parts,
 )
 from workbench.report.model import TOP_SIZE_CLASSES, Report, Snapshot  # noqa: E402
 from workbench.report.text import findings, size_classes_note, table_rows  # noqa: E402
@@ -48,10 +52,19 @@ class LedgerRow(TypedDict):
     explanation: str
 
 
+class OwnerRow(TypedDict):
+    owner: str
+    resident: Cell
+    change: Cell
+    explanation: str
+
+
 class LedgerView(TypedDict):
     label: str
     basis: str
     rows: list[LedgerRow]
+    owners: list[OwnerRow]  # empty: not attributed by address
+    rounding: str
     jvm_mapped: Cell
     unexplained: Cell
     explanation: str
@@ -92,8 +105,20 @@ def _bytes_cell(value: int | None, signed: bool = False) -> Cell:
                 kind=kind)
 
 
-def _ledger(snapshot: Snapshot, reconciliation: Reconciliation) -> LedgerView:
+def _owner_rows(reconciliation: Reconciliation, backend: str | None) -> list[OwnerRow]:
+    if reconciliation.owners is None:
+        return []
+    rows = [OwnerRow(owner=OWNER_LABELS[line.owner], resident=_bytes_cell(line.resident_bytes),
+                     change=_bytes_cell(line.delta_bytes, signed=True), explanation=explain_owner(line, reconciliation))
+            for line in reconciliation.owners]
+    return rows + [OwnerRow(owner=label, resident=_bytes_cell(None), change=_bytes_cell(value, signed=True),
+                            explanation=why) for label, value, why in named_parts(reconciliation, backend)]
+
+
+def _ledger(snapshot: Snapshot, reconciliation: Reconciliation, backend: str | None = None) -> LedgerView:
     return LedgerView(
+        owners=_owner_rows(reconciliation, backend),
+        rounding=explain_rounding(reconciliation.rounding) if reconciliation.rounding is not None else "",
         label=snapshot.label,
         basis=describe_basis(reconciliation),
         rows=[
@@ -238,7 +263,7 @@ def render_html(report: Report, run_dir: Path | None) -> str:
     charts, chart_notes = _charts(report, samples) if samples else ([], [])
     size_classes, size_classes_note = _size_classes(report)
     provenance = {k: v for k, v in asdict(report.allocator.provenance).items() if v not in (None, [], "")}
-    ledgers = [_ledger(s, s.reconciliation) for s in report.snapshots if s.reconciliation is not None]
+    ledgers = [_ledger(s, s.reconciliation, report.allocator.backend) for s in report.snapshots if s.reconciliation is not None]
     last = report.snapshots[-1] if report.snapshots else None
     template = _environment().get_template("report.html.j2")
     return template.render(

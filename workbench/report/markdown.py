@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workbench.report.ledger import Reconciliation, describe_basis, explain_line, explain_unexplained, line_label
+from workbench.report.ledger import (
+    OWNER_LABELS,
+    Reconciliation,
+    describe_basis,
+    explain_line,
+    explain_owner,
+    explain_rounding,
+    explain_unexplained,
+    line_label,
+    named_parts,
+)
 from workbench.report.model import TOP_SIZE_CLASSES, Report
 from workbench.report.text import findings, size_classes_note, table_rows
 from workbench.units import format_bytes
@@ -55,7 +65,22 @@ def _size_classes(report: Report) -> list[str]:
     ]
 
 
-def _ledger(label: str, reconciliation: Reconciliation) -> list[str]:
+def _owners(reconciliation: Reconciliation, backend: str | None) -> list[str]:
+    """The anonymous RSS by owner (found by address), then the named parts of the other anonymous mappings."""
+    if reconciliation.owners is None:
+        return []
+    rows = [[OWNER_LABELS[line.owner], _exact(line.resident_bytes), _exact(line.delta_bytes),
+             _escape(explain_owner(line, reconciliation))] for line in reconciliation.owners]
+    rows += [[_escape(label), "", _exact(value) if value is not None else "-", _escape(why)]
+             for label, value, why in named_parts(reconciliation, backend)]
+    lines = ["", "By owner (the kernel's resident anonymous bytes, found by address):", "",
+             *_table(["owner", "resident", "change", "beside it"], "lrrl", rows)]
+    if reconciliation.rounding is not None:
+        lines += ["", f"Size-class rounding: {_escape(explain_rounding(reconciliation.rounding))}."]
+    return lines
+
+
+def _ledger(label: str, reconciliation: Reconciliation, backend: str | None = None) -> list[str]:
     rows = [
         [line_label(line), _exact(line.bytes), _exact(line.delta_to_next) if line.delta_to_next is not None else "",
          explain_line(line, reconciliation)]
@@ -69,6 +94,7 @@ def _ledger(label: str, reconciliation: Reconciliation) -> list[str]:
         f"{_escape(describe_basis(reconciliation))}.",
         "",
         *_table(["layer", "bytes", "to next layer", "explanation"], "lrrl", rows),
+        *_owners(reconciliation, backend),
         "",
         f"_{_escape(explain_unexplained(reconciliation))}_",
         "",
@@ -118,7 +144,7 @@ def render_markdown(report: Report) -> str:
     lines += ["", "## Reconciliation", ""]
     ledgers = [(s.label, s.reconciliation) for s in report.snapshots if s.reconciliation is not None]
     for label, reconciliation in ledgers:
-        lines += _ledger(label, reconciliation)
+        lines += _ledger(label, reconciliation, report.allocator.backend)
     if not ledgers:
         lines += ["No snapshot has a reconciliation (it needs the process's anonymous RSS).", ""]
     lines += _size_classes(report)

@@ -14,8 +14,9 @@ from workbench.probes.allocator import AllocatorSnapshot, ConfSetting, SizeClass
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.probes.nmt import NmtSummary
 from workbench.probes.process import ProcessSnapshot
+from workbench.probes.regions import AddressAttribution
 from workbench.report.expectations import ExpectationResult
-from workbench.report.ledger import Reconciliation, reconcile
+from workbench.report.ledger import AddressView, Reconciliation, reconcile
 
 SCHEMA = "workbench.report/1"
 TOP_SIZE_CLASSES = 15  # how many of a snapshot's size classes the renderers show
@@ -75,6 +76,8 @@ class Snapshot:
     jvm_runtime: dict[str, Any] | None = None
     # The allocator's live size classes, most bytes first; None: not measured (only jemalloc gives them).
     size_classes: list[SizeClass] | None = None
+    # The anonymous RSS split by mapping into owners (JVM regions, stacks, ...); None: not measured (exec, attach).
+    attribution: AddressAttribution | None = None
 
 
 @dataclass(frozen=True)
@@ -236,3 +239,13 @@ def byte_figures(snapshot: Snapshot) -> dict[str, int]:
     for layer in ("arrow", "nmt", "allocator", "process"):
         walk(layer, data[layer])
     return figures
+
+
+def address_view(snapshot: Snapshot) -> AddressView | None:
+    """What the ledger by owner needs of a snapshot; None when it was not attributed by address."""
+    if snapshot.attribution is None:
+        return None
+    figures = byte_figures(snapshot)
+    if snapshot.allocator is not None and "hblkhd" in snapshot.allocator.raw:  # glibc's mmapped chunks
+        figures["allocator.raw.hblkhd"] = snapshot.allocator.raw["hblkhd"]
+    return AddressView(snapshot.attribution, figures, snapshot.size_classes)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.probes.regions import REGIONS_LOG_OPTION
 from workbench.protocol.events import AllocatorDetected, BadEvent, Event, StepFailed, StepStarted, decode
 from workbench.protocol.spec import WorkerSpec
 from workbench.report.build import build_report
@@ -88,6 +89,8 @@ def prepare(request: RunRequest) -> PreparedRun:
         f"-Darrow.allocation.manager.type={ALLOCATION_MANAGER_PROPERTY[scenario.allocation_manager]}",
         # A native crash's report goes into the run directory (the worker runs there).
         "-XX:ErrorFile=hs_err_pid%p.log",
+        # The Java heap's and the class space's ranges, for the ledger's attribution by address (probes/regions.py).
+        REGIONS_LOG_OPTION,
         *scenario.jvm.options,
     ]
     return PreparedRun(scenario, source, allocator, malloc_conf, jdk, jvm_options, malloc_conf_option)

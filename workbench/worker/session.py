@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import sys
@@ -30,7 +31,9 @@ from workbench.protocol.events import (
 from workbench.probes.arrow import read_arrow
 from workbench.protocol import layout
 from workbench.probes.nmt import parse_summary
-from workbench.probes.process import read_process
+from workbench.probes import regions as regions_probe
+from workbench.probes.interpreter import pymalloc_pools_bytes
+from workbench.probes.process import read_mappings, summarize
 from workbench.scenario.model import (
     TYPE_WIDTH,
     AllocateSpec,
@@ -198,10 +201,19 @@ class Session:
         after_nmt = time.perf_counter()
         allocator = self.allocator_probe.snapshot()
         after_allocator = time.perf_counter()
-        process, smaps = read_process()
+        mappings, smaps = read_mappings()
+        process = summarize(mappings)
+        after_process = time.perf_counter()
+        regions, sources, region_texts = self._jvm_regions()
+        attribution = dataclasses.replace(
+            regions_probe.attribute(mappings, regions, self.allocator_probe.info.backend, sources,
+                                    len(os.listdir("/proc/self/task"))),
+            python_pools_bytes=pymalloc_pools_bytes(),
+        )
         ended = time.perf_counter()
         raw = self.allocator_probe.raw_statistics()
         self._keep_raw(label, nmt_text, smaps, raw)
+        self._keep_regions(label, region_texts)
         self.emit(SnapshotTaken(
             label=label,
             t_ms=round((began - self.started) * 1000, 3),
@@ -210,14 +222,50 @@ class Session:
                 "arrow": round((after_arrow - began) * 1000, 3),
                 "nmt": round((after_nmt - after_arrow) * 1000, 3),
                 "allocator": round((after_allocator - after_nmt) * 1000, 3),
-                "process": round((ended - after_allocator) * 1000, 3),
+                "process": round((after_process - after_allocator) * 1000, 3),
+                "regions": round((ended - after_process) * 1000, 3),
             },
             arrow=arrow,
             nmt=nmt,
             allocator=allocator,
             process=process,
             size_classes=allocator_probe.size_classes(raw),
+            attribution=attribution,
         ))
+
+    def _jvm_regions(self) -> tuple[list[regions_probe.Region], list[str], dict[str, str]]:
+        """The JVM's regions: System.map where the JDK has it and NMT names them, else the start-up log, the code
+        heaps and the metaspace nodes; and the threads' stacks. The texts they came from, by name."""
+        texts: dict[str, str] = {}
+        found: list[regions_probe.Region] = []
+        try:
+            texts["system-map"] = str(self.NativeMemory.command("systemMap"))
+            found = regions_probe.parse_system_map(texts["system-map"])
+        except jpype.JException:
+            pass  # JDK 17 has no System.map
+        sources = ["system-map"] if found else []
+        if not found:
+            log = self.run_dir / regions_probe.REGIONS_LOG
+            texts["start-up-log"] = log.read_text(errors="replace") if log.is_file() else ""
+            texts["codecache"] = str(self.NativeMemory.command("compilerCodecache"))
+            texts["metaspace"] = str(self.NativeMemory.command("vmMetaspace", "vslist"))
+            for source, parse in (("start-up-log", regions_probe.parse_start_up_log),
+                                  ("codecache", regions_probe.parse_codecache),
+                                  ("metaspace", regions_probe.parse_metaspace_nodes)):
+                parsed = parse(texts[source])
+                found += parsed
+                if parsed:
+                    sources.append(source)
+        pointers = regions_probe.stack_pointers()
+        texts["stack-pointers"] = "".join(f"{sp:#x}\n" for sp in pointers)
+        return found + regions_probe.stack_regions(pointers), [*sources, "stack-pointer"], texts
+
+    def _keep_regions(self, label: str, texts: dict[str, str]) -> None:
+        """What the JVM said about its regions at this snapshot, one file per source."""
+        directory = self.run_dir / "regions"
+        directory.mkdir(exist_ok=True)
+        for source, text in texts.items():
+            (directory / f"{label}.{source}.txt").write_text(text, encoding="utf-8")
 
     def _keep_raw(self, label: str, nmt_text: str | None, smaps: str, raw: tuple[str, str] | None) -> None:
         """The raw text each figure came from, per snapshot, for whoever doubts a number."""

@@ -21,7 +21,15 @@ public final class NativeMemory {
 
     /** The text of {@code VM.native_memory <args>}, e.g. {@code summary scale=KB}. */
     public static String query(String... args) throws Exception {
+        return command("vmNativeMemory", args);
+    }
+
+    /**
+     * The text of another diagnostic command, by its MBean operation name: {@code systemMap} (JDK 21+),
+     * {@code compilerCodecache}, {@code vmMetaspace}; throws where this JDK has no such command.
+     */
+    public static String command(String operation, String... args) throws Exception {
         MBeanServer server = ManagementFactory.getPlatformMBeanServer();
-        return (String) server.invoke(DIAGNOSTIC_COMMAND, "vmNativeMemory", new Object[] {args}, SIGNATURE);
+        return (String) server.invoke(DIAGNOSTIC_COMMAND, operation, new Object[] {args}, SIGNATURE);
     }
 }

@@ -1,0 +1,211 @@
+"""The JVM's own regions of the address space, and the threads' stacks: which mapping belongs to whom.
+
+JDK 21+ says it itself (``System.map``: every mapping with its NMT category, when NMT is on). Elsewhere (JDK 17,
+or NMT off) the regions are found from what the JVM prints about them: the Java heap's and the class space's
+ranges from its start-up log (``-Xlog:gc+heap+coops=debug,gc+metaspace=info``, which the workbench adds), the code
+heaps' bounds from ``Compiler.codecache``, the metaspace nodes from ``VM.metaspace vslist``. A thread's stack is
+the mapping its stack pointer is in (``/proc/self/task/*/syscall``, for threads waiting in a system call).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from workbench.probes.process import Mapping
+
+# The owners of resident anonymous memory the ledger names, JVM regions first.
+JvmOwner = Literal["java-heap", "class-space", "metaspace", "code", "gc", "cds", "thread-stacks", "jvm-other"]
+RegionSource = Literal["system-map", "start-up-log", "codecache", "metaspace", "stack-pointer"]
+
+# The file the JVM logs its heap and class space ranges into, in the run directory (the worker's working directory).
+REGIONS_LOG = "jvm-regions.log"
+REGIONS_LOG_OPTION = f"-Xlog:gc+heap+coops=debug,gc+metaspace=info:file={REGIONS_LOG}"
+
+
+@dataclass(frozen=True)
+class Region:
+    start: int
+    end: int
+    owner: JvmOwner
+    source: RegionSource
+
+
+# System.map's "vm info" column (the part before a thread's "-TID-name"), per owner.
+_SYSTEM_MAP_OWNERS: dict[str, JvmOwner] = {
+    "JAVAHEAP": "java-heap", "CLASS": "class-space", "META": "metaspace", "CODE": "code", "GC": "gc",
+    "CARDTBL": "gc", "CDS": "cds", "STACK": "thread-stacks", "INTERN": "jvm-other", "POLL": "jvm-other",
+    "JDK": "jvm-other", "TEST": "jvm-other",
+}
+
+
+def parse_system_map(text: str) -> list[Region]:
+    """The mappings ``System.map`` (JDK 21+) gives an NMT category; [] when it gives none (NMT off)."""
+    regions: list[Region] = []
+    for line in text.splitlines():
+        if not line.startswith("0x"):
+            continue
+        fields = line.split()
+        # from-to, vsize, prot, rss, hugetlb, pgsz, notes, info, file
+        if len(fields) < 8 or "-" not in fields[0]:
+            continue
+        owner = _SYSTEM_MAP_OWNERS.get(fields[7].split("-", 1)[0])
+        if owner is None:
+            continue
+        low, high = fields[0].split("-", 1)
+        regions.append(Region(int(low, 16), int(high, 16), owner, "system-map"))
+    return regions
+
+
+_HEAP = re.compile(r"Heap address: (0x[0-9a-f]+), size: (\d+) MB")
+_CLASS_SPACE = re.compile(r"Compressed class space mapped at: (0x[0-9a-f]+)-(0x[0-9a-f]+)")
+_CDS = re.compile(r"CDS archive\(s\) mapped at: \[(0x[0-9a-f]+)-(0x[0-9a-f]+)-(0x[0-9a-f]+)\)")
+
+
+def parse_start_up_log(text: str) -> list[Region]:
+    """The Java heap's reserved range, the class space and the CDS archive from the JVM's start-up log."""
+    regions: list[Region] = []
+    if m := _HEAP.search(text):
+        start = int(m.group(1), 16)
+        regions.append(Region(start, start + int(m.group(2)) * 1024 * 1024, "java-heap", "start-up-log"))
+    if m := _CLASS_SPACE.search(text):
+        regions.append(Region(int(m.group(1), 16), int(m.group(2), 16), "class-space", "start-up-log"))
+    if m := _CDS.search(text):
+        regions.append(Region(int(m.group(1), 16), int(m.group(3), 16), "cds", "start-up-log"))
+    return regions
+
+
+_CODE_HEAP_BOUNDS = re.compile(r"bounds \[(0x[0-9a-f]+), (0x[0-9a-f]+), (0x[0-9a-f]+)\]")
+
+
+def parse_codecache(text: str) -> list[Region]:
+    """Each code heap's reserved range from ``Compiler.codecache`` (``bounds [low, high, end]``)."""
+    return [Region(int(m.group(1), 16), int(m.group(3), 16), "code", "codecache")
+            for m in _CODE_HEAP_BOUNDS.finditer(text)]
+
+
+_METASPACE_NODE = re.compile(r"- node #\d+: base (0x[0-9a-f]+): reserved=([\d.]+) KB")
+
+
+def parse_metaspace_nodes(text: str) -> list[Region]:
+    """The non-class metaspace nodes from ``VM.metaspace vslist`` (the class space's node is the class space)."""
+    non_class = text.split("vsl class-space", 1)[0]
+    return [Region(int(m.group(1), 16), int(m.group(1), 16) + int(float(m.group(2)) * 1024), "metaspace",
+                   "metaspace") for m in _METASPACE_NODE.finditer(non_class)]
+
+
+def stack_pointers(pid: int | str = "self") -> list[int]:
+    """The stack pointer of every thread of the process that waits in a system call (running threads have none)."""
+    pointers: list[int] = []
+    task = f"/proc/{pid}/task"
+    for tid in os.listdir(task):
+        try:
+            with open(f"{task}/{tid}/syscall", encoding="ascii") as f:
+                fields = f.read().split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if len(fields) >= 9:  # "nr arg1..arg6 sp pc"; "running" or "-1 sp pc" otherwise
+            pointers.append(int(fields[7], 16))
+        elif len(fields) == 3 and fields[0] == "-1":
+            pointers.append(int(fields[1], 16))
+    return sorted(pointers)
+
+
+def stack_regions(pointers: list[int]) -> list[Region]:
+    """A one-byte region at each stack pointer: the mapping that holds it is that thread's stack."""
+    return [Region(sp, sp + 1, "thread-stacks", "stack-pointer") for sp in pointers]
+
+
+# Where resident anonymous memory outside the JVM's regions lives, as far as the kernel's view alone tells.
+OtherOwner = Literal["malloc-arenas", "file-private", "anonymous-mmaps"]
+Owner = JvmOwner | OtherOwner
+OWNERS: tuple[Owner, ...] = ("java-heap", "class-space", "metaspace", "code", "gc", "cds", "thread-stacks",
+                             "jvm-other", "malloc-arenas", "file-private", "anonymous-mmaps")
+GLIBC_HEAP_MAX = 64 * 1024 * 1024  # glibc's HEAP_MAX_SIZE on 64-bit: each non-main arena heap is aligned to it
+
+
+@dataclass(frozen=True)
+class OwnerResident:
+    """What the kernel has resident, by mapping, for one owner: smaps' ``Anonymous`` summed over its mappings."""
+
+    resident_bytes: int
+    size_bytes: int  # the virtual size of those mappings
+    mappings: int
+
+
+@dataclass(frozen=True)
+class AddressAttribution:
+    """The process's anonymous RSS split by mapping into owners; the owners' bytes sum to it exactly."""
+
+    owners: dict[str, OwnerResident]  # every owner of OWNERS, in that order
+    sources: list[str]  # how the JVM's regions were found (RegionSource values), in the order used
+    stacks_found: int  # threads whose stack was located by their stack pointer
+    threads: int  # the process's threads
+    shared_mappings: int  # mappings that straddle owners: each goes whole to the owner of its largest overlap
+    # pymalloc's pools in use (inside anonymous-mmaps: its arenas are mmaps of their own); None: not measured.
+    python_pools_bytes: int | None = None
+
+
+def _glibc_arena_heaps(mappings: list[Mapping]) -> set[int]:
+    """Starts of the mappings that are glibc arena heaps: a read-write part at a 64 MiB boundary, followed by an
+    inaccessible rest up to the next boundary (or the whole 64 MiB read-write)."""
+    starts: set[int] = set()
+    for index, mapping in enumerate(mappings):
+        if mapping.start % GLIBC_HEAP_MAX or mapping.name or not mapping.perms.startswith("rw"):
+            continue
+        if mapping.end - mapping.start == GLIBC_HEAP_MAX:
+            starts.add(mapping.start)
+            continue
+        following = mappings[index + 1] if index + 1 < len(mappings) else None
+        if following is not None and following.start == mapping.end and following.perms.startswith("---") \
+                and following.end == mapping.start + GLIBC_HEAP_MAX:
+            starts.add(mapping.start)
+    return starts
+
+
+def attribute(mappings: list[Mapping], regions: list[Region], backend: str | None, sources: list[str],
+              threads: int) -> AddressAttribution:
+    """Each mapping's anonymous bytes to one owner: the JVM region it lies in, else a thread's stack (the mapping
+    holding a stack pointer, or ``[stack]``), else glibc's arenas (when glibc answers malloc: ``[heap]`` and the
+    aligned arena heaps), else the private pages of a file mapping, else an anonymous mapping of someone else."""
+    ordered = sorted(regions, key=lambda r: r.start)
+    starts = [r.start for r in ordered]
+    arenas = _glibc_arena_heaps(mappings) if backend == "glibc" else set()
+    resident = dict.fromkeys(OWNERS, 0)
+    size = dict.fromkeys(OWNERS, 0)
+    count = dict.fromkeys(OWNERS, 0)
+    shared = 0
+    stacks = 0
+    for mapping in mappings:
+        overlaps: dict[Owner, int] = {}
+        index = max(bisect.bisect_right(starts, mapping.start) - 1, 0)
+        while index < len(ordered) and ordered[index].start < mapping.end:
+            region = ordered[index]
+            overlap = min(region.end, mapping.end) - max(region.start, mapping.start)
+            if overlap > 0:
+                overlaps[region.owner] = overlaps.get(region.owner, 0) + overlap
+                stacks += region.source == "stack-pointer"
+            index += 1
+        owner: Owner
+        if overlaps:
+            owner = max(overlaps, key=lambda o: overlaps[o])
+            if len(overlaps) > 1:
+                shared += 1
+        elif mapping.name == "[stack]":
+            owner = "thread-stacks"
+        elif mapping.start in arenas or (backend == "glibc" and mapping.name == "[heap]"):
+            owner = "malloc-arenas"
+        elif mapping.name.startswith("/"):
+            owner = "file-private"
+        else:
+            owner = "anonymous-mmaps"
+        resident[owner] += mapping.anon_bytes
+        size[owner] += mapping.size_bytes
+        count[owner] += 1
+    return AddressAttribution(
+        owners={o: OwnerResident(resident[o], size[o], count[o]) for o in OWNERS},
+        sources=sources, stacks_found=stacks, threads=threads, shared_mappings=shared,
+    )
