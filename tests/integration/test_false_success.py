@@ -14,6 +14,7 @@ from tests.integration.conftest import run_workbench
 from workbench.run.run_dir import RunDir
 from workbench.run.scenario import RunRequest, execute, prepare
 from workbench.toolchain.allocators import find_system_allocator
+from workbench.toolchain.maven import kernels_entry
 
 LIBZ = Path("/lib/x86_64-linux-gnu/libz.so.1")
 EXPECTED_ALLOCATOR = "(expected an allocator: a shared library that defines malloc and free)"
@@ -184,7 +185,7 @@ def test_a_damaged_cached_probe_is_rebuilt_and_the_run_works(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_a_damaged_kernels_jar_is_rebuilt_and_the_run_works(tmp_path: Path) -> None:
     env, area = cache_with_copies(tmp_path, "jvm")
-    entry = next(p for p in area.iterdir() if p.is_dir())
+    entry = area / kernels_entry().name  # the entry of these sources (the cache may hold older ones)
     jar = next((entry / "project" / "target").glob("*.jar"))
     classpath = (entry / "classpath.txt").read_text().split(":")
     (entry / "classpath.txt").write_text(":".join([str(jar), *classpath[1:]]))  # the copy's own jar

@@ -21,7 +21,8 @@ MEASURED_WITHIN = {("arrow-intvector", "glibc", "17"), ("netty-vs-unsafe", "jema
 # Measured and over the bound: the worst |unexplained| seen, and what is known of why.
 MEASURED_OVER = {
     ("arrow-intvector", "jemalloc", "17"): (
-        "worst unexplained -1,617,920 B at 'filled' (another run: -1,335,296 B) vs bound 1,048,576 B; negative, so "
+        "worst unexplained -1,617,920 B at 'filled' (another run: -1,335,296 B; within the bound in a third) vs "
+        "bound 1,048,576 B; negative, so "
         "no owner is missing: jemalloc's resident grows more than the kernel has resident in the anonymous mappings "
         "outside the JVM; which of its pages the kernel lacks was not located"),
     ("intvector-large", "jemalloc", "17"): (
@@ -36,6 +37,37 @@ MEASURED_OVER = {
 }
 
 
+# Within the bound in the full runs made here (2026-12-01, JDK 17 and Temurin 25), but measured once or twice only:
+# not yet a gate, since single runs vary (see MEASURED_OVER).
+WITHIN_IN_RUNS_MADE = {
+    ("arrow-intvector", "tcmalloc", "17"),
+    ("direct-bytebuffer", "glibc", "17"),
+    ("direct-bytebuffer", "glibc", "25"),
+    ("direct-bytebuffer", "tcmalloc", "17"),
+    ("direct-bytebuffer", "tcmalloc", "25"),
+    ("intvector-churn-threads", "glibc", "17"),
+    ("intvector-churn-threads", "glibc", "25"),
+    ("intvector-churn-threads", "jemalloc", "17"),
+    ("intvector-churn-threads", "tcmalloc", "17"),
+    ("intvector-grow", "glibc", "17"),
+    ("intvector-grow", "glibc", "25"),
+    ("intvector-grow", "tcmalloc", "17"),
+    ("intvector-large", "glibc", "17"),
+    ("intvector-large", "glibc", "25"),
+    ("intvector-large", "tcmalloc", "17"),
+    ("intvector-large", "tcmalloc", "25"),
+    ("intvector-leak", "glibc", "17"),
+    ("intvector-leak", "glibc", "25"),
+    ("intvector-leak", "tcmalloc", "17"),
+    ("netty-vs-unsafe", "tcmalloc", "17"),
+}
+# Every other combination was over the bound in those runs. mimalloc everywhere: Debian's build has no statistics
+# and the claim is its committed memory (#12 item 3, a mimalloc built with statistics, is not done); jemalloc on the
+# other scenarios: its resident counts more than the kernel has, as in MEASURED_OVER; the rest not located.
+OVER_IN_RUNS_MADE = ("over the bound in the full runs made here (2026-12-01); the missing or over-counting owner is "
+                     "not located (mimalloc: no malloc statistics, #12 item 3)")
+
+
 def _combinations() -> list[object]:
     params: list[object] = []
     for scenario in sorted(bundled_scenarios()):
@@ -46,8 +78,11 @@ def _combinations() -> list[object]:
                     marks = [pytest.mark.xfail(strict=False, reason=MEASURED_OVER[combination])]
                 elif combination in MEASURED_WITHIN:
                     marks = []
+                elif combination in WITHIN_IN_RUNS_MADE:
+                    marks = [pytest.mark.xfail(strict=False, reason="within the bound in the runs made here, not yet "
+                                                                    "repeated enough to be a gate")]
                 else:
-                    marks = [pytest.mark.xfail(strict=False, reason="not measured in this session")]
+                    marks = [pytest.mark.xfail(strict=False, reason=OVER_IN_RUNS_MADE)]
                 params.append(pytest.param(*combination, marks=marks, id=f"{scenario}-{allocator}-{jdk}"))
     return params
 

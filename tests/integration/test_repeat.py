@@ -22,19 +22,21 @@ def _run(out: Path, *args: str) -> dict[str, object]:
 
 
 def test_repeated_runs_keep_every_run_and_diff_tells_noise_from_a_doubled_vector(tmp_path: Path) -> None:
-    a = _run(tmp_path / "a", "arrow-intvector", "--repeat", "3")
-    _run(tmp_path / "b", "arrow-intvector", "--repeat", "3")
+    # Five, not three: runs are bimodal (a JIT compilation running at a snapshot or not moves allocator allocated by
+    # ~4 MiB), and two --repeat 3 runs whose three runs each all fell on one side failed 1 of 4 tries here.
+    a = _run(tmp_path / "a", "arrow-intvector", "--repeat", "5")
+    _run(tmp_path / "b", "arrow-intvector", "--repeat", "5")
     repeats = a["repeats"]
     assert isinstance(repeats, dict)
-    assert repeats["count"] == 3 and repeats["statuses"] == ["ok", "ok", "ok"]
-    assert [Path(p).name for p in repeats["runs"]] == ["repeat-1", "repeat-2", "repeat-3"]
+    assert repeats["count"] == 5 and repeats["statuses"] == ["ok"] * 5
+    assert [Path(p).name for p in repeats["runs"]] == [f"repeat-{k}" for k in range(1, 6)]
     for run in repeats["runs"]:
         assert json.loads((Path(run) / "report.json").read_text())["status"] == "ok"
     by_place = {(s["label"], s["figure"]): s for s in repeats["figures"]}
     arrow = by_place[("allocated", "arrow.allocated_bytes")]
-    assert arrow["values"] == [524288] * 3 and arrow["median"] == arrow["min"] == arrow["max"] == 524288
+    assert arrow["values"] == [524288] * 5 and arrow["median"] == arrow["min"] == arrow["max"] == 524288
     rss = by_place[("held", "process.anon_rss_bytes")]
-    assert rss["min"] <= rss["median"] <= rss["max"] and sorted(rss["values"])[1] == rss["median"]
+    assert rss["min"] <= rss["median"] <= rss["max"] and sorted(rss["values"])[2] == rss["median"]
     # The report around the spread is the median run's.
     shown = json.loads((Path(repeats["runs"][repeats["shown"]]) / "report.json").read_text())
     assert shown["snapshots"][-1]["process"] == a["snapshots"][-1]["process"]  # type: ignore[index]
@@ -45,7 +47,7 @@ def test_repeated_runs_keep_every_run_and_diff_tells_noise_from_a_doubled_vector
 
     doubled = tmp_path / "doubled.yaml"
     doubled.write_text(SCENARIO.read_text().replace("count: 100000", "count: 200000"))
-    _run(tmp_path / "c", str(doubled), "--repeat", "3")
+    _run(tmp_path / "c", str(doubled))
     grew = run_workbench("diff", str(tmp_path / "a"), str(tmp_path / "c"), "--fail-over", "10")
     assert grew.returncode == 1, grew.stdout
     assert "allocated/arrow.allocated_bytes" in grew.stderr

@@ -47,6 +47,16 @@ def test_a_run_into_a_non_ascii_out_under_a_utf8_locale(tmp_path: Path) -> None:
 
 
 @pytest.mark.jvm
+def test_a_run_into_a_non_ascii_out_under_the_c_locale(tmp_path: Path) -> None:
+    # The JVM takes file names in the locale's encoding: the worker gets C.UTF-8 for such a run directory.
+    out = tmp_path / "\u0432\u044b\u0445\u043e\u0434"
+    result = run_workbench("run", "arrow-intvector", "--out", str(out), "--quiet", "--hold", "0", "--no-html",
+                           env={"LANG": "C", "LC_ALL": "C"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "report.json").read_text())["snapshots"][1]["arrow"]["allocated_bytes"] == 524_288
+
+
+@pytest.mark.jvm
 def test_doctor_on_an_ascii_terminal(tmp_path: Path) -> None:
     result = run_workbench("doctor", env=ASCII)
     assert "Traceback" not in result.stderr and result.stdout.isascii()

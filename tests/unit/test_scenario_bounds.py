@@ -57,18 +57,18 @@ def test_a_thousand_snapshots_are_accepted_and_one_more_is_refused(tmp_path: Pat
         "FILE:1004: steps[1000].snapshot: more than 1,000 snapshots (expected at most 1,000 in a scenario)")
 
 
-def test_nested_threads_multiply_up_to_1024_threads_at_once(tmp_path: Path) -> None:
-    assert load(tmp_path, nested("threads", "count", [32, 32])).steps
-    assert error_of(tmp_path, nested("threads", "count", [32, 33])) == (
-        "FILE:4: steps[0].threads.steps[0].threads.count: 1,056 threads at once through nesting "
-        "(expected at most 1,024 threads at once in a scenario)")
+def test_nested_threads_multiply_up_to_256_threads_at_once(tmp_path: Path) -> None:
+    assert load(tmp_path, nested("threads", "count", [16, 16])).steps
+    assert error_of(tmp_path, nested("threads", "count", [16, 17])) == (
+        "FILE:4: steps[0].threads: expected at most 256 threads at once, got 272 (16 threads, each running steps "
+        "that start 17)")
 
 
 def test_a_churn_inside_threads_counts_its_threads(tmp_path: Path) -> None:
     churn = "[{root_allocator: {}}, {churn: {threads: 256, duration: 1s}}, {close: root}]"
     assert error_of(tmp_path, nested("threads", "count", [8], churn)) == (
-        "FILE:4: steps[0].threads.steps[1].churn.threads: 2,048 threads at once through nesting "
-        "(expected at most 1,024 threads at once in a scenario)")
+        "FILE:4: steps[0].threads: expected at most 256 threads at once, got 2048 (8 threads, each running steps "
+        "that start 256)")
 
 
 def test_nested_repeats_multiply_up_to_a_billion_steps_run(tmp_path: Path) -> None:
@@ -86,5 +86,5 @@ def test_validate_prints_the_bound_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "workbench", "validate", str(path)], capture_output=True,
                             text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode == 2
-    assert result.stderr == (f"{path}:4: steps[0].threads.steps[0].threads.count: 65,536 threads at once through "
-                             "nesting (expected at most 1,024 threads at once in a scenario)\n")
+    assert result.stderr == (f"{path}:4: steps[0].threads: expected at most 256 threads at once, got 65536 (256 "
+                             "threads, each running steps that start 256)\n")

@@ -121,7 +121,8 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     read_end, write_end = os.pipe()
     events: list[Event] = []
     environment = preload_environment(allocator_preload(run.allocator), run.malloc_conf,
-                                      extra={"ARROW_DEFAULT_MEMORY_POOL": "system"}, python=True)
+                                      extra={"ARROW_DEFAULT_MEMORY_POOL": "system", **_path_locale(run_dir.path)},
+                                      python=True)
     with os.fdopen(open_output(run_dir.worker_log), "w") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "workbench.worker", str(run_dir.spec), str(write_end)],
@@ -183,6 +184,18 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
 
 
 MAX_REPEAT = 100
+
+
+def _path_locale(path: Path) -> dict[str, str]:
+    """A UTF-8 locale for the worker when its run directory is not ASCII and the locale the worker would get cannot
+    encode it: the JVM takes file names in the locale's encoding (sun.jnu.encoding) and cannot open the directory
+    otherwise. (This process's own encoding says nothing: Python coerces the C locale to UTF-8 for itself.)"""
+    if str(path).isascii():
+        return {}
+    effective = os.environ.get("LC_ALL") or os.environ.get("LC_CTYPE") or os.environ.get("LANG") or "C"
+    if "utf-8" in effective.lower() or "utf8" in effective.lower():
+        return {}
+    return {"LC_ALL": "C.UTF-8"}
 
 
 def execute_repeated(run: PreparedRun, run_dir: RunDir, count: int, quiet: bool = False,
