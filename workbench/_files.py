@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,46 @@ def os_reason(error: OSError) -> str:
     if error.errno:
         return os.strerror(error.errno)
     return error.strerror or str(error)
+
+
+class NotRead(Exception):
+    """Why ``read_regular`` refused a file: ``kind`` is "error" (``detail``: the system's reason), "not-regular"
+    (a FIFO, a device, a directory), or "size" (``detail``: "N bytes" or "more than N bytes")."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(kind, detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them: a FIFO, a device or /dev/zero is refused before anything
+    is read from it, and a file that grows while it is read is refused at ``limit`` + 1 bytes. NotRead otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise NotRead("error", exc.strerror or str(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRead("not-regular")
+        if info.st_size > limit:
+            raise NotRead("size", f"{info.st_size:,} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:  # EISDIR and the like
+        raise NotRead("error", exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise NotRead("size", f"more than {limit:,} bytes")
+    return b"".join(chunks)
 
 
 def sha256_file(path: Path) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -33,3 +33,15 @@ def run_progress(scenario: Scenario, quiet: bool, label: str = "") -> Iterator[C
                                 description=f"{scenario.name}{label}: step {event.index + 1}/{total}: {what}")
 
         yield on_event
+
+
+@contextmanager
+def runs_progress(scenario: Scenario, quiet: bool, count: int,
+                  label: str = "") -> Iterator[Callable[[int], Callable[[Event], None] | None]]:
+    """``count`` runs in a row (``--repeat``): a factory that gives run K its own progress line, "(run K/N)"."""
+    with ExitStack() as stack:
+        def on_run(index: int) -> Callable[[Event], None] | None:
+            stack.close()  # the previous run's line
+            return stack.enter_context(run_progress(scenario, quiet, f"{label} (run {index + 1}/{count})"))
+
+        yield on_run

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from workbench._errors import BadInput, RunFailed
-from workbench.cli._progress import run_progress
+from workbench.cli._progress import run_progress, runs_progress
 from workbench._files import write_atomically
 from workbench.cli import options
 from workbench.run.scenario import PreparedRun, RunRequest, claim_run_dir, execute, execute_repeated, prepare
-from workbench.protocol.events import Event
 from workbench.report.model import Report
 from workbench.run.run_dir import RunDir
 from workbench.run.signals import Interrupted
@@ -35,11 +32,7 @@ def _allocator_specs(allocators: str | None, allocator: list[str] | None) -> lis
 
 
 def _repeated(run: PreparedRun, run_dir: RunDir, repeat: int, quiet: bool, label: str) -> Report:
-    with ExitStack() as progress:
-        def on_run(index: int) -> Callable[[Event], None] | None:
-            progress.close()
-            return progress.enter_context(run_progress(run.scenario, quiet, f" under {label} (run {index + 1}/{repeat})"))
-
+    with runs_progress(run.scenario, quiet, repeat, f" under {label}") as on_run:
         return execute_repeated(run, run_dir, repeat, quiet=True, on_run=on_run)
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import typer
 
 from workbench._errors import BadInput
 from workbench._files import creatable_problem, os_reason
+from workbench.scenario.model import NmtLevel
 from workbench.units import parse_duration_ms
 from workbench.values import parse_label
 
@@ -62,7 +63,7 @@ def positive_duration_ms(option: str, value: str) -> int:
     return millis
 
 
-NMT_LEVELS = ("off", "summary", "detail")
+NMT_LEVELS: tuple[str, ...] = get_args(NmtLevel)
 
 
 def nmt_level(option: str, value: str | None) -> str | None:

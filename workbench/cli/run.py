@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -12,8 +10,7 @@ import typer
 from workbench._errors import EXPECTATIONS_FAILED, RunFailed, WorkbenchError
 from workbench._files import write_atomically
 from workbench.cli import options
-from workbench.cli._progress import run_progress
-from workbench.protocol.events import Event
+from workbench.cli._progress import run_progress, runs_progress
 from workbench.report.model import report_to_json
 from workbench.report.text import render_text, report_console
 from workbench.run.scenario import RunRequest, claim_run_dir, execute, execute_repeated, prepare
@@ -52,11 +49,7 @@ def run(
         with run_progress(prepared.scenario, quiet) as on_event:
             report = execute(prepared, run_dir, quiet=quiet, on_event=on_event, html=html)
     else:
-        with ExitStack() as progress:
-            def on_run(index: int) -> Callable[[Event], None] | None:
-                progress.close()
-                return progress.enter_context(run_progress(prepared.scenario, quiet, f" (run {index + 1}/{repeat})"))
-
+        with runs_progress(prepared.scenario, quiet, repeat) as on_run:
             report = execute_repeated(prepared, run_dir, repeat, quiet=quiet, on_run=on_run, html=html)
     if json_path is not None:
         write_atomically(json_path, report_to_json(report))

@@ -15,7 +15,7 @@ REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 HS_ERR_GLOB = "hs_err_pid*.log"
 # Raw text each snapshot's figures came from: <kind>/<label>.<suffix>
-RAW_KINDS = ("smaps", "nmt", "allocator")
+RAW_KINDS = ("smaps", "nmt", "allocator", "regions")
 
 
 def raw_path(root: Path, kind: str, label: str, suffix: str) -> Path:

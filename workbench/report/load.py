@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from workbench._errors import BadInput
+from workbench._files import NotRead, read_regular
 from workbench.figures import BY_KEY, SAMPLED
 from workbench.protocol.layout import SAMPLES
 from workbench.report.model import SCHEMA, Report, report_from_dict
@@ -157,31 +158,15 @@ def _check_sample(path: Path, number: int, sample: Any) -> None:
 def _read_text(path: Path, what: str, limit: int) -> str:
     """A regular file's UTF-8 text, at most ``limit`` bytes (a FIFO or a device is refused before reading)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+        data = read_regular(path, limit)
+    except NotRead as refused:
+        if refused.kind == "error":
+            raise BadInput(f"{path}: cannot read {what}: {refused.detail}") from None
+        if refused.kind == "not-regular":
+            raise BadInput(f"{path}: not a regular file (expected {what})") from None
+        raise BadInput(f"{path}: {refused.detail} (expected {what} of at most {limit:,} bytes)") from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise BadInput(f"{path}: not a regular file (expected {what})")
-        if info.st_size > limit:
-            raise BadInput(f"{path}: {info.st_size:,} bytes (expected {what} of at most {limit:,} bytes)")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, limit + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:  # EISDIR and the like
-        raise BadInput(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if size > limit:
-        raise BadInput(f"{path}: more than {limit:,} bytes (expected {what} of at most {limit:,} bytes)")
-    try:
-        return b"".join(chunks).decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}; expected {what})") from None
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from workbench._errors import BadInput
+from workbench._files import NotRead, read_regular
 from workbench._resources import scenarios_dir
 from workbench.scenario.model import COMPARISONS, STEP_TYPES, Comparison, Scenario
 from workbench.units import parse_size
@@ -103,22 +102,14 @@ def _read_bounded(path: Path) -> str:
     """The file's text: a regular file of at most MAX_FILE_BYTES (a FIFO, a device or /dev/zero is refused before
     anything is read from it)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read scenario file: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise BadInput(f"{path}: not a regular file (expected a YAML scenario file)")
-        if info.st_size > MAX_FILE_BYTES:
-            raise BadInput(f"{path}: {info.st_size:,} bytes (expected a scenario file of at most "
-                           f"{MAX_FILE_BYTES:,} bytes)")
-        data = os.read(fd, MAX_FILE_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE_BYTES:
-        raise BadInput(f"{path}: more than {MAX_FILE_BYTES:,} bytes (expected a scenario file of at most "
-                       f"{MAX_FILE_BYTES:,} bytes)")
+        data = read_regular(path, MAX_FILE_BYTES)
+    except NotRead as refused:
+        if refused.kind == "error":
+            raise BadInput(f"{path}: cannot read scenario file: {refused.detail}") from None
+        if refused.kind == "not-regular":
+            raise BadInput(f"{path}: not a regular file (expected a YAML scenario file)") from None
+        raise BadInput(f"{path}: {refused.detail} (expected a scenario file of at most {MAX_FILE_BYTES:,} "
+                       "bytes)") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -89,6 +89,8 @@ class Session:
         self.roots: list[Any] = []  # every root allocator, open or closed: Arrow's figures are their sum
         self.buffers: dict[str, Any] = {}  # direct ByteBuffers by name
         self.nmt_enabled = False
+        self._has_system_map = True  # until the JVM says it has no System.map
+        self._start_up_log = ""  # the JVM's start-up log of its regions, once it has been read whole
 
     def run(self) -> None:
         probe = allocator_probe.detect()
@@ -238,15 +240,19 @@ class Session:
         heaps and the metaspace nodes; and the threads' stacks. The texts they came from, by name."""
         texts: dict[str, str] = {}
         found: list[regions_probe.Region] = []
-        try:
-            texts["system-map"] = str(self.NativeMemory.command("systemMap"))
-            found = regions_probe.parse_system_map(texts["system-map"])
-        except jpype.JException:
-            pass  # JDK 17 has no System.map
+        if self._has_system_map:
+            try:
+                texts["system-map"] = str(self.NativeMemory.command("systemMap"))
+                found = regions_probe.parse_system_map(texts["system-map"])
+            except jpype.JException:
+                self._has_system_map = False  # JDK 17 has no System.map: not asked again at every snapshot
         sources = ["system-map"] if found else []
         if not found:
-            log = self.run_dir / regions_probe.REGIONS_LOG
-            texts["start-up-log"] = log.read_text(errors="replace") if log.is_file() else ""
+            if not self._start_up_log:
+                # Written while the JVM started (the heap and class space do not move): read until it has it.
+                log = self.run_dir / regions_probe.REGIONS_LOG
+                self._start_up_log = log.read_text(errors="replace") if log.is_file() else ""
+            texts["start-up-log"] = self._start_up_log
             texts["codecache"] = str(self.NativeMemory.command("compilerCodecache"))
             texts["metaspace"] = str(self.NativeMemory.command("vmMetaspace", "vslist"))
             for source, parse in (("start-up-log", regions_probe.parse_start_up_log),
@@ -262,10 +268,8 @@ class Session:
 
     def _keep_regions(self, label: str, texts: dict[str, str]) -> None:
         """What the JVM said about its regions at this snapshot, one file per source."""
-        directory = self.run_dir / "regions"
-        directory.mkdir(exist_ok=True)
         for source, text in texts.items():
-            (directory / f"{label}.{source}.txt").write_text(text, encoding="utf-8")
+            layout.write_raw(self.run_dir, "regions", f"{label}.{source}", "txt", text)
 
     def _keep_raw(self, label: str, nmt_text: str | None, smaps: str, raw: tuple[str, str] | None) -> None:
         """The raw text each figure came from, per snapshot, for whoever doubts a number."""
