@@ -215,3 +215,10 @@ def test_durations_a_run_cannot_handle_are_refused_by_validate(tmp_path: Path, t
     result = invoke("validate", str(scenario))
     assert result.exit_code == 2 and result.stderr.strip().startswith(f"{scenario}:3: timeout: ")
     assert expected in result.stderr
+
+
+def test_repeat_out_of_range_is_one_line_naming_the_option() -> None:
+    for command, value in (("run", "0"), ("compare", "101")):
+        extra = ["-a", "glibc"] if command == "compare" else []
+        assert_one_line_error(invoke(command, "arrow-intvector", *extra, "--repeat", value), 2,
+                              f"--repeat: expected a number of runs from 1 to 100, got {value}")

@@ -65,6 +65,7 @@ def compare(
     """
     specs = _allocator_specs(allocators, allocator)
     hold_ms = options.duration_ms("--hold", hold)
+    repeat = options.repeat_count("--repeat", repeat)
     if json_path is not None:
         options.json_target(json_path, (Path(scenario),))
     levels: list[str | None] = [options.nmt_level("--nmt", level.strip()) for level in nmt.split(",")] \

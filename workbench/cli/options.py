@@ -39,7 +39,7 @@ JpypeGcLink = Annotated[bool, typer.Option(
     "--jpype-gc-link", help="Keep JPype's GC link (System.gc() driven by mallinfo(), which makes the Java heap "
                             "depend on the allocator); it is cut at start-up by default.")]
 Repeat = Annotated[int, typer.Option(
-    "--repeat", min=1, max=100, help="Run it N times, each in a fresh worker: the report shows the median run and "
+    "--repeat", help="Run it N times, each in a fresh worker: the report shows the median run and "
                                      "every figure's median and min-max; `diff` then tells noise from change.")]
 Html = Annotated[bool, typer.Option(help="Write report.html into the run directory (`workbench report RUN --format "
                                          "html` draws it later).")]
@@ -71,6 +71,16 @@ def nmt_level(option: str, value: str | None) -> str | None:
     if value is None or value in NMT_LEVELS:
         return value
     raise BadInput(f"{option}: expected one of {', '.join(NMT_LEVELS)}, got {value!r}")
+
+
+MAX_REPEAT = 100
+
+
+def repeat_count(option: str, value: int) -> int:
+    """How many runs ``--repeat`` asks for: 1 to MAX_REPEAT."""
+    if not 1 <= value <= MAX_REPEAT:
+        raise BadInput(f"{option}: expected a number of runs from 1 to {MAX_REPEAT}, got {value}")
+    return value
 
 
 def label(option: str, value: str) -> str:

@@ -38,6 +38,7 @@ def run(
     written).
     """
     hold_ms = options.duration_ms("--hold", hold)
+    repeat = options.repeat_count("--repeat", repeat)
     if json_path is not None:
         options.json_target(json_path, (Path(scenario),))
     prepared = prepare(RunRequest(scenario=scenario, allocator=allocator, malloc_conf=malloc_conf,

@@ -183,9 +183,6 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     return report
 
 
-MAX_REPEAT = 100
-
-
 def _path_locale(path: Path) -> dict[str, str]:
     """A UTF-8 locale for the worker when its run directory is not ASCII and the locale the worker would get cannot
     encode it: the JVM takes file names in the locale's encoding (sun.jnu.encoding) and cannot open the directory
