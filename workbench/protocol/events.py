@@ -95,6 +95,21 @@ class ChurnDone:
 
 
 @dataclass(frozen=True)
+class FillDone:
+    """A ``fill`` or ``set_safe`` step: how its values were written and how fast, its runs inside a ``repeat`` or
+    ``threads`` step added up. bytes: the values' (count x the width; variable width: offsets and data)."""
+
+    kind: ClassVar[str] = "fill"
+    vector: str
+    write: str  # "unchecked", "set" or "set_safe" (a VarCharVector is always set_safe)
+    times: int  # runs of the step
+    count: int  # values written, all runs
+    bytes: int
+    seconds: float  # the writes' own time, all runs (threads' times added, not overlapped)
+    gb_per_s: float | None  # bytes / seconds / 1e9; None when the writes took no measurable time
+
+
+@dataclass(frozen=True)
 class SamplerStopped:
     kind: ClassVar[str] = "sampler"
     samples: int
@@ -131,7 +146,7 @@ class JvmCounters:
 
 
 Event = Union[AllocatorDetected, JvmStarted, StepStarted, SnapshotTaken, VectorChecked, LeakFound, ChurnDone,
-              SamplerStopped, StepFailed, Done, JvmCounters]
+              FillDone, SamplerStopped, StepFailed, Done, JvmCounters]
 _KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in Event.__args__}  # type: ignore[attr-defined]
 _ADAPTERS = {kind: TypeAdapter(cls) for kind, cls in _KINDS.items()}
 
