@@ -255,6 +255,7 @@ def _size_classes(report: Report) -> tuple[list[SizeClassRow], str | None]:
     ], None
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("workbench.report", "templates"),
@@ -263,6 +264,13 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def prepare_renderer() -> None:
+    """Compile the template and read the scripts now, e.g. while the worker runs, so that drawing the page later
+    costs only the drawing."""
+    _environment().get_template("report.html.j2")
+    _script_assets()
 
 
 def render_html(report: Report, run_dir: Path | None) -> str:
