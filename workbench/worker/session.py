@@ -328,9 +328,9 @@ class Session:
         # Variable width: the offsets and the data the values took.
         written = count * TYPE_WIDTH[type_name] if type_name in TYPE_WIDTH else \
             4 * count + (int(vector.getStartOffset(count)) if count else 0)
+        # The step's model object is the same at every repeat and in every thread.
+        key = (id(spec), spec.vector, str(self.FillKernels.effectiveWrite(vector, write)))
         with self._fills_lock:
-            # The step's model object is the same at every repeat and in every thread.
-            key = (id(spec), spec.vector, str(self.FillKernels.effectiveWrite(vector, write)))
             times, values, total_bytes, total_nanos = self._fills.get(key, (0, 0, 0, 0))
             self._fills[key] = (times + 1, values + count, total_bytes + written, total_nanos + nanos)
 
@@ -338,8 +338,9 @@ class Session:
         """One result per fill of the step just run, a repeat's or the threads' runs of it added up (bytes over the
         writes' own time: a writer's throughput)."""
         for (_, name, write), (times, values, total_bytes, nanos) in self._fills.items():
+            rate = float(f"{total_bytes / nanos:.4g}") if nanos > 0 else None
             self.emit(FillDone(vector=name, write=write, times=times, count=values, bytes=total_bytes,
-                               seconds=nanos / 1e9, gb_per_s=float(f"{total_bytes / nanos:.4g}") if nanos > 0 else None))
+                               seconds=nanos / 1e9, gb_per_s=rate))
         self._fills.clear()
 
     def _step_set_value_count(self, spec: SetValueCountSpec, vectors: Vectors) -> None:
