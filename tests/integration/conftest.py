@@ -14,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 JVM_DIR = Path("/usr/lib/jvm")
+# Bundled scenarios too big for the test suite: run once, alone on the machine, by the benchmark named here.
+BENCHMARK_ONLY = {"intvector-8g": "8 GiB of vectors: python benchmarks/bench_goals.py --scale"}
 
 
 def find_jdk(feature: int) -> Path:

@@ -18,6 +18,7 @@ from workbench.probes.allocator import jemalloc_size_classes
 from workbench.report.html import render_html
 from workbench.report.markdown import render_markdown
 from workbench.report.model import Report, RunError, report_from_dict
+from workbench.report.timeline import read_samples
 
 pytestmark = [pytest.mark.jvm, pytest.mark.slow]
 
@@ -100,27 +101,60 @@ def _open(browser: Any, page: Path) -> list[str]:
     return requested
 
 
-def _chart_svgs(browser: Any) -> list[Any]:
+def _charts(browser: Any) -> list[Any]:
     from selenium.webdriver.common.by import By
 
-    return list(browser.find_elements(By.CSS_SELECTOR, "figure.chart > svg"))
+    return list(browser.find_elements(By.CSS_SELECTOR, "figure.chart"))
 
 
-def test_html_page_has_one_rendered_chart_per_layer_group_marked_with_every_snapshot(
+# For every uPlot the page drew: each series' values that are not null, and how many of their points show the
+# series' own colour on the canvas at the point's position (read back from the canvas's pixels).
+_DRAWN_POINTS = """
+const hex = c => [1, 3, 5].map(i => parseInt(c.slice(i, i + 2), 16));
+return window.workbenchCharts.map(chart => chart.plots.map(u => u.series.slice(1).map((series, k) => {
+  const s = k + 1, stroke = hex(typeof series.stroke === "function" ? series.stroke(u, s) : series.stroke);
+  let values = 0, coloured = 0;
+  u.data[s].forEach((y, i) => {
+    if (y === null || y === undefined) return;
+    values++;
+    const x = Math.round(u.valToPos(u.data[0][i], "x", true)), py = Math.round(u.valToPos(y, series.scale, true));
+    const pixel = u.ctx.getImageData(x, py, 1, 1).data;
+    if (stroke.every((c, j) => Math.abs(c - pixel[j]) < 40) && pixel[3] > 200) coloured++;
+  });
+  return {label: series.label, values: values, coloured: coloured};
+})));
+"""
+
+
+def test_html_page_draws_one_chart_per_layer_group_with_every_sample_and_snapshot(
     browser: Any, jemalloc_run: RenderedRun
 ) -> None:
+    from selenium.webdriver.common.by import By
+
     _open(browser, jemalloc_run.page)
     assert [s.label for s in jemalloc_run.report.snapshots] == LABELS
-    svgs = _chart_svgs(browser)
-    assert len(svgs) == CHART_COUNT
-    assert [svg.find_element("xpath", "..").get_attribute("data-layer") for svg in svgs] == \
-        ["process", "allocator", "Arrow", "NMT"]
-    for svg in svgs:
-        box = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", svg)
-        assert box[0] > 300 and box[1] > 150, box
-        texts = browser.execute_script(
-            "return Array.from(arguments[0].querySelectorAll('text')).map(t => t.textContent.trim());", svg)
-        assert set(LABELS) <= set(texts), texts
+    figures = _charts(browser)
+    assert [figure.get_attribute("data-layer") for figure in figures] == ["process", "allocator", "Arrow", "NMT"]
+    for figure in figures:
+        canvases = figure.find_elements(By.TAG_NAME, "canvas")
+        assert canvases
+        for canvas in canvases:
+            box = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];",
+                                         canvas)
+            assert box[0] > 300 and box[1] > 150, box
+        labels = [span.text for span in figure.find_elements(By.CSS_SELECTOR, ".snapshot-labels span")]
+        assert labels == LABELS
+    drawn = browser.execute_script(_DRAWN_POINTS)
+    assert len(drawn) == CHART_COUNT
+    samples = read_samples(jemalloc_run.run_dir / "samples.jsonl")
+    process_rss = drawn[0][0][0]
+    # The RSS line has a point for every sample of the run (the sampler reads it every time)...
+    assert process_rss["label"] == "RSS" and process_rss["values"] == len(samples) > 10
+    for chart in drawn:
+        for panel in chart:
+            for series in panel:
+                # ...and every line is on the canvas, in its colour, at (nearly) all of its points.
+                assert series["values"] > 0 and series["coloured"] >= 0.8 * series["values"], series
     # The page fills a screen and more: a visible report, not an error page.
     height = browser.execute_script("return document.documentElement.scrollHeight")
     assert height > 3000
@@ -190,7 +224,14 @@ def test_html_escapes_the_scenario_and_fetches_nothing(browser: Any, hostile_run
     assert browser.execute_script("return typeof window.pwned") == "undefined"
     body = browser.find_element(By.TAG_NAME, "body").text
     assert f"Escaping: {HOSTILE} & <b>bold</b>" in body
-    assert browser.find_elements(By.TAG_NAME, "script") == []
+    # The only scripts: the timeline's data (JSON, not run), the vendored uPlot and the page's chart script, all
+    # inline; the CSP allows exactly those two scripts by their hashes.
+    scripts = browser.execute_script(
+        "return Array.from(document.scripts).map(s => [s.getAttribute('type'), s.getAttribute('src'), s.text])")
+    assert [(kind, src) for kind, src, _ in scripts] == [("application/json", None), (None, None), (None, None)]
+    assert "(v1.6.32)" in scripts[1][2][:80]
+    csp = browser.find_element(By.CSS_SELECTOR, 'meta[http-equiv="Content-Security-Policy"]').get_attribute("content")
+    assert "default-src 'none'" in csp and csp.count("'sha256-") == 2
     assert browser.find_elements(By.TAG_NAME, "link") == []
     assert browser.find_elements(By.CSS_SELECTOR, "b") == []
     for attribute in ("src", "href", "xlink:href"):
@@ -205,7 +246,7 @@ def test_html_escapes_the_scenario_and_fetches_nothing(browser: Any, hostile_run
     assert hostile_run.report.snapshots[-1].size_classes is None
     assert "Size classes are available for jemalloc only (this run's allocator: glibc)." in body
     # glibc gives allocated and mapped, so its allocator chart is there too.
-    assert len(_chart_svgs(browser)) == CHART_COUNT
+    assert len(_charts(browser)) == CHART_COUNT == len(browser.execute_script("return window.workbenchCharts"))
 
 
 def test_markdown_has_the_table_findings_and_every_ledger(jemalloc_run: RenderedRun) -> None:
@@ -232,7 +273,7 @@ def test_markdown_has_the_table_findings_and_every_ledger(jemalloc_run: Rendered
 
 def test_html_without_run_dir_says_what_is_missing(jemalloc_run: RenderedRun, tmp_path: Path) -> None:
     page = render_html(jemalloc_run.report, None)
-    assert "<svg" not in page
+    assert 'class="chart"' not in page and "<script" not in page
     assert "No run directory: the timeline is not available." in page
     # The size classes are in the report itself: they need no run directory.
     assert page.count('<tr><td>large</td>') + page.count('<tr><td>small</td>') == 15

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import JDK17, JDK25, run_json
+from tests.integration.conftest import BENCHMARK_ONLY, JDK17, JDK25, run_json
 from workbench.scenario import bundled_scenarios
 
 pytestmark = [pytest.mark.jvm, pytest.mark.slow]
@@ -70,7 +70,7 @@ OVER_IN_RUNS_MADE = ("over the bound in the full runs made here (2026-12-01); th
 
 def _combinations() -> list[object]:
     params: list[object] = []
-    for scenario in sorted(bundled_scenarios()):
+    for scenario in sorted(set(bundled_scenarios()) - set(BENCHMARK_ONLY)):
         for allocator in ALLOCATORS:
             for jdk in sorted(JDKS):
                 combination = (scenario, allocator, jdk)

@@ -90,3 +90,40 @@ def test_growing_past_a_childs_limit_fails_inside_set_safe(workbench_run: RunSce
     ), allocator="glibc", expect_exit=3)
     assert report.error is not None and report.error.type == "org.apache.arrow.memory.OutOfMemoryException"
     assert report.error.kind == "set_safe" and report.error.step == 4
+
+
+def test_every_write_path_of_fill_leaves_the_same_values_and_reports_its_throughput(
+        workbench_run: RunScenario) -> None:
+    count = 100_003  # not a multiple of 8: the last validity byte is set bit by bit
+    for write in ("unchecked", "set", "set_safe"):
+        report = workbench_run(scenario(
+            {"root_allocator": {}},
+            {"allocate": {"vector": "v", "count": count}},
+            {"fill": {"vector": "v", "k": 2, "count": count, "write": write}},
+            {"allocate": {"vector": "text", "type": "VarCharVector", "count": 1000}},
+            {"repeat": {"times": 3, "steps": [{"fill": {"vector": "text", "k": 1, "count": 1000, "write": write}}]}},
+            {"verify": "v"},
+            {"snapshot": "filled"},
+            {"close": "v"}, {"close": "text"}, {"close": "root"},
+        ), allocator="glibc")
+        # pyarrow sums what Java wrote, validity bits included: sum of 2i for i < 100,003.
+        assert report.checks.sum == 10_000_500_006 == report.checks.java_sum, write
+        ints, text = report.step_results
+        assert (ints["event"], ints["vector"], ints["write"], ints["times"], ints["count"], ints["bytes"]) == \
+            ("fill", "v", write, 1, count, 4 * count)
+        assert ints["gb_per_s"] == pytest.approx(ints["bytes"] / ints["seconds"] / 1e9, rel=1e-3)
+        # A VarCharVector is always written with setSafe; the repeat's three runs are one result. Each run writes
+        # 1,000 offsets and the digits of 0..999 (10 x 1 + 90 x 2 + 900 x 3 = 2,890 bytes).
+        assert (text["vector"], text["write"], text["times"], text["count"], text["bytes"]) == \
+            ("text", "set_safe", 3, 3000, 3 * (4 * 1000 + 2890))
+
+
+def test_a_fill_with_set_safe_grows_the_vector_past_what_was_allocated(workbench_run: RunScenario) -> None:
+    report = workbench_run(scenario(
+        {"root_allocator": {}}, {"allocate": {"vector": "v", "count": 1000}},
+        {"fill": {"vector": "v", "count": 1_000_000, "k": 2, "write": "set_safe"}},
+        {"snapshot": "grown"}, {"close": "v"}, {"close": "root"},
+    ), allocator="glibc")
+    # As the set_safe step does (intvector-grow): the vector doubles until 1,000,000 ints fit, 4 MiB in all.
+    assert measured(report, "arrow.allocated_bytes", at="grown") == 4 * 1024 * 1024
+    assert report.step_results[0]["count"] == 1_000_000

@@ -4,7 +4,7 @@ import pytest
 
 from workbench._errors import BadInput
 from workbench.scenario import bundled_scenarios, load_scenario, resolve_scenario
-from workbench.scenario.model import AllocateStep, HoldStep, Scenario
+from workbench.scenario.model import AllocateStep, FillStep, HoldStep, Scenario
 
 HEADER = "name: t\ndescription: d\n"
 
@@ -70,6 +70,17 @@ def test_reference_to_a_vector_that_is_not_open(tmp_path: Path) -> None:
 def test_fill_past_the_allocated_count(tmp_path: Path) -> None:
     text = HEADER + "steps:\n  - root_allocator: {}\n  - allocate: {vector: v, count: 10}\n  - fill: {vector: v, count: 11}\n"
     assert error_of(tmp_path, text) == "FILE:6: steps[2].fill.count: expected at most the allocated 10, got 11 (set_safe grows a vector)"
+
+
+def test_a_fill_that_writes_with_set_safe_may_grow_the_vector(tmp_path: Path) -> None:
+    fill = load_text(tmp_path, HEADER + "steps:\n  - root_allocator: {}\n  - allocate: {vector: v, count: 10}\n"
+                     "  - fill: {vector: v, count: 11, write: set_safe}\n  - set_value_count: {vector: v, count: 11}\n"
+                     ).steps[2]
+    assert isinstance(fill, FillStep) and fill.fill.write == "set_safe"
+    text = HEADER + "steps:\n  - root_allocator: {}\n  - allocate: {vector: v, count: 10}\n" \
+                    "  - fill: {vector: v, count: 11, write: set}\n"
+    assert error_of(tmp_path, text).endswith("steps[2].fill.count: expected at most the allocated 10, got 11 "
+                                             "(set_safe grows a vector)")
 
 
 def test_yaml_syntax_error_has_the_parser_line(tmp_path: Path) -> None:

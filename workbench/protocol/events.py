@@ -6,6 +6,7 @@ built from the decoded, typed events. A line is ``{"event": <kind>, ...fields}``
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from typing import ClassVar, Union
@@ -95,6 +96,21 @@ class ChurnDone:
 
 
 @dataclass(frozen=True)
+class FillDone:
+    """A ``fill`` or ``set_safe`` step: how its values were written and how fast, its runs inside a ``repeat`` or
+    ``threads`` step added up. bytes: the values' (count x the width; variable width: offsets and data)."""
+
+    kind: ClassVar[str] = "fill"
+    vector: str
+    write: str  # "unchecked", "set" or "set_safe" (a VarCharVector is always set_safe)
+    times: int  # runs of the step
+    count: int  # values written, all runs
+    bytes: int
+    seconds: float  # the writes' own time, all runs (threads' times added, not overlapped)
+    gb_per_s: float | None  # bytes / seconds / 1e9; None when the writes took no measurable time
+
+
+@dataclass(frozen=True)
 class SamplerStopped:
     kind: ClassVar[str] = "sampler"
     samples: int
@@ -131,9 +147,14 @@ class JvmCounters:
 
 
 Event = Union[AllocatorDetected, JvmStarted, StepStarted, SnapshotTaken, VectorChecked, LeakFound, ChurnDone,
-              SamplerStopped, StepFailed, Done, JvmCounters]
+              FillDone, SamplerStopped, StepFailed, Done, JvmCounters]
 _KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in Event.__args__}  # type: ignore[attr-defined]
-_ADAPTERS = {kind: TypeAdapter(cls) for kind, cls in _KINDS.items()}
+
+
+@functools.cache
+def _adapter(kind: str) -> TypeAdapter[Event]:
+    # Built on first use: the worker only encodes, and the run builds them while the worker starts.
+    return TypeAdapter(_KINDS[kind])
 
 
 class BadEvent(ValueError):
@@ -151,11 +172,11 @@ def decode(line: str) -> Event:
         data = json.loads(line)
     except json.JSONDecodeError as error:
         raise BadEvent(f"not JSON: {error.msg}") from None
-    if not isinstance(data, dict) or data.get("event") not in _ADAPTERS:
+    if not isinstance(data, dict) or data.get("event") not in _KINDS:
         raise BadEvent(f"not a worker event: {line[:80]!r}")
     kind = data.pop("event")
     try:
-        event: Event = _ADAPTERS[kind].validate_python(data)
+        event: Event = _adapter(kind).validate_python(data)
     except ValidationError as error:
         raise BadEvent(f"a {kind!r} event with bad fields: {error.errors()[0]['msg']}") from None
     return event

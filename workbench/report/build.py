@@ -10,6 +10,7 @@ from workbench.protocol.events import (
     ChurnDone,
     Done,
     Event,
+    FillDone,
     JvmCounters,
     JvmStarted,
     LeakFound,
@@ -99,7 +100,7 @@ def build_report(
             error = RunError(type=event.type, message=event.message, step=event.step, kind=event.step_kind)
         elif isinstance(event, LeakFound):
             leaks.append(Leak(allocator=event.allocator, bytes=event.bytes, detail=event.detail))
-        elif isinstance(event, ChurnDone):
+        elif isinstance(event, (ChurnDone, FillDone)):
             step_results.append({"event": event.kind, **dataclasses.asdict(event)})
         elif isinstance(event, SamplerStopped):
             sampler = SamplerSection(

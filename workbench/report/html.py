@@ -1,23 +1,22 @@
-"""The HTML report: one self-contained page (inline CSS and SVG charts, no scripts, nothing fetched)."""
+"""The HTML report: one self-contained page (inline CSS, the timeline drawn in the browser by the vendored uPlot from
+JSON inlined into the page; nothing fetched, and a Content-Security-Policy that allows only these scripts)."""
 
 from __future__ import annotations
 
-import io
+import base64
+import functools
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypedDict
 
 import jinja2
-import matplotlib
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
-
-from workbench.figures import timeline_charts  # noqa: E402
-from workbench.report.ledger import (  # noqa: E402
+from workbench.figures import timeline_charts
+from workbench.report.ledger import (
     OWNER_LABELS,
     Reconciliation,
     describe_basis,
@@ -28,13 +27,12 @@ from workbench.report.ledger import (  # noqa: E402
     line_label,
     named_parts,
 )
-from workbench.report.model import TOP_SIZE_CLASSES, Report, Snapshot  # noqa: E402
-from workbench.report.text import findings, size_classes_note, table_rows  # noqa: E402
-from workbench.report.timeline import read_samples  # noqa: E402
-from workbench.units import format_bytes  # noqa: E402
+from workbench.report.model import TOP_SIZE_CLASSES, Report, Snapshot
+from workbench.report.text import findings, size_classes_note, table_rows
+from workbench.report.timeline import read_samples
+from workbench.units import format_bytes
 
-# Text in the SVG stays <text> (escaped by matplotlib), so labels are searchable and selectable in the page.
-plt.rcParams["svg.fonttype"] = "none"
+UPLOT_VERSION = "1.6.32"  # workbench/report/vendor/uplot/README.md: where it came from, its checksums
 
 _UNITS = (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024), ("B", 1))
 
@@ -77,9 +75,34 @@ class LayerRow(TypedDict):
     cells: list[tuple[Cell, Cell | None]]  # value, delta to baseline
 
 
+class ChartSeries(TypedDict):
+    label: str
+    values: list[float | None]  # in the panel's unit, one per entry of the panel's seconds; None: not sampled then
+    points: bool  # sampled sparsely (NMT every few samples): drawn with a marker at each sample
+
+
+class ChartPanel(TypedDict):
+    unit: str
+    from_zero: bool
+    seconds: list[float]
+    series: list[ChartSeries]
+
+
 class Chart(TypedDict):
     title: str
-    svg: str
+    panels: list[ChartPanel]
+
+
+class SnapshotMark(TypedDict):
+    label: str
+    seconds: float
+
+
+class Timeline(TypedDict):
+    """What the page's script draws (templates/timeline.js), inlined as JSON."""
+
+    charts: list[Chart]
+    snapshots: list[SnapshotMark]
 
 
 class MappingRow(TypedDict):
@@ -152,15 +175,6 @@ def _layer_rows(report: Report) -> list[LayerRow]:
     return rows
 
 
-def _svg(figure: Any) -> str:
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(figure)
-    text = buffer.getvalue()
-    # Inline SVG in HTML takes neither the XML prolog nor the DOCTYPE: start at the <svg> element.
-    return text[text.index("<svg"):]
-
-
 def _unit(largest: int) -> tuple[str, int]:
     """The binary unit an axis reads best in, so that its ticks are round numbers of it."""
     return next((name, size) for name, size in _UNITS if largest >= 2 * size or size == 1)
@@ -173,7 +187,23 @@ def _points(samples: Sequence[dict[str, Any]], column: str | None) -> list[tuple
     return [(float(s["t_ms"]) / 1000, int(s[column])) for s in samples if s.get(column) is not None]
 
 
-def _charts(report: Report, samples: Sequence[dict[str, Any]]) -> tuple[list[Chart], list[str]]:
+def _panel(points: dict[str, list[tuple[float, int]]], sample_count: int) -> ChartPanel:
+    """One panel: its series on the union of their sample times, in the unit its largest value reads best in."""
+    values = [y for xy in points.values() for _, y in xy]
+    unit_name, unit = _unit(max(abs(y) for y in values))
+    seconds = sorted({t for xy in points.values() for t, _ in xy})
+    series = []
+    for legend, xy in points.items():
+        if not xy:
+            continue
+        by_time = {t: y / unit for t, y in xy}
+        series.append(ChartSeries(label=legend, values=[by_time.get(t) for t in seconds],
+                                  points=len(xy) < sample_count / 2))
+    # From zero unless that flattens the line into its top (NMT committed: mostly the heap).
+    return ChartPanel(unit=unit_name, from_zero=min(values) < max(values) / 2, seconds=seconds, series=series)
+
+
+def _charts(samples: Sequence[dict[str, Any]]) -> tuple[list[Chart], list[str]]:
     """One chart per layer group with data, and a note for each group without."""
     charts: list[Chart] = []
     notes: list[str] = []
@@ -184,36 +214,23 @@ def _charts(report: Report, samples: Sequence[dict[str, Any]]) -> tuple[list[Cha
         if not series:
             notes.append(f"{title}: no sample has a figure for this layer.")
             continue
-        figure, axes_list = plt.subplots(len(series), 1, sharex=True, squeeze=False,
-                                         figsize=(10.5, 0.6 + 2.4 * len(series)))
-        for index, (axes, points) in enumerate(zip(axes_list[:, 0], series)):
-            values = [y for xy in points.values() for _, y in xy]
-            unit_name, unit = _unit(max(abs(y) for y in values))
-            for legend, xy in points.items():
-                if xy:
-                    xs, ys = zip(*xy)
-                    sparse = len(xy) < len(samples) / 2
-                    axes.plot(xs, [y / unit for y in ys], marker="o" if sparse else None, markersize=3.5,
-                              linewidth=1.5, label=legend)
-            for snapshot in report.snapshots:
-                axes.axvline(snapshot.t_ms / 1000, color="0.6", linestyle="--", linewidth=0.8, zorder=0)
-            axes.set_ylabel(unit_name)
-            if min(values) < max(values) / 2:
-                # From zero unless that flattens the line into its top (NMT committed: mostly the heap).
-                axes.set_ylim(bottom=min(0.0, axes.get_ylim()[0]))
-            axes.grid(True, alpha=0.3)
-            axes.spines[["top", "right"]].set_visible(False)
-            axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-            if index == 0:
-                # Above the plot, so that labels cross neither each other's lines nor the data.
-                for snapshot in report.snapshots:
-                    # parse_math=False: a '$' in a label is text, not mathtext.
-                    axes.text(snapshot.t_ms / 1000, 1.02, snapshot.label, transform=axes.get_xaxis_transform(),
-                              rotation=60, va="bottom", ha="left", rotation_mode="anchor", fontsize=8,
-                              color="0.25", parse_math=False)
-        axes_list[-1, 0].set_xlabel("seconds since worker start")
-        charts.append(Chart(title=title, svg=_svg(figure)))
+        charts.append(Chart(title=title, panels=[_panel(points, len(samples)) for points in series]))
     return charts, notes
+
+
+@functools.cache
+def _script_assets() -> dict[str, str]:
+    """The vendored uPlot and the page's own chart script, exactly as inlined, with their CSP hashes."""
+    vendor = resources.files("workbench.report") / "vendor" / "uplot"
+    assets = {
+        "uplot_js": (vendor / "uPlot.iife.min.js").read_text(encoding="utf-8"),
+        "uplot_css": (vendor / "uPlot.min.css").read_text(encoding="utf-8"),
+        "timeline_js": (resources.files("workbench.report") / "templates" / "timeline.js").read_text(encoding="utf-8"),
+    }
+    assets["script_hashes"] = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(assets[name].encode("utf-8")).digest()).decode("ascii") + "'"
+        for name in ("uplot_js", "timeline_js"))
+    return assets
 
 
 def _mappings(snapshot: Snapshot) -> list[MappingRow]:
@@ -238,6 +255,7 @@ def _size_classes(report: Report) -> tuple[list[SizeClassRow], str | None]:
     ], None
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("workbench.report", "templates"),
@@ -246,6 +264,13 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def prepare_renderer() -> None:
+    """Compile the template and read the scripts now, e.g. while the worker runs, so that drawing the page later
+    costs only the drawing."""
+    _environment().get_template("report.html.j2")
+    _script_assets()
 
 
 def render_html(report: Report, run_dir: Path | None) -> str:
@@ -260,7 +285,9 @@ def render_html(report: Report, run_dir: Path | None) -> str:
         samples = read_samples(run_dir / "samples.jsonl")
         if not samples:
             samples_note = "samples.jsonl has no samples."
-    charts, chart_notes = _charts(report, samples) if samples else ([], [])
+    charts, chart_notes = _charts(samples) if samples else ([], [])
+    timeline = Timeline(charts=charts, snapshots=[SnapshotMark(label=s.label, seconds=s.t_ms / 1000)
+                                                  for s in report.snapshots])
     size_classes, size_classes_note = _size_classes(report)
     provenance = {k: v for k, v in asdict(report.allocator.provenance).items() if v not in (None, [], "")}
     ledgers = [_ledger(s, s.reconciliation, report.allocator.backend) for s in report.snapshots if s.reconciliation is not None]
@@ -273,6 +300,8 @@ def render_html(report: Report, run_dir: Path | None) -> str:
         ledgers=ledgers,
         layer_rows=_layer_rows(report),
         charts=charts,
+        timeline=timeline,
+        assets=_script_assets() if charts else None,
         chart_notes=chart_notes,
         samples_note=samples_note,
         sample_count=len(samples),

@@ -96,7 +96,7 @@ class RunDir:
         the first file that could not be written (the worker's, when the run failed on one) and the system's reason.
         """
         def write_html() -> None:
-            from workbench.report.html import render_html  # matplotlib: imported only when a report is drawn
+            from workbench.report.html import render_html  # jinja2: imported only when a report is drawn
 
             write_atomically(self.path / layout.REPORT_HTML, render_html(report, self.path))
 

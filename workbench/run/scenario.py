@@ -130,6 +130,10 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
             pass_fds=(write_end,), start_new_session=True, cwd=run_dir.path,
         )
         os.close(write_end)
+        # What the report needs once the worker is done (pyarrow for the timeline, the HTML renderer) is made ready
+        # while it runs: this process only waits for its events meanwhile.
+        threading.Thread(target=_prepare_report_writers, args=(html,), name="workbench-prepare-report",
+                         daemon=True).start()
         stopper = _WorkerStopper(worker)
         watchdog = _Watchdog(run.scenario.timeout / 1000, stopper)
         watchdog.start()
@@ -181,6 +185,15 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         )
     run_dir.finish(report, html)
     return report
+
+
+def _prepare_report_writers(html: bool) -> None:
+    import pyarrow.parquet  # noqa: F401  (timeline.parquet)
+
+    if html:
+        from workbench.report.html import prepare_renderer
+
+        prepare_renderer()
 
 
 def _path_locale(path: Path) -> dict[str, str]:

@@ -424,8 +424,11 @@ def _check_steps(path: Path, lines: dict[Path_, int], steps: list[Any], prefix: 
         elif kind in ("fill", "set_value_count"):
             need_vector(spec["vector"])
             count, allocated = spec["count"], names.vectors[spec["vector"]]
-            if count is not None and allocated is not None and count > allocated:
+            grows = kind == "fill" and spec.get("write") == "set_safe"
+            if count is not None and allocated is not None and count > allocated and not grows:
                 fail("count", f"expected at most the allocated {allocated}, got {count} (set_safe grows a vector)")
+            if grows and count is not None:
+                names.vectors[spec["vector"]] = max(count, allocated or 0)
         elif kind == "set_safe":
             need_vector(spec["vector"])
             names.vectors[spec["vector"]] = max(spec["count"], names.vectors[spec["vector"]] or 0)

@@ -103,6 +103,9 @@ class FillSpec(_Strict):
     k: JavaLong = 1  # sequence: i * k; constant: k; random: uniform in [0, k)
     seed: JavaLong = 0
     count: ValueCount | None = None
+    # unchecked: straight into the buffer's memory (at memory speed; count must fit the capacity); set: Arrow's
+    # bounds-checked set(i, x) per element, as a hand-written loop does; set_safe: setSafe, which grows the vector.
+    write: Literal["unchecked", "set", "set_safe"] = "unchecked"
 
 
 class FillStep(_Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import TextIO
@@ -14,14 +15,18 @@ from workbench.protocol.spec import WorkerSpec
 
 
 class EventStream:
-    """JSON lines written and flushed one by one, so the run keeps them if this process dies."""
+    """JSON lines written and flushed one by one, so the run keeps them if this process dies; whole lines also when
+    a ``threads`` step's threads emit at once."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        self._stream.write(encode(event))
-        self._stream.flush()
+        line = encode(event)
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
 
 
 def main(argv: list[str]) -> int:

@@ -19,6 +19,7 @@ from workbench.protocol.events import (
     AllocatorDetected,
     ChurnDone,
     Event,
+    FillDone,
     JvmCounters,
     JvmStarted,
     LeakFound,
@@ -91,6 +92,9 @@ class Session:
         self.nmt_enabled = False
         self._has_system_map = True  # until the JVM says it has no System.map
         self._start_up_log = ""  # the JVM's start-up log of its regions, once it has been read whole
+        # (step object, vector, write path) -> (times, values, bytes, nanoseconds) of the step being run
+        self._fills: dict[tuple[int, str, str], tuple[int, int, int, int]] = {}
+        self._fills_lock = threading.Lock()
 
     def run(self) -> None:
         probe = allocator_probe.detect()
@@ -136,6 +140,7 @@ class Session:
             self.emit(StepStarted(index=index, step=kind, argument=shown))
             try:
                 self._run_step(step, self.vectors)
+                self._report_fills()
             except jpype.JException as exc:
                 raise StepError(StepFailed(type=str(exc.getClass().getName()), message=str(exc.getMessage()),
                                            step=index, step_kind=kind)) from exc
@@ -166,6 +171,7 @@ class Session:
         self.NativeMemory = jpype.JClass("workbench.jvm.NativeMemory")
         self.Kernels = jpype.JClass("workbench.jvm.IntVectorKernels")
         self.VectorKernels = jpype.JClass("workbench.jvm.VectorKernels")
+        self.FillKernels = jpype.JClass("workbench.jvm.FillKernels")
         self.System = system
         if level == "off":
             nmt = "off: not asked for (nmt: off)"
@@ -306,13 +312,36 @@ class Session:
     def _step_fill(self, spec: FillSpec, vectors: Vectors) -> None:
         vector, _ = vectors[spec.vector]
         count = spec.count if spec.count is not None else int(vector.getValueCapacity())
-        self.VectorKernels.fill(vector, count, spec.pattern, jpype.JLong(spec.k), jpype.JLong(spec.seed), False)
+        self._fill(spec, vector, count, spec.write)
 
     def _step_set_safe(self, spec: SetSafeSpec, vectors: Vectors) -> None:
         vector, requested = vectors[spec.vector]
-        self.VectorKernels.fill(vector, spec.count, spec.pattern, jpype.JLong(spec.k), jpype.JLong(spec.seed), True)
+        self._fill(spec, vector, spec.count, "set_safe")
         type_name = str(vector.getClass().getSimpleName())
         vectors[spec.vector] = (vector, max(requested, requested_bytes(type_name, spec.count)))
+
+    def _fill(self, spec: FillSpec | SetSafeSpec, vector: Any, count: int, write: str) -> None:
+        """One Java call writes the values (FillKernels); its time is added up per step, see _report_fills."""
+        nanos = int(self.FillKernels.fill(vector, count, spec.pattern, jpype.JLong(spec.k), jpype.JLong(spec.seed),
+                                          write))
+        type_name = str(vector.getClass().getSimpleName())
+        # Variable width: the offsets and the data the values took.
+        written = count * TYPE_WIDTH[type_name] if type_name in TYPE_WIDTH else \
+            4 * count + (int(vector.getStartOffset(count)) if count else 0)
+        # The step's model object is the same at every repeat and in every thread.
+        key = (id(spec), spec.vector, str(self.FillKernels.effectiveWrite(vector, write)))
+        with self._fills_lock:
+            times, values, total_bytes, total_nanos = self._fills.get(key, (0, 0, 0, 0))
+            self._fills[key] = (times + 1, values + count, total_bytes + written, total_nanos + nanos)
+
+    def _report_fills(self) -> None:
+        """One result per fill of the step just run, a repeat's or the threads' runs of it added up (bytes over the
+        writes' own time: a writer's throughput)."""
+        for (_, name, write), (times, values, total_bytes, nanos) in self._fills.items():
+            rate = float(f"{total_bytes / nanos:.4g}") if nanos > 0 else None
+            self.emit(FillDone(vector=name, write=write, times=times, count=values, bytes=total_bytes,
+                               seconds=nanos / 1e9, gb_per_s=rate))
+        self._fills.clear()
 
     def _step_set_value_count(self, spec: SetValueCountSpec, vectors: Vectors) -> None:
         vectors[spec.vector][0].setValueCount(spec.count)

@@ -5,36 +5,50 @@ import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.IntVector;
 
 /**
- * Throughput of {@link IntVectorKernels#fillSequence}: once on fresh pages (first touch included), then repeatedly
- * on the same, already touched memory. Prints one line per measurement: {@code name nanos bytes}.
- * Arguments: value count, repetitions on touched memory.
+ * Throughput of {@link FillKernels#fill} for an IntVector, "sequence" pattern, by write path (unchecked, set,
+ * set_safe): first on the freshly allocated vector, then repeatedly on the same memory. Prints one line per
+ * measurement: {@code write first|again nanos bytes} (bytes: the values, 4 per int). Arrow zeroes a vector's
+ * buffers in allocateNew, so the pages are resident before the first fill either way.
+ * Arguments: value count, repetitions after the first.
  */
 public final class FillThroughput {
     private FillThroughput() {}
+
+    private static final String[] WRITES = {"unchecked", "set", "set_safe"};
 
     public static void main(String[] args) {
         int count = args.length > 0 ? Integer.parseInt(args[0]) : 100_000_000;
         int repetitions = args.length > 1 ? Integer.parseInt(args[1]) : 5;
         long bytes = 4L * count;
-        try (BufferAllocator allocator = new RootAllocator(); IntVector vector = new IntVector("fill", allocator)) {
-            // Warm the kernel up on a small vector so the first-touch figure measures pages, not the JIT.
+        try (BufferAllocator allocator = new RootAllocator()) {
+            // Warm every path up on a small vector so the figures measure memory, not the JIT.
             try (IntVector warm = new IntVector("warm", allocator)) {
                 warm.allocateNew(1 << 20);
                 for (int i = 0; i < 50; i++) {
-                    IntVectorKernels.fillSequence(warm, 1 << 20, i);
+                    for (String write : WRITES) {
+                        FillKernels.fill(warm, 1 << 20, "sequence", i, 0, write);
+                    }
                 }
             }
-            vector.allocateNew(count);
-            long start = System.nanoTime();
-            IntVectorKernels.fillSequence(vector, count, 2);
-            System.out.println("first_touch " + (System.nanoTime() - start) + " " + bytes);
-            for (int r = 0; r < repetitions; r++) {
-                start = System.nanoTime();
-                IntVectorKernels.fillSequence(vector, count, 3 + r);
-                System.out.println("touched " + (System.nanoTime() - start) + " " + bytes);
+            long expected = 0;
+            for (String write : WRITES) {
+                try (IntVector vector = new IntVector("fill-" + write, allocator)) {
+                    vector.allocateNew(count);
+                    System.out.println(write + " first " + FillKernels.fill(vector, count, "sequence", 2, 0, write)
+                            + " " + bytes);
+                    for (int r = 0; r < repetitions; r++) {
+                        System.out.println(write + " again "
+                                + FillKernels.fill(vector, count, "sequence", 3, 0, write) + " " + bytes);
+                    }
+                    long sum = IntVectorKernels.sum(vector);
+                    if (write.equals(WRITES[0])) {
+                        expected = sum;
+                    } else if (sum != expected) {
+                        throw new IllegalStateException(write + " wrote other values: sum " + sum + ", unchecked "
+                                + expected);
+                    }
+                }
             }
-            vector.setValueCount(count);
-            System.out.println("checksum " + IntVectorKernels.sum(vector) + " 0");
         }
     }
 }

@@ -1,8 +1,6 @@
 package workbench.jvm;
 
 import java.nio.ByteBuffer;
-import java.nio.charset.StandardCharsets;
-import java.util.SplittableRandom;
 import org.apache.arrow.memory.AllocationManager;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
@@ -53,52 +51,6 @@ public final class VectorKernels {
         } else {
             ((BaseFixedWidthVector) vector).allocateNew(count);
         }
-    }
-
-    private static long value(String pattern, int i, long k, SplittableRandom random) {
-        switch (pattern) {
-            case "sequence": return (long) i * k;
-            case "constant": return k;
-            case "random": return random.nextLong(Math.max(1, k));
-            default: throw new IllegalArgumentException("unknown fill pattern " + pattern);
-        }
-    }
-
-    /**
-     * Sets elements [0, count): "sequence" i * k, "constant" k, "random" uniform in [0, k) from seed. With safe,
-     * uses setSafe, which reallocates (doubling) past the current capacity.
-     */
-    public static void fill(ValueVector vector, int count, String pattern, long k, long seed, boolean safe) {
-        SplittableRandom random = new SplittableRandom(seed);
-        if (vector instanceof IntVector) {
-            IntVector v = (IntVector) vector;
-            for (int i = 0; i < count; i++) {
-                int x = (int) value(pattern, i, k, random);
-                if (safe) { v.setSafe(i, x); } else { v.set(i, x); }
-            }
-        } else if (vector instanceof BigIntVector) {
-            BigIntVector v = (BigIntVector) vector;
-            for (int i = 0; i < count; i++) {
-                long x = value(pattern, i, k, random);
-                if (safe) { v.setSafe(i, x); } else { v.set(i, x); }
-            }
-        } else if (vector instanceof Float8Vector) {
-            Float8Vector v = (Float8Vector) vector;
-            for (int i = 0; i < count; i++) {
-                double x = value(pattern, i, k, random);
-                if (safe) { v.setSafe(i, x); } else { v.set(i, x); }
-            }
-        } else if (vector instanceof VarCharVector) {
-            VarCharVector v = (VarCharVector) vector;
-            for (int i = 0; i < count; i++) {
-                byte[] x = Long.toString(value(pattern, i, k, random)).getBytes(StandardCharsets.US_ASCII);
-                // Variable-width values are always written with setSafe: the data buffer size is not known upfront.
-                v.setSafe(i, x);
-            }
-        } else {
-            throw new IllegalArgumentException("cannot fill " + vector.getClass().getSimpleName());
-        }
-        vector.setValueCount(Math.max(vector.getValueCount(), count));
     }
 
     /** Moves the vector's buffers to another allocator; returns the vector that now owns them. */

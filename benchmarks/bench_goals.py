@@ -1,0 +1,185 @@
+"""Issue 15's goals, each measured side by side with the bare program in one run (no test asserts time).
+
+1. run: `workbench run arrow-intvector` (report.html drawn; and with --no-html) beside a plain `java` doing the same
+   work with NMT on (both hold 1 s): wall-time ratio. Goal <= 1.5x with the HTML.
+2. report: drawing report.html of that run (render_html in this process, the run directory's samples). Goal <= 2 s
+   (for the 8 GiB scenario, see --scale).
+3. fill: the fill kernel's throughput for 100M ints by write path (unchecked, set, set_safe). Goal >= 4 GB/s.
+4. exec: `workbench exec -- java ... ReferenceProgram` beside the same `java` alone. Goal <= 1.15x.
+5. memory: peak RSS (VmHWM) of the workbench process and of its worker, for arrow-intvector and, with --scale, for
+   intvector-8g (8 GiB of vectors: run it alone on the machine).
+
+Usage: python benchmarks/bench_goals.py [--repeat N] [--scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from workbench.report.html import render_html  # noqa: E402
+from workbench.report.model import report_from_dict  # noqa: E402
+from workbench.run.jdk import Jdk, arrow_options, resolve_jdk  # noqa: E402
+from workbench.toolchain.allocators import resolve_allocator  # noqa: E402
+from workbench.toolchain.maven import kernels_classpath  # noqa: E402
+
+GiB = 1024**3
+
+
+def _hwm_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+class PeakRss(threading.Thread):
+    """Polls the peak RSS (VmHWM, the kernel's own high-water mark) of a process and of its children until it ends."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peaks: dict[str, int] = {}  # "workbench", "worker" -> bytes
+
+    def run(self) -> None:
+        while True:
+            own = _hwm_kib(self.pid)
+            if own is None:
+                return
+            self.peaks["workbench"] = max(self.peaks.get("workbench", 0), own * 1024)
+            try:
+                children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+            except OSError:
+                children = []
+            for child in children:
+                worker = _hwm_kib(int(child))
+                if worker is not None:
+                    self.peaks["worker"] = max(self.peaks.get("worker", 0), worker * 1024)
+            time.sleep(0.02)
+
+
+def timed(command: list[str], env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)
+          ) -> tuple[float, dict[str, int]]:
+    """Wall seconds of the command, and the peak RSS of it and of its children."""
+    began = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
+    peak = PeakRss(process.pid)
+    peak.start()
+    if process.wait() not in ok:
+        raise SystemExit(f"{command[:4]} ... exited {process.returncode}")
+    elapsed = time.perf_counter() - began
+    peak.join(timeout=1)
+    return elapsed, peak.peaks
+
+
+def workbench(*args: str, ok: tuple[int, ...] = (0,)) -> tuple[float, dict[str, int]]:
+    return timed([sys.executable, "-m", "workbench", *args], ok=ok)
+
+
+def ratio_line(name: str, plain: list[float], tool: dict[str, list[float]], goal: str) -> str:
+    base = statistics.median(plain)
+    sides = "; ".join(f"{label} {statistics.median(t):.2f} s ({statistics.median(t) / base:.2f}x)"
+                      for label, t in tool.items())
+    return f"{name:<7} plain java {base:.2f} s; {sides}; goal {goal}"
+
+
+def draw_time(run_dir: Path, repeat: int = 5) -> tuple[float, int]:
+    """Median seconds to draw report.html of a run (in this process, after one draw to load the renderer)."""
+    report = report_from_dict(json.loads((run_dir / "report.json").read_text(encoding="utf-8")))
+    page = render_html(report, run_dir)
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        render_html(report, run_dir)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), len(page.encode("utf-8"))
+
+
+def mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1024**2:.0f} MiB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="runs of each side in the wall-time comparisons (0: only --scale)")
+    parser.add_argument("--scale", action="store_true", help="also run intvector-8g once (8 GiB of vectors)")
+    args = parser.parse_args()
+    classpath = ":".join(kernels_classpath())
+    jdk = resolve_jdk(None)
+    java = str(jdk.home / "bin" / "java")
+    jemalloc = str(resolve_allocator("jemalloc").library)
+    program = [*arrow_options(jdk), "-Darrow.allocation.manager.type=Netty", "-cp", classpath,
+               "workbench.jvm.ReferenceProgram", "100000", "1000"]
+
+    if args.repeat > 0:
+        side_by_side(args.repeat, java, jdk, classpath, program, {"LD_PRELOAD": jemalloc, "PATH": "/usr/bin:/bin"})
+    if args.scale:
+        scale()
+
+
+def side_by_side(repeat: int, java: str, jdk: Jdk, classpath: str, program: list[str],
+                 plain_env: dict[str, str]) -> None:
+    plain_run, plain_exec, tool, tool_no_html, exec_times = [], [], [], [], []
+    peaks: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as runs:
+        for index in range(repeat):  # interleaved, so drift on a noisy machine hits all sides alike
+            plain_run.append(timed([java, "-XX:NativeMemoryTracking=summary", *program], env=plain_env)[0])
+            elapsed, peaks = workbench("run", "arrow-intvector", "--quiet", "--out", f"{runs}/run-{index}")
+            tool.append(elapsed)
+            tool_no_html.append(workbench("run", "arrow-intvector", "--quiet", "--no-html",
+                                          "--out", f"{runs}/no-html-{index}")[0])
+            plain_exec.append(timed([java, *program], env=plain_env)[0])
+            exec_times.append(workbench("exec", "--quiet", "--out", f"{runs}/exec-{index}", "--", java,
+                                        *program)[0])
+        drawn_s, page_bytes = draw_time(Path(runs) / "run-0")
+
+    print(ratio_line("run", plain_run, {"workbench run": tool, "with --no-html": tool_no_html}, "<= 1.5x") +
+          f" (median of {repeat}, all hold 1 s)")
+    print(f"report  report.html of arrow-intvector drawn in {drawn_s * 1000:.0f} ms ({page_bytes:,} bytes); "
+          "goal <= 2 s")
+    print(ratio_line("exec", plain_exec, {"workbench exec": exec_times}, "<= 1.15x"))
+
+    out = subprocess.run([java, *arrow_options(jdk), "-cp", classpath, "workbench.jvm.FillThroughput",
+                          "100000000", "5"], check=True, capture_output=True, text=True).stdout
+    rows = [line.split() for line in out.splitlines()]
+    by_write = {}
+    for write in ("unchecked", "set", "set_safe"):
+        again = [int(b) / int(n) for w, kind, n, b in rows if w == write and kind == "again"]
+        first = next(int(b) / int(n) for w, kind, n, b in rows if w == write and kind == "first")
+        by_write[write] = f"{write} {first:.2f} GB/s first, {statistics.median(again):.2f} again"
+    print(f"fill    100M ints (400 MB): {'; '.join(by_write.values())} (median of 5); goal >= 4 GB/s")
+    print(f"memory  arrow-intvector: workbench {mib(peaks.get('workbench'))}, worker {mib(peaks.get('worker'))} "
+          "peak RSS")
+
+
+def scale() -> None:
+    with tempfile.TemporaryDirectory() as runs:
+        run_dir = Path(runs) / "8g"
+        # Exit 1 (an expectation failed) still has its report: it is printed with the figures.
+        elapsed, big = workbench("run", "intvector-8g", "--quiet", "--out", str(run_dir), ok=(0, 1))
+        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+        drawn_s, page_bytes = draw_time(run_dir, repeat=3)
+    costs = [s["cost_ms"] for s in report["snapshots"]]
+    arrow_peak = max((s["arrow"] or {}).get("peak_bytes", 0) for s in report["snapshots"])
+    fills = [r["gb_per_s"] for r in report["step_results"] if r["event"] == "fill"]
+    print(f"scale   intvector-8g: wall {elapsed:.1f} s; Arrow peak {arrow_peak / GiB:.2f} GiB; peak RSS worker "
+          f"{mib(big.get('worker'))}, workbench {mib(big.get('workbench'))}; snapshot median "
+          f"{statistics.median(costs):.1f} ms (max {max(costs):.1f}); report.html drawn in {drawn_s * 1000:.0f} ms "
+          f"({page_bytes:,} bytes); fills {min(fills):.1f}-{max(fills):.1f} GB/s; status {report['status']}, "
+          f"{sum(1 for e in report['expectations'] if not e['ok'])} expectation(s) failed")
+
+if __name__ == "__main__":
+    main()
