@@ -464,7 +464,7 @@ def lookup(recipe: Recipe, version: str | None = None, configure_args: Sequence[
 
 def _checked_arguments(recipe: Recipe, version: str | None, configure_args: Sequence[str] | None) -> list[str]:
     if version is not None and not _VERSION_PATTERN.match(version):
-        raise BadInput(f"--version {version}: expected a version number such as {recipe.default_version_example}")
+        raise BadInput(f"--version {version}: expected a version number such as {recipe.version_example}")
     args = list(recipe.default_args if configure_args is None else configure_args)
     for arg in args:
         for refused in recipe.prefix_args:
