@@ -345,17 +345,23 @@ def by_address(lines: list[LedgerLine], baseline: str, attribution: AddressAttri
     """The ledger by owner: every byte of anonymous RSS growth in exactly one owner; of the anonymous mappings
     outside the JVM, Python's pools and (where the allocator's mappings were not found by address) the allocator's
     claim named; the rest, positive or negative, unexplained."""
+    found = attribution.allocator_mappings if attribution.allocator_mappings == base_attribution.allocator_mappings \
+        else None
+
+    def beside(name: str) -> dict[str, int | None]:
+        if name == "malloc-arenas" and found is None or name == "anonymous-mmaps" and found == "recorded":
+            return {}  # the allocator's figures stand beside the mappings that hold its memory
+        return {key: deltas.get(key) for key in _BESIDE.get(name, ())}
+
     owners = [
         OwnerLine(name, share.resident_bytes, share.resident_bytes - base_attribution.owners[name].resident_bytes,
-                  {key: deltas.get(key) for key in _BESIDE.get(name, ())})
+                  beside(name))
         for name, share in attribution.owners.items() if name in base_attribution.owners
     ]
     mmaps = attribution.owners["anonymous-mmaps"].resident_bytes
     mmaps_base = base_attribution.owners["anonymous-mmaps"].resident_bytes
     python, python_base = attribution.python_pools_bytes, base_attribution.python_pools_bytes
     python_delta = python - python_base if python is not None and python_base is not None else None
-    found = attribution.allocator_mappings if attribution.allocator_mappings == base_attribution.allocator_mappings \
-        else None
     # Mappings found by address leave nothing of the allocator among the other anonymous mappings, except glibc's
     # mmapped chunks, which have no shape to be found by.
     claim = None if found == "recorded" else malloc_claim(backend, figures, base_figures)
@@ -457,15 +463,15 @@ def malloc_sentences(layer: MallocLayer, rounded: Rounding | None) -> list[str]:
     if rounded is not None:
         said.append(f"{name}: {explain_rounding(rounded)}")
     if layer.dirty_bytes is not None:
-        decay = f"; purged after dirty_decay_ms={layer.dirty_decay_ms}" if layer.dirty_decay_ms is not None else ""
-        said.append(f"{name} keeps {format_bytes(layer.dirty_bytes)} of freed pages (dirty{decay}; "
-                    f"{_signed(layer.dirty_delta)} since the baseline)")
+        decay = f", purged after dirty_decay_ms={layer.dirty_decay_ms}" if layer.dirty_decay_ms is not None else ""
+        said.append(f"{name} keeps {format_bytes(layer.dirty_bytes)} of freed pages (dirty{decay}), "
+                    f"{_signed(layer.dirty_delta)} since the baseline")
     sizes = layer.sizes
     if sizes is not None and sizes.small_free_bytes is not None:
         held = sizes.small_bytes + sizes.small_free_bytes
         said.append(f"{format_bytes(sizes.small_free_bytes)} free inside its small slabs "
-                    f"({_percent(sizes.small_bytes, held)} of their regions in use; {_signed(sizes.small_free_delta)}"
-                    " since the baseline)")
+                    f"({_percent(sizes.small_bytes, held)} of their regions in use), {_signed(sizes.small_free_delta)}"
+                    " since the baseline")
     if layer.tcache_bytes:
         said.append(f"the threads' caches hold {format_bytes(layer.tcache_bytes)} of freed small regions")
     return said
@@ -481,9 +487,11 @@ def explain_owner(line: OwnerLine, reconciliation: Reconciliation) -> str:
     if line.owner == "malloc-arenas":
         layer = reconciliation.malloc_layer
         if layer is None:
-            return "not found by address: " + ", ".join(beside) if line.delta_bytes else ""
+            return ""
         return "; ".join(malloc_sentences(layer, reconciliation.rounding))
     if line.owner == "anonymous-mmaps":
+        if not beside:
+            return f"{_signed(line.delta_bytes)} in mappings no owner is found for"
         return f"{_signed(line.delta_bytes)} in mappings the JVM did not name; allocator and NMT: " + ", ".join(beside)
     return ", ".join(beside)
 
