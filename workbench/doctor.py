@@ -285,7 +285,7 @@ def _built_check(recipe: Recipe, build: bool, needed: bool, takes: str) -> tuple
         why = f"{lookup.damaged}; " if lookup.damaged else ""
         tools = ", ".join(sorted(recipe.tools()))
         return Check(f"allocator {name}", "WARN",
-                     f"{why}not built yet: the first run with it builds it "
+                     f"{why}not built yet: the first run {'' if needed else 'with it '}builds it "
                      f"({takes}; needs {tools} and apt access to Debian's source packages)",
                      f"workbench build {name} (or any run with it) builds it", needed, {"cached": False}), False
     check = _load_check(name, built.library, name, needed,

@@ -73,7 +73,8 @@ class Recipe:
     checkout_hint: tuple[str, str] | None = None  # (file, advice): a tree with this file and no markers is a checkout
 
     def tools(self) -> dict[str, str]:
-        return {**COMMON_TOOLS, **self.build_tools}
+        """Every command the build needs -> the Debian package that provides it, the compiler first."""
+        return {"gcc": COMMON_TOOLS["gcc"], **self.build_tools, **COMMON_TOOLS}
 
 
 @dataclass(frozen=True)
