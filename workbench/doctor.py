@@ -22,10 +22,13 @@ from workbench._errors import BadInput, WorkbenchError
 from workbench.protocol.provenance import Provenance
 from workbench.run.environment import preload_environment, preload_mismatch
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
-from workbench.toolchain.allocators import NAMES, SYSTEM_ALLOCATORS, AllocatorChoice, resolve_allocator
+from workbench.toolchain import source_build
+from workbench.toolchain.allocators import BUILT, NAMES, SYSTEM_ALLOCATORS, AllocatorChoice, resolve_allocator
 from workbench.toolchain.debian_source import APT_TOOLS
 from workbench.toolchain.jemalloc import BUILD_TOOLS as JEMALLOC_BUILD_TOOLS
-from workbench.toolchain.jemalloc import ensure_jemalloc, lookup_jemalloc
+from workbench.toolchain.jemalloc import JEMALLOC
+from workbench.toolchain.mimalloc import MIMALLOC
+from workbench.toolchain.source_build import Recipe
 from workbench.toolchain.maven import cached_kernels, kernels_classpath, kernels_entry
 
 JVM_DIR = Path("/usr/lib/jvm")
@@ -268,29 +271,32 @@ def _load_check(name: str, library: Path | None, expected: str, needed: bool, fi
     return Check(check, "ok", f"{shown}, {count} figure{'' if count == 1 else 's'} read", None, needed, found)
 
 
-def _jemalloc_check(build: bool) -> tuple[Check, bool]:
-    lookup = lookup_jemalloc()
+def _built_check(recipe: Recipe, build: bool, needed: bool, takes: str) -> tuple[Check, bool]:
+    """An allocator the workbench builds: its cached build loads and answers as that allocator."""
+    name = recipe.name
+    lookup = source_build.lookup(recipe)
     built = lookup.built
     if built is None and build:
         try:
-            built = ensure_jemalloc()
+            built = source_build.build(recipe, quiet=True)[0]
         except WorkbenchError as error:
-            return Check("allocator jemalloc", "FAIL", error.message, None, True), False
+            return Check(f"allocator {name}", "FAIL", error.message, None, needed), False
     if built is None:
         why = f"{lookup.damaged}; " if lookup.damaged else ""
-        return Check("allocator jemalloc", "WARN",
-                     f"{why}not built yet: the first run builds it "
-                     "(about 80 s; needs gcc, make and apt access to Debian's source packages)",
-                     "workbench build jemalloc (or any run) builds it", True, {"cached": False}), False
-    check = _load_check("jemalloc", built.library, "jemalloc", True,
-                        f"rebuild it: remove {built.cache_entry} and run workbench build jemalloc")
+        tools = ", ".join(sorted(recipe.tools()))
+        return Check(f"allocator {name}", "WARN",
+                     f"{why}not built yet: the first run {'' if needed else 'with it '}builds it "
+                     f"({takes}; needs {tools} and apt access to Debian's source packages)",
+                     f"workbench build {name} (or any run with it) builds it", needed, {"cached": False}), False
+    check = _load_check(name, built.library, name, needed,
+                        f"rebuild it: remove {built.cache_entry} and run workbench build {name}")
     return replace(check, found={**check.found, "cached": True}), True
 
 
 def _system_allocator_checks() -> Iterator[Check]:
     """glibc and the allocators a distribution package provides: none of them is what a default run uses."""
     for name in NAMES:
-        if name == "jemalloc":
+        if name in BUILT:
             continue
         if name == "glibc":
             yield _load_check("glibc", None, "glibc", False, None)
@@ -361,8 +367,9 @@ def run_checks(build: bool) -> Iterator[Check]:
     kernels, kernels_cached = _kernels_check(build)
     yield _maven_check(kernels_cached)
     yield kernels
-    jemalloc, jemalloc_cached = _jemalloc_check(build)
+    jemalloc, jemalloc_cached = _built_check(JEMALLOC, build, True, "about 90 s")
     yield jemalloc
+    yield _built_check(MIMALLOC, build, False, "about 5 s")[0]
     yield from _system_allocator_checks()
     yield _toolchain_check(jemalloc_cached)
     yield _proc_check()

@@ -54,8 +54,8 @@ def test_backend_sees_one_odd_sized_allocation(name: str) -> None:
         assert Path(result["info"]["library"]).resolve() == choice.library.resolve()
 
 
-def test_mimalloc_reports_commit_and_nulls_what_it_cannot_give() -> None:
-    choice = resolve_allocator("mimalloc")
+def test_debians_mimalloc_reports_commit_and_nulls_what_it_cannot_give() -> None:
+    choice = resolve_allocator("system:mimalloc")  # built without statistics
     # mimalloc commits whole segments up front; a block larger than one shows in what it has committed.
     big = 48 * 1024 * 1024 + 4093
     result = probe_under([choice.library], size=big)  # type: ignore[list-item]
@@ -87,3 +87,14 @@ def test_detection_follows_the_first_preloaded_allocator_in_either_order() -> No
     tcmalloc = resolve_allocator("tcmalloc").library
     assert probe_under([jemalloc, tcmalloc])["info"]["backend"] == "jemalloc"  # type: ignore[list-item]
     assert probe_under([tcmalloc, jemalloc])["info"]["backend"] == "tcmalloc"  # type: ignore[list-item]
+
+
+def test_the_mimalloc_built_here_fills_the_malloc_layer_across_threads() -> None:
+    choice = resolve_allocator("mimalloc")  # built with MI_STAT=2, every thread's statistics the process's at once
+    assert choice.provenance.kind == "built"
+    result = probe_under([choice.library], size=ODD_SIZE)  # type: ignore[list-item]
+    assert result["info"]["backend"] == "mimalloc" and result["info"]["config_stats"] is True
+    grown = result["after"]["allocated_bytes"] - result["before"]["allocated_bytes"]
+    # A block of ODD_SIZE at its block size: mimalloc's bins are at most an eighth apart.
+    assert ODD_SIZE <= grown <= ODD_SIZE * 9 // 8 + 4096
+    assert result["after"]["resident_bytes"] is None and result["after"]["metadata_bytes"] is None

@@ -214,7 +214,7 @@ def test_build_kernels_classpath_is_one_line_of_existing_jars_the_kernels_jar_fi
 def test_jemalloc_options_with_kernels_exit_2_with_one_line() -> None:
     result = run_workbench("build", "kernels", "--version", "5.3.0")
     assert result.returncode == 2
-    one_line_error(result.stderr, "--version: only for building jemalloc, not the Java kernels")
+    one_line_error(result.stderr, "--version: only for building jemalloc or mimalloc, not the Java kernels")
 
 
 def test_a_missing_source_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -228,7 +228,7 @@ def test_a_missing_source_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_tcmalloc_is_not_built_and_exits_2() -> None:
     result = run_workbench("build", "tcmalloc")
     assert result.returncode == 2
-    one_line_error(result.stderr, "only jemalloc is built from source", "libtcmalloc-minimal4", "libmimalloc2.0")
+    one_line_error(result.stderr, "only jemalloc and mimalloc are built from source", "libtcmalloc-minimal4")
 
 
 def test_a_directory_that_is_not_jemalloc_source_exits_2_and_leaves_no_entry(tmp_path: Path) -> None:
@@ -251,11 +251,11 @@ def test_a_failing_build_exits_3_with_the_logs_tail_and_leaves_no_entry(tmp_path
     result = run_workbench("build", "--source", str(broken), env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
-    assert "workbench: building jemalloc 5.3.0 failed (exit 1) (full log: " in result.stderr
-    assert "configure: error: deliberately broken source" in result.stderr
+    # The recipe patches the source first (the mapped ranges): a tree without src/pages.c fails there.
+    assert "workbench: mapped-ranges.patch does not apply to this jemalloc source (full log: " in result.stderr
     [kept] = allocators.glob("failed-jemalloc-5.3.0-*.log")
     assert str(kept) in result.stderr
-    assert "configure: error: deliberately broken source" in kept.read_text()
+    assert "src/pages.c" in kept.read_text()
     assert entries(allocators) == [] and leftovers(allocators) == []
 
 
@@ -301,3 +301,45 @@ def test_no_deb_entries_on_the_machine_is_bad_input(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(BadInput, match=r"^no deb entries in .*; give --source PATH to a jemalloc release tarball$"):
         ensure_jemalloc(quiet=True)
+
+
+_MIMALLOC_CHILD = """
+import ctypes, json, sys
+from workbench.probes import allocator
+from workbench.probes.pages import anonymous_bytes
+backend = allocator.detect()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+before = backend.snapshot().allocated_bytes
+blocks = [libc.malloc(2_900) for _ in range(1_000)]  # mimalloc's 3072-byte bin
+big = libc.malloc(64 << 20)
+ctypes.memset(big, 1, 16 << 20)  # a quarter touched
+ranges = backend.mapped_ranges()
+print(json.dumps({"info": backend.info.config_stats, "allocated": backend.snapshot().allocated_bytes - before,
+                  "bins": {c.size_bytes: c.count for c in backend.size_classes(None)},
+                  "kernel": anonymous_bytes(ranges), "committed": backend.snapshot().mapped_bytes}))
+"""
+
+
+@pytest.mark.slow
+def test_mimalloc_is_built_from_debians_source_with_statistics_and_its_mapped_ranges(tmp_path: Path) -> None:
+    cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    built = run_workbench("build", "mimalloc", env=cache, timeout=600)
+    assert built.returncode == 0, built.stderr
+    rows = dict(line.split(":", 1) for line in built.stdout.splitlines())
+    assert rows["status"].strip() == "built" and rows["version"].strip().startswith("2.")
+    assert rows["patches"].strip() == "statistics-and-mapped-ranges.patch"
+    assert "debian source package mimalloc" in rows["source"]
+    again = run_workbench("build", "mimalloc", env=cache)
+    assert again.returncode == 0 and "status:        cached" in again.stdout
+    library = rows["library"].strip()
+    child = subprocess.run([sys.executable, "-c", _MIMALLOC_CHILD], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "LD_PRELOAD": library, "PYTHONPATH": str(ROOT)}, check=True)
+    answer = json.loads(child.stdout.strip().splitlines()[-1])
+    assert answer["info"] is True
+    # 1,000 blocks of the 3,072-byte bin and one 64 MiB huge block: allocated counts them at their block sizes.
+    assert answer["bins"]["3072"] >= 1_000
+    assert 1_000 * 3_072 + (64 << 20) <= answer["allocated"] < 1_000 * 3_072 + (64 << 20) + (1 << 20)
+    # The kernel has the quarter that was touched, mimalloc has committed all of it.
+    assert (16 << 20) <= answer["kernel"] < (16 << 20) + (8 << 20)
+    assert answer["committed"] >= (64 << 20)

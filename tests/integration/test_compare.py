@@ -54,7 +54,7 @@ def test_compare_bad_allocator_fails_before_any_run() -> None:
     assert "running" not in result.stdout
     assert result.stderr.strip() == (
         "workbench: --allocator hoard: unknown allocator (expected one of: jemalloc, system:jemalloc, tcmalloc, "
-        "mimalloc, glibc, or a path to a .so)"
+        "mimalloc, system:mimalloc, glibc, or a path to a .so)"
     )
 
 

@@ -35,7 +35,7 @@ MIMALLOC_SIZE = 48 * 1024 * 1024 + 4093
 DUMP_EXTENSION = {"jemalloc": "json", "tcmalloc": "txt", "mimalloc": "txt", "glibc": "xml"}
 LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
 # (allocator, preload order); glibc has nothing preloaded but the probe, so it has one order.
-CASES = [(name, order) for name in ("system:jemalloc", "tcmalloc", "mimalloc") for order in ("probe_first",
+CASES = [(name, order) for name in ("system:jemalloc", "tcmalloc", "system:mimalloc") for order in ("probe_first",
                                                                                              "allocator_first")]
 CASES.append(("glibc", "probe_only"))
 
@@ -88,7 +88,7 @@ def test_probe_serves_the_preloaded_allocators_statistics(name: str, order: str,
     preload = {"probe_first": [probe, library], "allocator_first": [library, probe], "probe_only": [probe]}[order]
     sockets, dumps = tmp_path / "sockets", tmp_path / "dumps"
     dumps.mkdir()
-    size = MIMALLOC_SIZE if name == "mimalloc" else ODD_SIZE
+    size = MIMALLOC_SIZE if name == "system:mimalloc" else ODD_SIZE
     steps, stderr = run_subject(test_program, subject_env(preload, sockets, dumps), "--size", str(size))
     assert stderr == ""
     pid = steps["ping"]["answer"]["pid"]
@@ -105,7 +105,7 @@ def test_probe_serves_the_preloaded_allocators_statistics(name: str, order: str,
         assert after["raw"]["arenas"] >= 1 and after["raw"]["hblks"] == before["raw"]["hblks"] + 1
     else:
         assert before["version"]
-    if name == "mimalloc":
+    if name == "system:mimalloc":
         assert before["version"].startswith("2.")
         assert after["allocated_bytes"] is None and after["resident_bytes"] is None and after["retained_bytes"] is None
         assert after["mapped_bytes"] - before["mapped_bytes"] >= size

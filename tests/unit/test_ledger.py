@@ -63,7 +63,8 @@ def test_the_sentences_are_rendered_from_the_codes_with_the_same_wording() -> No
     assert explain_line(kernel, ledger) == ""
     assert describe_basis(ledger) == "change since 'baseline'"
     assert explain_unexplained(ledger).startswith(
-        "unexplained = anonymous RSS growth - allocator resident growth - JVM mappings (NMT committed - NMT malloc);"
+        "unexplained = anonymous RSS growth - allocator resident growth - JVM mappings (NMT committed - NMT malloc), "
+        "whatever its sign"
     )
 
 
@@ -117,7 +118,7 @@ def test_the_json_ledger_has_figures_and_codes_and_no_sentence() -> None:
     data = report_to_dict(reports.jemalloc_report())
     ledger = data["snapshots"][1]["reconciliation"]
     assert set(ledger) == {"baseline", "lines", "jvm_mapped_bytes", "unexplained_bytes", "allocator_figure", "owners",
-                           "python_pools_delta", "malloc", "rounding", "bound_bytes"}
+                           "python_pools_delta", "malloc", "rounding", "bound_bytes", "malloc_layer", "sizes"}
     assert ledger["owners"] is None  # the fabricated run was not attributed by address
     assert ledger["lines"][1] == {"figure": "arrow.allocated_bytes", "bytes": 524_288, "delta_to_next": 3_670_016,
                                   "reason": "netty-chunks"}

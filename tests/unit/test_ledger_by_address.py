@@ -168,7 +168,8 @@ def test_what_the_allocator_does_not_cover_stays_unexplained() -> None:
     now = _view(16 * MIB, 50 * MIB, 2 * MIB, 33 * MIB)  # +10 MiB of mmaps, the allocator only +3 MiB
     ledger = reconcile({"process.anon_rss_bytes": 10 * MIB}, "netty", "baseline", "jemalloc", now, base)
     assert ledger is not None and ledger.unexplained_bytes == 7 * MIB
-    assert named_parts(ledger, "jemalloc")[-1] == ("  unexplained", 7 * MIB, "bound ±1.0 MiB: over")
+    assert named_parts(ledger, "jemalloc")[-1] == (
+        "  unexplained", 7 * MIB, "bound ±1.0 MiB: over; 7.0 MiB of growth in anonymous mappings no owner is found for")
 
 
 def test_a_64_mib_direct_buffer_with_nmts_header_is_rounded_into_the_80_mib_class() -> None:
@@ -195,3 +196,127 @@ def test_pymalloc_pools_in_use_from_its_statistics() -> None:
             "# bytes lost to arena alignment    =               32,768\n")
     assert parse_pymalloc_stats(text) == 1_004_928 + 361_056 + 4_032 + 6_240
     assert parse_pymalloc_stats("pymalloc is off") is None
+
+
+# --- the allocator's own mappings, by the ranges it recorded ---------------------------------------------------------
+
+JE = 0x7F3000000000  # a range jemalloc recorded: a mapping of its own, and one the kernel merged with a neighbour
+
+
+def _recorded(allocator_whole: int, allocator_part: int, neighbour: int) -> list[Mapping]:
+    return [
+        _mapping(HEAP, 388 * MIB, 16 * MIB),
+        _mapping(JE, 64 * MIB, allocator_whole),
+        # 4 MiB of jemalloc's range and 4 MiB of someone else's, one mapping: split page by page.
+        _mapping(JE + 64 * MIB, 8 * MIB, allocator_part + neighbour),
+        _mapping(0x7F4000000000, 2 * MIB, 1 * MIB),  # nobody's
+    ]
+
+
+RANGES = [(JE, JE + 68 * MIB)]
+
+
+def test_recorded_ranges_make_the_allocators_mappings_an_owner_and_a_shared_mapping_is_split_exactly() -> None:
+    asked: list[list[tuple[int, int]]] = []
+
+    def pagemap(parts: list[tuple[int, int]]) -> int:
+        asked.append(parts)
+        return 3 * MIB  # what the kernel has resident in jemalloc's 4 MiB of the merged mapping
+
+    mappings = _recorded(40 * MIB, 3 * MIB, 2 * MIB)
+    split = attribute(mappings, REGIONS[:1], "jemalloc", ["start-up-log"], threads=1, allocator_ranges=RANGES,
+                      resident_in=pagemap)
+    resident = {owner: share.resident_bytes for owner, share in split.owners.items()}
+    assert asked == [[(JE + 64 * MIB, JE + 68 * MIB)]]  # only the part of the shared mapping, never a whole one
+    assert resident["malloc-arenas"] == 40 * MIB + 3 * MIB
+    assert resident["anonymous-mmaps"] == 2 * MIB + 1 * MIB and resident["java-heap"] == 16 * MIB
+    assert sum(resident.values()) == sum(m.anon_bytes for m in mappings)
+    assert split.allocator_mappings == "recorded" and split.split_mappings == 1
+    assert [m.anon_bytes for m in split.unowned or []] == [2 * MIB, 1 * MIB]
+    # A pagemap count above what smaps has in the mapping is capped by it: the owners still add up.
+    over = attribute(mappings, REGIONS[:1], "jemalloc", [], threads=1, allocator_ranges=RANGES,
+                     resident_in=lambda parts: 9 * MIB)
+    assert sum(s.resident_bytes for s in over.owners.values()) == sum(m.anon_bytes for m in mappings)
+    assert over.owners["malloc-arenas"].resident_bytes == 40 * MIB + 5 * MIB
+
+
+def _recorded_view(whole: int, part: int, neighbour: int, figures: dict[str, int],
+                   classes: list[SizeClass] | None = None) -> AddressView:
+    split = attribute(_recorded(whole, part, neighbour), REGIONS[:1], "jemalloc", [], threads=1,
+                      allocator_ranges=RANGES, resident_in=lambda parts: part)
+    from dataclasses import replace
+
+    return AddressView(replace(split, python_pools_bytes=None), figures, classes)
+
+
+def test_by_recorded_ranges_nothing_is_claimed_and_the_allocators_overcount_is_named_not_unexplained() -> None:
+    base = _recorded_view(40 * MIB, 3 * MIB, 2 * MIB, {"allocator.resident_bytes": 50 * MIB,
+                                                      "allocator.raw.dirty_bytes": MIB,
+                                                      "allocator.raw.dirty_decay_ms": 10_000},
+                          [SizeClass("large", 5 * MIB, 1, 5 * MIB), SizeClass("small", 48, 80, 3840, 1, 85)])
+    # jemalloc's mappings: +800 MiB resident by the kernel, while jemalloc's own resident says +896 MiB (a 896 MiB
+    # extent for 825,000,000 B requested, its tail never touched); the other mappings +1 MiB (not the allocator's).
+    now = _recorded_view(840 * MIB, 3 * MIB, 3 * MIB, {"allocator.resident_bytes": 946 * MIB,
+                                                      "allocator.raw.dirty_bytes": 3 * MIB,
+                                                      "allocator.raw.dirty_decay_ms": 10_000},
+                         [SizeClass("large", 896 * MIB, 1, 896 * MIB), SizeClass("large", 5 * MIB, 1, 5 * MIB),
+                          SizeClass("small", 48, 170, 8160, 2, 85)])
+    deltas = {"process.anon_rss_bytes": 801 * MIB, "allocator.resident_bytes": 896 * MIB,
+              "allocator.raw.dirty_bytes": 2 * MIB, "nmt.categories.Other.malloc_bytes": 825_000_000}
+    ledger = reconcile(deltas, "unsafe", "baseline", "jemalloc", now, base)
+    assert ledger is not None and ledger.owners is not None
+    changes = {line.owner: line.delta_bytes for line in ledger.owners}
+    assert changes["malloc-arenas"] == 800 * MIB and changes["anonymous-mmaps"] == MIB
+    assert sum(changes.values()) == deltas["process.anon_rss_bytes"]
+    assert ledger.malloc is None and ledger.unexplained_bytes == MIB  # the other mappings' growth, not claimed
+    assert ledger.rounding is not None and ledger.rounding.rounding_bytes == 896 * MIB - 825_000_000
+    assert ledger.sizes is not None and ledger.sizes.small_free_bytes == (2 * 85 - 170) * 48 == 0
+    layer = ledger.malloc_layer
+    assert layer is not None and layer.kernel_delta == 800 * MIB and layer.dirty_bytes == 3 * MIB
+    arenas = next(line for line in ledger.owners if line.owner == "malloc-arenas")
+    assert explain_owner(arenas, ledger).split("; ") == [
+        "the kernel has +800.0 MiB resident in jemalloc's own mappings (the ranges it recorded)",
+        "jemalloc says resident +896.0 MiB",
+        "jemalloc's resident counts 96.0 MiB more than the kernel has in its mappings: pages it holds that were "
+        "never touched",
+        "jemalloc: 825,000,000 B requested in the 896.0 MiB size class (+109.2 MiB, 12.2 % of the class): "
+        "size-class rounding",
+        "jemalloc keeps 3.0 MiB of freed pages (dirty, purged after dirty_decay_ms=10000), +2.0 MiB since the "
+        "baseline",
+        "0 B free inside its small slabs (100.0 % of their regions in use), -240 B since the baseline",
+    ]
+    parts = {label.strip(): (value, why) for label, value, why in named_parts(ledger, "jemalloc")}
+    assert parts["of which jemalloc holds"] == (0, "none: jemalloc's mappings are an owner of their own, found by "
+                                                   "address")
+    assert parts["unexplained"] == (MIB, "bound ±16.0 MiB: within")
+
+
+def test_rounding_is_summed_over_the_large_classes_that_grew() -> None:
+    base = _view(16 * MIB, 40 * MIB, 0, 30 * MIB, [])
+    now = _view(16 * MIB, 40 * MIB, 0, 30 * MIB, [SizeClass("large", 896 * MIB, 2, 1792 * MIB),
+                                                SizeClass("large", 448 * MIB, 1, 448 * MIB)])
+    requested = 2 * 825_000_000 + 412_500_000
+    ledger = reconcile({"process.anon_rss_bytes": 0, "nmt.categories.Other.malloc_bytes": requested}, "netty",
+                       "baseline", "jemalloc", now, base)
+    assert ledger is not None and ledger.rounding is not None
+    assert (ledger.rounding.extents, ledger.rounding.classes_bytes) == (3, 2240 * MIB)
+    assert ledger.rounding.rounding_bytes == 2240 * MIB - requested
+
+
+def test_pagemap_counts_the_pages_written_in_a_mapping_of_this_process() -> None:
+    import mmap
+
+    from workbench.probes.pages import PAGE_BYTES, anonymous_bytes
+
+    area = mmap.mmap(-1, 16 * PAGE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        for page in (0, 5, 6):
+            area[page * PAGE_BYTES] = 1
+        _ = area[9 * PAGE_BYTES]  # read only: the shared zero page, not this process's
+        import ctypes
+
+        start = ctypes.addressof(ctypes.c_char.from_buffer(area))
+        assert anonymous_bytes([(start, start + 16 * PAGE_BYTES)]) == 3 * PAGE_BYTES
+        assert anonymous_bytes([(start + 6 * PAGE_BYTES, start + 16 * PAGE_BYTES)]) == PAGE_BYTES
+    finally:
+        area.close()

@@ -46,7 +46,7 @@ def test_size_classes_travel_in_the_report_json_and_old_reports_load_without_the
     report = reports.jemalloc_report()
     data = report_to_dict(report)
     assert data["snapshots"][-1]["size_classes"][0] == {"kind": "large", "size_bytes": 4_194_304, "count": 1,
-                                                        "bytes": 4_194_304}
+                                                        "bytes": 4_194_304, "slabs": None, "regions_per_slab": None}
     assert data["snapshots"][0]["size_classes"] is None
     assert report_from_dict(data) == report
     for snapshot in data["snapshots"]:

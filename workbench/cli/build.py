@@ -1,4 +1,4 @@
-"""``workbench build [jemalloc|kernels]``."""
+"""``workbench build [jemalloc|mimalloc|kernels]``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import typer
 
 from workbench._errors import BadInput
 from workbench._resources import jvm_project_dir
-from workbench.toolchain.jemalloc import DEFAULT_CONFIGURE_ARGS, build_jemalloc
+from workbench.toolchain import source_build
+from workbench.toolchain.jemalloc import DEFAULT_CONFIGURE_ARGS, JEMALLOC
 from workbench.toolchain.maven import build_kernels, kernels_entry, project_hash
+from workbench.toolchain.mimalloc import MIMALLOC
 
-_FROM_THE_SYSTEM = "tcmalloc, mimalloc come from the system (apt-get install libtcmalloc-minimal4 / libmimalloc2.0)"
+_FROM_THE_SYSTEM = "tcmalloc comes from the system (apt-get install libtcmalloc-minimal4)"
+RECIPES = {recipe.name: recipe for recipe in (JEMALLOC, MIMALLOC)}
 KERNELS = "kernels"
 
 
@@ -40,27 +43,30 @@ def _build_kernels(classpath_only: bool) -> None:
 
 def build(
     what: Annotated[
-        str, typer.Argument(help="What to build: jemalloc (from source), or kernels (the Java kernels, with Maven).")
+        str, typer.Argument(help="What to build: jemalloc or mimalloc (from source), or kernels (the Java kernels, "
+                                 "with Maven).")
     ] = "jemalloc",
     version: Annotated[
-        Optional[str], typer.Option(help="The jemalloc release, e.g. 5.3.0 (default: the one Debian's source has).")
+        Optional[str], typer.Option(help="The release, e.g. 5.3.0 (default: the one Debian's source has).")
     ] = None,
     configure: Annotated[
         Optional[str],
-        typer.Option(help=f"Arguments for ./configure, as one string (default: {' '.join(DEFAULT_CONFIGURE_ARGS)!r})."),
+        typer.Option(help="Arguments for jemalloc's ./configure or mimalloc's cmake, as one string (default: "
+                          f"{' '.join(DEFAULT_CONFIGURE_ARGS)!r}; mimalloc "
+                          f"{' '.join(MIMALLOC.default_args)!r})."),
     ] = None,
     source: Annotated[
-        Optional[Path], typer.Option(help="A jemalloc release tarball or its unpacked directory (default: Debian's).")
+        Optional[Path], typer.Option(help="A release tarball or its unpacked directory (default: Debian's).")
     ] = None,
     classpath: Annotated[
         bool, typer.Option("--classpath", help="With kernels: print only the classpath, for java -cp \"$(...)\".")
     ] = False,
 ) -> None:
-    """Build jemalloc from its source release, or the Java kernels with Maven, into the per-user cache, or show the build already cached.
+    """Build jemalloc or mimalloc from its source release, or the Java kernels with Maven, into the per-user cache, or show the build already cached.
 
-    jemalloc without --source: Debian's jemalloc source package, fetched by apt-get with a private state (no root needed).
+    jemalloc and mimalloc without --source: Debian's source package, fetched by apt-get with a private state (no root needed). Both are patched to keep the address ranges they map, so that the ledger reads the kernel's residency of their pages; mimalloc is built with statistics (MI_STAT=2). Debian's own libraries stay available as system:jemalloc and system:mimalloc.
 
-    A jemalloc build is reused while its recipe, configure arguments and source are the same and its library is unchanged.
+    A build is reused while its recipe, patches, arguments and source are the same and its library is unchanged.
 
     kernels: the jvm/ Maven project, reused while its pom and sources are the same; with --classpath, only the classpath is printed, on one line: java -cp "$(workbench build kernels --classpath)" ...
 
@@ -70,24 +76,26 @@ def build(
         given = [name for name, value in (("--version", version), ("--configure", configure), ("--source", source))
                  if value is not None]
         if given:
-            raise BadInput(f"{', '.join(given)}: only for building jemalloc, not the Java kernels")
+            raise BadInput(f"{', '.join(given)}: only for building jemalloc or mimalloc, not the Java kernels")
         _build_kernels(classpath)
         return
     if classpath:
         raise BadInput(f"--classpath: only with `workbench build {KERNELS}`")
-    if what != "jemalloc":
-        raise BadInput(f"{what}: only jemalloc is built from source; {_FROM_THE_SYSTEM}")
+    recipe = RECIPES.get(what)
+    if recipe is None:
+        raise BadInput(f"{what}: only jemalloc and mimalloc are built from source; {_FROM_THE_SYSTEM}")
     try:
-        configure_args = DEFAULT_CONFIGURE_ARGS if configure is None else tuple(shlex.split(configure))
+        configure_args = recipe.default_args if configure is None else tuple(shlex.split(configure))
     except ValueError as exc:
         raise BadInput(f"--configure {configure!r}: {exc}") from None
     if source is not None and not source.exists():
         raise BadInput(f"--source {source}: no such file or directory")
-    built, rebuilt = build_jemalloc(version, configure_args, source)
+    built, rebuilt = source_build.build(recipe, version, configure_args, source)
     _echo_rows([
         ("library", str(built.library)),
         ("version", built.version),
         ("configure", shlex.join(built.configure_args)),
+        ("patches", ", ".join(built.patches) or "none"),
         ("sha256", built.library_sha256),
         ("source", built.source),
         ("source sha256", built.source_sha256),

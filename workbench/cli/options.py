@@ -17,7 +17,8 @@ from workbench.values import parse_label
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 ALLOCATOR_HELP = ("jemalloc (built from source by the workbench on first use), system:jemalloc (Debian's "
-                  "libjemalloc2), tcmalloc, mimalloc, glibc (nothing preloaded), or a path to a .so.")
+                  "libjemalloc2), tcmalloc, mimalloc (built from source with statistics on first use), "
+                  "system:mimalloc (Debian's libmimalloc2.0), glibc (nothing preloaded), or a path to a .so.")
 
 Allocator = Annotated[Optional[str], typer.Option(help=ALLOCATOR_HELP + " Default: the scenario's, else jemalloc.")]
 MallocConf = Annotated[Optional[str], typer.Option(help="MALLOC_CONF for the measured process, e.g. 'narenas:2'.")]

@@ -1,7 +1,11 @@
 """The malloc the process really has, found from its symbols, and that allocator's own statistics.
 
-Each backend maps its figures onto the same six fields (see the README for what each means per allocator); a
-field an allocator has no figure for is None. ``raw`` keeps the backend's own figures under their own names.
+Each backend maps its figures onto the same six fields (see docs/allocators.md for what each means per allocator);
+a field an allocator has no figure for is None. ``raw`` keeps the backend's own figures under their own names.
+
+The allocators the workbench builds (jemalloc, mimalloc: see ``toolchain/source_build.py``) also keep the address
+ranges they have mapped (``workbench_mapped_ranges``, native/mapped-ranges/), so that what the kernel has resident of
+exactly their pages can be read; the distributions' builds do not (``mapped_ranges()`` is None).
 """
 
 from __future__ import annotations
@@ -57,6 +61,17 @@ class SizeClass:
     size_bytes: int
     count: int  # live regions (small) or extents (large)
     bytes: int  # count * size_bytes
+    # Small bins of jemalloc: the slabs the regions live in and how many regions a slab has; the regions the slabs
+    # could hold beyond ``count`` are free space inside the allocator's active pages. None: not known.
+    slabs: int | None = None
+    regions_per_slab: int | None = None
+
+    @property
+    def free_bytes(self) -> int | None:
+        """The free regions' bytes in this class's slabs (fragmentation); None when the slabs are not known."""
+        if self.slabs is None or self.regions_per_slab is None:
+            return None
+        return (self.slabs * self.regions_per_slab - self.count) * self.size_bytes
 
 
 def jemalloc_size_classes(stats_json: str) -> list[SizeClass] | None:
@@ -65,23 +80,62 @@ def jemalloc_size_classes(stats_json: str) -> list[SizeClass] | None:
     try:
         jemalloc = json.loads(stats_json)["jemalloc"]
         merged = jemalloc["stats.arenas"]["merged"]
-        bin_sizes = [int(entry["size"]) for entry in jemalloc["arenas"]["bin"]]
+        bins = jemalloc["arenas"]["bin"]
         lextent_sizes = [int(entry["size"]) for entry in jemalloc["arenas"]["lextent"]]
-        small = [SizeClass("small", bin_sizes[i], int(b["curregs"]), int(b["curregs"]) * bin_sizes[i])
+        small = [SizeClass("small", int(bins[i]["size"]), int(b["curregs"]), int(b["curregs"]) * int(bins[i]["size"]),
+                           _int_or_none(b.get("curslabs")), _int_or_none(bins[i].get("nregs")))
                  for i, b in enumerate(merged["bins"])]
         large = [SizeClass("large", lextent_sizes[i], int(e["curlextents"]), int(e["curlextents"]) * lextent_sizes[i])
                  for i, e in enumerate(merged["lextents"])]
     except (ValueError, KeyError, IndexError, TypeError):
         return None
-    return sorted((c for c in small + large if c.bytes > 0), key=lambda c: c.bytes, reverse=True)
+    return _live(small + large)
+
+
+def _int_or_none(value: object) -> int | None:
+    return int(value) if isinstance(value, int) else None
+
+
+def _live(classes: list[SizeClass]) -> list[SizeClass]:
+    return sorted((c for c in classes if c.bytes > 0), key=lambda c: c.bytes, reverse=True)
 
 
 def size_classes(raw: tuple[str, str] | None) -> list[SizeClass] | None:
-    """The live size classes in a backend's ``raw_statistics()``; None where the allocator does not give them
-    (only jemalloc's JSON has them)."""
+    """The live size classes in jemalloc's ``raw_statistics()``; None for other formats (a backend's own
+    ``size_classes`` covers the others)."""
     if raw is None or raw[0] != "json":
         return None
     return jemalloc_size_classes(raw[1])
+
+
+class _MappedRanges:
+    """The address ranges a workbench-built allocator has mapped, read from its ``workbench_mapped_ranges``."""
+
+    ROOM = 16384  # WORKBENCH_RANGES_MAX in native/mapped-ranges/workbench_ranges.h: one call always has room
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self._read: Any = None
+        # jemalloc's build prefixes every symbol it does not know as public with je_.
+        for name in ("workbench_mapped_ranges", "je_workbench_mapped_ranges"):
+            try:
+                self._read = getattr(library, name)
+            except AttributeError:
+                continue
+            self._read.restype = ctypes.c_long
+            self._read.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+            break
+        # Allocated once: a buffer per call would go through the allocator being measured.
+        self._pairs = (ctypes.c_uint64 * (2 * self.ROOM))() if self._read is not None else None
+
+    def read(self) -> list[tuple[int, int]] | None:
+        """The ranges, sorted; None when the allocator does not record them or its table overflowed."""
+        if self._read is None or self._pairs is None:
+            return None
+        count = int(self._read(ctypes.addressof(self._pairs), self.ROOM))
+        if count < 0 or count > self.ROOM:
+            return None
+        pairs = self._pairs
+        return sorted((int(pairs[2 * i]), int(pairs[2 * i + 1])) for i in range(count))
 
 
 class _DlInfo(ctypes.Structure):
@@ -108,6 +162,15 @@ class Backend(Protocol):
 
     def raw_statistics(self) -> tuple[str, str] | None:
         """The allocator's full statistics in its own format: (file extension, text)."""
+        ...
+
+    def size_classes(self, raw: tuple[str, str] | None) -> list[SizeClass] | None:
+        """The live size classes, from ``raw`` (what ``raw_statistics()`` returned) or the allocator itself; None
+        where the allocator does not give them."""
+        ...
+
+    def mapped_ranges(self) -> list[tuple[int, int]] | None:
+        """The address ranges the allocator has mapped, (start, end) sorted; None where it does not record them."""
         ...
 
 
@@ -138,6 +201,9 @@ class JemallocBackend:
         self._stats_print = library.malloc_stats_print
         self._stats_print.argtypes = [_WRITE_CALLBACK, ctypes.c_void_p, ctypes.c_char_p]
         self._stats_print.restype = None
+        self._ranges = _MappedRanges(library)
+        page = ctypes.c_size_t()
+        self._page = int(page.value) if self._read("arenas.page", page) else 4096
         version = ctypes.c_char_p()
         self.info = AllocatorInfo(
             backend="jemalloc",
@@ -165,7 +231,25 @@ class JemallocBackend:
         stats = {name: self._read_size(f"stats.{name}") for name in self.STATS}
         narenas = ctypes.c_uint()
         raw = {"narenas": int(narenas.value)} if self._read("arenas.narenas", narenas) else {}
+        # All arenas merged (MALLCTL_ARENAS_ALL): freed pages kept for reuse, and what the threads' caches hold.
+        for name, key in (("pdirty", "dirty_bytes"), ("pmuzzy", "muzzy_bytes")):
+            pages = self._read_size(f"stats.arenas.4096.{name}")
+            if pages is not None:
+                raw[key] = pages * self._page
+        for name in ("tcache_bytes", "base", "internal"):
+            value = self._read_size(f"stats.arenas.4096.{name}")
+            if value is not None:
+                raw[name if name.endswith("_bytes") else f"{name}_bytes"] = value
+        decay = ctypes.c_ssize_t()
+        if self._read("opt.dirty_decay_ms", decay):
+            raw["dirty_decay_ms"] = int(decay.value)
         return AllocatorSnapshot(backend="jemalloc", **{f"{k}_bytes": v for k, v in stats.items()}, raw=raw)
+
+    def size_classes(self, raw: tuple[str, str] | None) -> list[SizeClass] | None:
+        return size_classes(raw)
+
+    def mapped_ranges(self) -> list[tuple[int, int]] | None:
+        return self._ranges.read()
 
     def options(self) -> dict[str, Any]:
         """Every ``opt.*`` jemalloc reports, typed, from ``malloc_stats_print``'s JSON without the statistics."""
@@ -215,6 +299,12 @@ class TcmallocBackend:
         self._get_stats(buffer, len(buffer))
         return "txt", buffer.value.decode(errors="replace")
 
+    def size_classes(self, raw: tuple[str, str] | None) -> list[SizeClass] | None:
+        return None
+
+    def mapped_ranges(self) -> list[tuple[int, int]] | None:
+        return None
+
     def snapshot(self) -> AllocatorSnapshot:
         raw = {}
         for name in self.PROPERTIES:
@@ -237,8 +327,31 @@ class TcmallocBackend:
         )
 
 
+class _MiStatCount(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int64) for name in ("allocated", "freed", "peak", "current")]
+
+
+class _MiStatCounter(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int64) for name in ("total", "count")]
+
+
+_MI_COUNTS = ("segments", "pages", "reserved", "committed", "reset", "page_committed", "segments_abandoned",
+              "pages_abandoned", "threads", "normal", "huge", "large", "malloc", "segments_cache")
+_MI_COUNTERS = ("pages_extended", "mmap_calls", "commit_calls", "page_no_retire", "searches", "normal_count",
+                "huge_count", "large_count")
+_MI_BIN_HUGE = 73  # mimalloc 2.0's MI_BIN_HUGE: normal_bins has 74 entries
+
+
+class _MiStats(ctypes.Structure):
+    """mimalloc 2.0's ``mi_stats_t`` built with ``MI_STAT=2``; checked against the library's own sizeof."""
+
+    _fields_ = ([(name, _MiStatCount) for name in _MI_COUNTS] + [(name, _MiStatCounter) for name in _MI_COUNTERS]
+                + [("normal_bins", _MiStatCount * (_MI_BIN_HUGE + 1))])
+
+
 class MimallocBackend:
-    """mimalloc through ``mi_process_info``: it reports what it has committed; per-object totals need a stats build."""
+    """mimalloc through ``mi_process_info``; a workbench build (``workbench build mimalloc``: ``MI_STAT=2``, every
+    thread's statistics kept in the process's at once) is also read in place through ``workbench_mi_stats``."""
 
     def __init__(self, library: ctypes.CDLL, path: str | None) -> None:
         self._process_info = library.mi_process_info
@@ -246,10 +359,24 @@ class MimallocBackend:
         self._process_info.restype = None
         library.mi_version.restype = ctypes.c_int
         number = int(library.mi_version())
-        self.info = AllocatorInfo("mimalloc", path, f"{number // 100}.{number // 10 % 10}.{number % 10}", None, None)
         self._stats_print = library.mi_stats_print_out
         self._stats_print.argtypes = [_MI_OUTPUT, ctypes.c_void_p]
         self._stats_print.restype = None
+        self._ranges = _MappedRanges(library)
+        self._stats: _MiStats | None = None
+        self._bin_sizes: list[int] = []
+        if hasattr(library, "workbench_mi_stats"):
+            library.workbench_mi_stats.restype = ctypes.c_void_p
+            library.workbench_mi_stats.argtypes = [ctypes.POINTER(ctypes.c_size_t)] * 2
+            size, bin_huge = ctypes.c_size_t(), ctypes.c_size_t()
+            address = library.workbench_mi_stats(ctypes.byref(size), ctypes.byref(bin_huge))
+            if address and size.value == ctypes.sizeof(_MiStats) and bin_huge.value == _MI_BIN_HUGE:
+                self._stats = _MiStats.from_address(address)
+                library.workbench_mi_bin_size.restype = ctypes.c_size_t
+                library.workbench_mi_bin_size.argtypes = [ctypes.c_size_t]
+                self._bin_sizes = [int(library.workbench_mi_bin_size(i)) for i in range(_MI_BIN_HUGE + 1)]
+        self.info = AllocatorInfo("mimalloc", path, f"{number // 100}.{number // 10 % 10}.{number % 10}", None,
+                                  self._stats is not None)
 
     def raw_statistics(self) -> tuple[str, str] | None:
         """``mi_stats_print_out``: mimalloc's statistics table as text."""
@@ -264,10 +391,40 @@ class MimallocBackend:
         names = ("elapsed_msecs", "user_msecs", "system_msecs", "current_rss", "peak_rss", "current_commit",
                  "peak_commit", "page_faults")
         raw = {name: int(v.value) for name, v in zip(names, values)}
+        stats = self._stats
+        if stats is None:  # a build without statistics: only what it has committed
+            return AllocatorSnapshot(
+                backend="mimalloc", allocated_bytes=None, active_bytes=None, metadata_bytes=None,
+                resident_bytes=None, mapped_bytes=raw["current_commit"], retained_bytes=None, raw=raw,
+            )
+        current = {name: int(getattr(stats, name).current) for name in _MI_COUNTS}
+        raw.update({f"{name}_bytes": current[name] for name in ("normal", "large", "huge", "malloc", "reserved",
+                                                                "committed", "reset", "page_committed")})
+        raw.update({name: current[name] for name in ("segments", "pages", "threads", "segments_cache")})
         return AllocatorSnapshot(
-            backend="mimalloc", allocated_bytes=None, active_bytes=None, metadata_bytes=None, resident_bytes=None,
-            mapped_bytes=raw["current_commit"], retained_bytes=None, raw=raw,
+            backend="mimalloc",
+            # The live blocks at their block sizes (like jemalloc's allocated: requests rounded to their class).
+            allocated_bytes=current["normal"] + current["large"] + current["huge"],
+            # What its pages have made available to blocks ("touched" in mimalloc's table).
+            active_bytes=current["page_committed"],
+            metadata_bytes=None,
+            resident_bytes=None,  # mimalloc has no figure of its own for it: the kernel's comes by address
+            mapped_bytes=current["committed"],
+            retained_bytes=current["reserved"] - current["committed"],
+            raw=raw,
         )
+
+    def size_classes(self, raw: tuple[str, str] | None) -> list[SizeClass] | None:
+        """Every normal bin with live blocks (mimalloc counts blocks per bin, not large or huge ones)."""
+        stats = self._stats
+        if stats is None:
+            return None
+        return _live([SizeClass("small", size, int(stats.normal_bins[i].current),
+                                int(stats.normal_bins[i].current) * size)
+                      for i, size in enumerate(self._bin_sizes)])
+
+    def mapped_ranges(self) -> list[tuple[int, int]] | None:
+        return self._ranges.read()
 
 
 class GlibcBackend:
@@ -303,6 +460,12 @@ class GlibcBackend:
         xml = self._malloc_info()
         return ("xml", xml) if xml is not None else None
 
+    def size_classes(self, raw: tuple[str, str] | None) -> list[SizeClass] | None:
+        return None
+
+    def mapped_ranges(self) -> list[tuple[int, int]] | None:
+        return None
+
     def snapshot(self) -> AllocatorSnapshot:
         info = self._mallinfo2()
         raw = {field[0]: int(getattr(info, field[0])) for field in _MallInfo2._fields_}
@@ -330,6 +493,12 @@ class UnknownBackend:
         return AllocatorSnapshot("unknown", None, None, None, None, None, None)
 
     def raw_statistics(self) -> tuple[str, str] | None:
+        return None
+
+    def size_classes(self, raw: tuple[str, str] | None) -> list[SizeClass] | None:
+        return None
+
+    def mapped_ranges(self) -> list[tuple[int, int]] | None:
         return None
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import bisect
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from workbench.probes.pages import anonymous_bytes
 from workbench.probes.process import Mapping
 
 # The owners of resident anonymous memory the ledger names, JVM regions first.
@@ -137,6 +139,18 @@ class OwnerResident:
 
 
 @dataclass(frozen=True)
+class UnownedMapping:
+    """One of the largest anonymous mappings no owner was found for: where the unexplained rest can be looked for."""
+
+    start: int
+    size_bytes: int
+    anon_bytes: int
+
+
+UNOWNED_SHOWN = 8  # how many of the largest unowned anonymous mappings each snapshot keeps
+
+
+@dataclass(frozen=True)
 class AddressAttribution:
     """The process's anonymous RSS split by mapping into owners; the owners' bytes sum to it exactly."""
 
@@ -147,6 +161,13 @@ class AddressAttribution:
     shared_mappings: int  # mappings that straddle owners: each goes whole to the owner of its largest overlap
     # pymalloc's pools in use (inside anonymous-mmaps: its arenas are mmaps of their own); None: not measured.
     python_pools_bytes: int | None = None
+    # How the allocator's own mappings (owner malloc-arenas) were found: "recorded" (the ranges a workbench-built
+    # allocator keeps of what it maps), "glibc-heaps" ([heap] and glibc's aligned arena heaps), None: not found.
+    allocator_mappings: Literal["recorded", "glibc-heaps"] | None = None
+    # Mappings the allocator's recorded ranges cover only part of (the kernel merged them with a neighbour): its
+    # share of each was counted page by page (/proc/self/pagemap).
+    split_mappings: int = 0
+    unowned: list[UnownedMapping] | None = None  # the largest mappings of anonymous-mmaps, most anonymous bytes first
 
 
 def _glibc_arena_heaps(mappings: list[Mapping]) -> set[int]:
@@ -166,20 +187,56 @@ def _glibc_arena_heaps(mappings: list[Mapping]) -> set[int]:
     return starts
 
 
+def _covered(mapping: Mapping, ranges: list[tuple[int, int]], starts: list[int]) -> list[tuple[int, int]]:
+    """The parts of ``mapping`` inside ``ranges`` (sorted, not overlapping)."""
+    parts: list[tuple[int, int]] = []
+    index = max(bisect.bisect_right(starts, mapping.start) - 1, 0)
+    while index < len(ranges) and ranges[index][0] < mapping.end:
+        low, high = max(ranges[index][0], mapping.start), min(ranges[index][1], mapping.end)
+        if low < high:
+            parts.append((low, high))
+        index += 1
+    return parts
+
+
 def attribute(mappings: list[Mapping], regions: list[Region], backend: str | None, sources: list[str],
-              threads: int) -> AddressAttribution:
+              threads: int, allocator_ranges: list[tuple[int, int]] | None = None,
+              resident_in: Callable[[list[tuple[int, int]]], int] = anonymous_bytes) -> AddressAttribution:
     """Each mapping's anonymous bytes to one owner: the JVM region it lies in, else a thread's stack (the mapping
-    holding a stack pointer, or ``[stack]``), else glibc's arenas (when glibc answers malloc: ``[heap]`` and the
-    aligned arena heaps), else the private pages of a file mapping, else an anonymous mapping of someone else."""
+    holding a stack pointer, or ``[stack]``), else the allocator's own mappings (the ranges it recorded, given as
+    ``allocator_ranges``; when glibc answers malloc, ``[heap]`` and its aligned arena heaps), else the private pages
+    of a file mapping, else an anonymous mapping of someone else.
+
+    A mapping the allocator's ranges cover only in part is split: the allocator's share is what ``resident_in`` (the
+    kernel's pagemap) counts in the covered part, at most the mapping's anonymous bytes, and the rest goes to the
+    owner the mapping would have without it; so the owners still sum exactly to the anonymous RSS."""
     ordered = sorted(regions, key=lambda r: r.start)
     starts = [r.start for r in ordered]
+    ranges = sorted(allocator_ranges or [])
+    range_starts = [low for low, _ in ranges]
     arenas = _glibc_arena_heaps(mappings) if backend == "glibc" else set()
     resident = dict.fromkeys(OWNERS, 0)
     size = dict.fromkeys(OWNERS, 0)
     count = dict.fromkeys(OWNERS, 0)
     shared = 0
     stacks = 0
+    split = 0
+    unowned: list[UnownedMapping] = []
     for mapping in mappings:
+        anon = mapping.anon_bytes
+        covered = _covered(mapping, ranges, range_starts) if ranges and not mapping.name.startswith("/") else []
+        covered_bytes = sum(high - low for low, high in covered)
+        if covered and covered_bytes == mapping.size_bytes:
+            resident["malloc-arenas"] += anon
+            size["malloc-arenas"] += mapping.size_bytes
+            count["malloc-arenas"] += 1
+            continue
+        if covered:
+            share = min(resident_in(covered), anon) if anon else 0
+            resident["malloc-arenas"] += share
+            size["malloc-arenas"] += covered_bytes
+            anon -= share
+            split += 1
         overlaps: dict[Owner, int] = {}
         index = max(bisect.bisect_right(starts, mapping.start) - 1, 0)
         while index < len(ordered) and ordered[index].start < mapping.end:
@@ -202,10 +259,15 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
             owner = "file-private"
         else:
             owner = "anonymous-mmaps"
-        resident[owner] += mapping.anon_bytes
-        size[owner] += mapping.size_bytes
+            unowned.append(UnownedMapping(mapping.start, mapping.size_bytes, anon))
+        resident[owner] += anon
+        size[owner] += mapping.size_bytes - covered_bytes
         count[owner] += 1
+    found: Literal["recorded", "glibc-heaps"] | None = (
+        "recorded" if allocator_ranges is not None else "glibc-heaps" if backend == "glibc" else None)
     return AddressAttribution(
         owners={o: OwnerResident(resident[o], size[o], count[o]) for o in OWNERS},
         sources=sources, stacks_found=stacks, threads=threads, shared_mappings=shared,
+        allocator_mappings=found, split_mappings=split,
+        unowned=sorted(unowned, key=lambda m: m.anon_bytes, reverse=True)[:UNOWNED_SHOWN],
     )

@@ -2,13 +2,21 @@
 
 Two views. The chain (``lines``): each line is a layer's growth since the baseline; ``delta_to_next`` is what the
 next layer down adds, said in words. The owners (``owners``, when the worker attributed its mappings by address):
-the anonymous RSS split by mapping into the JVM's regions, the threads' stacks, glibc's arenas, files' private
-pages and the other anonymous mappings; of the last, Python's pymalloc pools and what the allocator holds (its own
-figure, see ``malloc_claim``) are named, and the rest, whatever its sign, is ``unexplained_bytes``.
+the anonymous RSS split by mapping into the JVM's regions, the threads' stacks, the allocator's own mappings, files'
+private pages and the other anonymous mappings.
+
+The allocator's mappings are found by address when the allocator says where they are (the jemalloc and mimalloc the
+workbench builds record the ranges they map; glibc's arenas have a shape of their own): their resident bytes are
+then the kernel's, and the allocator's own figures stand beside them (``malloc``: allocated, active, its resident,
+dirty pages, size-class rounding), the differences named. Where the allocator's mappings cannot be found (tcmalloc,
+the distributions' jemalloc and mimalloc, glibc's mmapped chunks) its figure nearest the pages it touched is claimed
+from the other anonymous mappings instead (``claim``), uncapped. Of the other anonymous mappings Python's pymalloc
+pools are named too, and the rest, whatever its sign, is ``unexplained_bytes``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,15 +71,51 @@ class MallocClaim:
 
 
 @dataclass(frozen=True)
+class SizeClassTotals:
+    """The allocator's size classes at one snapshot, summed, and their change since the baseline."""
+
+    small_bytes: int  # live small regions (bins) at their class size
+    small_delta: int
+    large_bytes: int  # live large extents at their class size
+    large_delta: int
+    large_extents: int
+    # Free regions inside the small bins' slabs: active pages no live allocation uses (fragmentation); None where
+    # the allocator does not say how many regions its slabs hold (mimalloc).
+    small_free_bytes: int | None
+    small_free_delta: int | None
+
+
+@dataclass(frozen=True)
+class MallocLayer:
+    """The allocator beside what the kernel has resident in its own mappings (owner ``malloc-arenas``): its
+    figures' changes since the baseline (None: the allocator has no such figure), and what it keeps."""
+
+    backend: str
+    mappings: str  # how its mappings were found: "recorded" (ranges it keeps), "glibc-heaps"
+    kernel_delta: int  # smaps' (and pagemap's) resident bytes in its mappings: the change since the baseline
+    allocated_delta: int | None  # live allocations at their size class
+    active_delta: int | None  # pages holding live allocations (jemalloc), made available to blocks (mimalloc)
+    resident_delta: int | None  # the allocator's own count of its resident pages
+    mapped_delta: int | None
+    metadata_delta: int | None
+    dirty_bytes: int | None  # freed pages it keeps, not yet purged, at this snapshot (jemalloc's pdirty)
+    dirty_delta: int | None
+    dirty_decay_ms: int | None  # after how long jemalloc purges them (opt.dirty_decay_ms)
+    tcache_bytes: int | None  # freed small regions the threads' caches hold, at this snapshot
+    sizes: SizeClassTotals | None
+
+
+@dataclass(frozen=True)
 class Rounding:
     """Size-class rounding of the large allocations made since the baseline: requested (NMT 'Other' malloc, or
-    Arrow's accounting) against the jemalloc size class the new extents are in."""
+    Arrow's accounting) against the jemalloc size classes the new extents are in, summed over those classes."""
 
     requested_bytes: int
-    extents: int  # new extents in that class since the baseline
-    class_bytes: int  # the size class
-    rounding_bytes: int  # extents * class_bytes - requested_bytes
+    extents: int  # new extents in those classes since the baseline
+    class_bytes: int  # the size class holding most of the new extents' bytes
+    rounding_bytes: int  # the new extents' class bytes - requested_bytes
     requested_from: str  # the figure the requested bytes are ("nmt.categories.Other.malloc_bytes", ...)
+    classes_bytes: int = 0  # the new extents' bytes, all classes (extents * class_bytes when one class grew)
 
 
 @dataclass(frozen=True)
@@ -88,6 +132,8 @@ class Reconciliation:
     malloc: MallocClaim | None = None  # None: no allocator figure to claim with
     rounding: Rounding | None = None
     bound_bytes: int | None = None  # max(2 % of |anon RSS growth|, 1 MiB): the most unexplained_bytes should be
+    malloc_layer: MallocLayer | None = None  # None: the allocator's mappings were not found by address
+    sizes: SizeClassTotals | None = None  # None: the allocator gives no size classes
 
 
 REASONS: dict[Reason, str] = {
@@ -166,7 +212,8 @@ def reconcile(deltas: dict[str, int], allocation_manager: str, baseline: str, ba
     if now is not None and base is not None:
         return by_address(lines, baseline, now.attribution, base.attribution, deltas, backend, now.figures,
                           base.figures, jvm_mapped,
-                          rounding(deltas, now.size_classes, base.size_classes, allocation_manager))
+                          rounding(deltas, now.size_classes, base.size_classes, allocation_manager),
+                          _size_totals(now.size_classes, base.size_classes))
     allocator_part = deltas[allocator_figure] if allocator_figure else 0
     return Reconciliation(
         baseline=baseline,
@@ -184,10 +231,13 @@ _BESIDE: dict[str, tuple[str, ...]] = {
     "code": ("nmt.categories.Code.committed_bytes",),
     "gc": ("nmt.categories.GC.committed_bytes",),
     "thread-stacks": ("nmt.categories.Thread.committed_bytes",),
+    "malloc-arenas": ("nmt.malloc_total_bytes", "allocator.allocated_bytes", "allocator.active_bytes",
+                      "allocator.resident_bytes", "allocator.mapped_bytes"),
     "anonymous-mmaps": ("nmt.malloc_total_bytes", "allocator.allocated_bytes", "allocator.active_bytes",
                         "allocator.resident_bytes", "allocator.mapped_bytes"),
 }
-# Per backend, the allocator figure nearest to the pages it has touched in anonymous mappings outside the JVM.
+# Per backend, the allocator figure nearest to the pages it has touched in anonymous mappings outside the JVM,
+# claimed when its mappings are not found by address (glibc: its mmapped chunks, outside the arenas found).
 _CLAIM_FIGURE = {"jemalloc": "allocator.resident_bytes", "tcmalloc": "allocator.resident_bytes",
                  "mimalloc": "allocator.mapped_bytes", "glibc": "allocator.raw.hblkhd"}
 # What each backend's claim figure may count that the kernel need not have resident, from its own documentation.
@@ -205,18 +255,15 @@ def bound(anon_delta: int) -> int:
 
 
 def malloc_claim(backend: str | None, figures: dict[str, int], base_figures: dict[str, int]) -> MallocClaim | None:
-    """The allocator's claim on the anonymous mappings outside the JVM: its figure's change since the baseline,
-    never capped by what the kernel has there (a cap would hide a missing owner of the same size); None when the
-    allocator has no figure for it.
+    """The allocator's claim on the anonymous mappings outside the JVM, for an allocator whose own mappings are not
+    found by address: its figure's change since the baseline, never capped by what the kernel has there (a cap
+    would hide a missing owner of the same size); None when the allocator has no figure for it.
 
     The figure is the one nearest to "pages the allocator has touched". For jemalloc that is ``stats.resident``
-    (pages of active allocations, unused dirty pages and metadata; jemalloc calls it a maximum, since it counts
-    demand-zero pages not yet touched), not ``active`` or ``allocated``, which leave out dirty pages and metadata.
-    Measured on JDK 17 against the growth of those mappings less Python's pools: arrow-intvector 'held' +21,045,248
-    B, resident +21,667,840, active +15,433,728, allocated +14,526,240; at 'filled' +13,635,584 B against
-    +15,200,256, +14,393,344, +13,761,512; netty-vs-unsafe 'closed' +10,727,424 B against +10,809,344, +7,630,848,
-    +7,531,648. Summed over those two runs' snapshots, |difference| was 3,502,080 B for resident, 26,091,520 B for
-    active and 28,573,784 B for allocated.
+    (pages of active allocations, unused dirty pages and metadata), not ``active`` or ``allocated``, which leave out
+    dirty pages and metadata; but jemalloc's resident counts pages it never touched too (measured on intvector-large,
+    JDK 17: +2,829,357,056 B against +2,478,743,552 B the kernel has, the tails of its 896 MiB class), which is why
+    the jemalloc the workbench builds records its mappings and is measured by address instead.
     """
     key = _CLAIM_FIGURE.get(backend or "")
     if key is None or key not in figures or key not in base_figures:
@@ -231,9 +278,9 @@ def _previous_class(size: int) -> int:
 
 def rounding(deltas: dict[str, int], classes: list[SizeClass] | None, base_classes: list[SizeClass] | None,
              allocation_manager: str) -> Rounding | None:
-    """The large size class that grew most since the baseline, when the requested bytes that grew (NMT 'Other'
-    malloc; Arrow's accounting under the Unsafe manager without NMT) fit it: each new extent's share is above the
-    class below and at most this class. None otherwise."""
+    """The large size classes that grew since the baseline, summed, when the requested bytes that grew (NMT 'Other'
+    malloc; Arrow's accounting under the Unsafe manager without NMT) fit them: above what the classes below would
+    hold and at most what they hold. None otherwise."""
     if classes is None or base_classes is None:
         return None
     before = {c.size_bytes: c.count for c in base_classes if c.kind == "large"}
@@ -241,37 +288,92 @@ def rounding(deltas: dict[str, int], classes: list[SizeClass] | None, base_class
     grown = [(size, count) for size, count in grown if count > 0]
     if not grown:
         return None
-    size, count = max(grown, key=lambda g: g[0] * g[1])
     source = "nmt.categories.Other.malloc_bytes"
     requested = deltas.get(source)
     if requested is None and allocation_manager == "unsafe":
         source, requested = "arrow.allocated_bytes", deltas.get("arrow.allocated_bytes")
-    if requested is None or requested <= 0 or not _previous_class(size) * count < requested <= size * count:
+    if requested is None or requested <= 0:
         return None
-    return Rounding(requested, count, size, size * count - requested, source)
+    # The classes in order of their bytes; the smallest set from the top that the request fits is taken.
+    grown.sort(key=lambda g: g[0] * g[1], reverse=True)
+    for taken in range(1, len(grown) + 1):
+        top = grown[:taken]
+        held = sum(size * count for size, count in top)
+        below = sum(_previous_class(size) * count for size, count in top)
+        if below < requested <= held:
+            size, count = top[0]
+            return Rounding(requested, sum(c for _, c in top), size, held - requested, source, held)
+    return None
+
+
+def _size_totals(classes: list[SizeClass] | None, base: list[SizeClass] | None) -> SizeClassTotals | None:
+    if classes is None or base is None:
+        return None
+
+    def totals(of: list[SizeClass]) -> tuple[int, int, int, int | None]:
+        small = [c for c in of if c.kind == "small"]
+        frees = [c.free_bytes for c in small]
+        free = None if not small or any(f is None for f in frees) else sum(f or 0 for f in frees)
+        large = [c for c in of if c.kind == "large"]
+        return sum(c.bytes for c in small), sum(c.bytes for c in large), sum(c.count for c in large), free
+
+    small, large, extents, free = totals(classes)
+    small_base, large_base, _, free_base = totals(base)
+    return SizeClassTotals(small, small - small_base, large, large - large_base, extents, free,
+                           free - free_base if free is not None and free_base is not None else None)
+
+
+def _malloc_layer(backend: str | None, attribution: AddressAttribution, kernel_delta: int, deltas: dict[str, int],
+                  figures: dict[str, int], sizes: SizeClassTotals | None) -> MallocLayer | None:
+    if attribution.allocator_mappings is None or backend is None:
+        return None
+    return MallocLayer(
+        backend=backend, mappings=attribution.allocator_mappings, kernel_delta=kernel_delta,
+        allocated_delta=deltas.get("allocator.allocated_bytes"), active_delta=deltas.get("allocator.active_bytes"),
+        resident_delta=deltas.get("allocator.resident_bytes"), mapped_delta=deltas.get("allocator.mapped_bytes"),
+        metadata_delta=deltas.get("allocator.metadata_bytes"),
+        dirty_bytes=figures.get("allocator.raw.dirty_bytes"), dirty_delta=deltas.get("allocator.raw.dirty_bytes"),
+        dirty_decay_ms=figures.get("allocator.raw.dirty_decay_ms"), tcache_bytes=figures.get("allocator.raw.tcache_bytes"),
+        sizes=sizes,
+    )
 
 
 def by_address(lines: list[LedgerLine], baseline: str, attribution: AddressAttribution,
                base_attribution: AddressAttribution, deltas: dict[str, int], backend: str | None,
                figures: dict[str, int], base_figures: dict[str, int], jvm_mapped: int | None,
-               rounded: Rounding | None) -> Reconciliation:
+               rounded: Rounding | None, sizes: SizeClassTotals | None = None) -> Reconciliation:
     """The ledger by owner: every byte of anonymous RSS growth in exactly one owner; of the anonymous mappings
-    outside the JVM, Python's pools and the allocator's claim named; the rest, positive or negative, unexplained."""
+    outside the JVM, Python's pools and (where the allocator's mappings were not found by address) the allocator's
+    claim named; the rest, positive or negative, unexplained."""
+    found = attribution.allocator_mappings if attribution.allocator_mappings == base_attribution.allocator_mappings \
+        else None
+
+    def beside(name: str) -> dict[str, int | None]:
+        if name == "malloc-arenas" and found is None or name == "anonymous-mmaps" and found == "recorded":
+            return {}  # the allocator's figures stand beside the mappings that hold its memory
+        return {key: deltas.get(key) for key in _BESIDE.get(name, ())}
+
     owners = [
         OwnerLine(name, share.resident_bytes, share.resident_bytes - base_attribution.owners[name].resident_bytes,
-                  {key: deltas.get(key) for key in _BESIDE.get(name, ())})
+                  beside(name))
         for name, share in attribution.owners.items() if name in base_attribution.owners
     ]
     mmaps = attribution.owners["anonymous-mmaps"].resident_bytes
     mmaps_base = base_attribution.owners["anonymous-mmaps"].resident_bytes
     python, python_base = attribution.python_pools_bytes, base_attribution.python_pools_bytes
     python_delta = python - python_base if python is not None and python_base is not None else None
-    claim = malloc_claim(backend, figures, base_figures)
+    # Mappings found by address leave nothing of the allocator among the other anonymous mappings, except glibc's
+    # mmapped chunks, which have no shape to be found by.
+    claim = None if found == "recorded" else malloc_claim(backend, figures, base_figures)
     unexplained = (mmaps - mmaps_base) - (python_delta or 0) - (claim.claimed_delta if claim else 0)
+    arenas = next(line.delta_bytes for line in owners if line.owner == "malloc-arenas")
+    layer = _malloc_layer(backend, dataclasses.replace(attribution, allocator_mappings=found), arenas, deltas,
+                          figures, sizes)
     return Reconciliation(
         baseline=baseline, lines=lines, jvm_mapped_bytes=jvm_mapped, unexplained_bytes=unexplained,
         allocator_figure=claim.figure if claim else None, owners=owners, python_pools_delta=python_delta,
         malloc=claim, rounding=rounded, bound_bytes=bound(deltas.get("process.anon_rss_bytes", 0)),
+        malloc_layer=layer, sizes=sizes,
     )
 
 
@@ -299,23 +401,25 @@ def describe_basis(reconciliation: Reconciliation) -> str:
 
 
 def explain_unexplained(reconciliation: Reconciliation) -> str:
-    """How the unexplained remainder is computed, and what makes it positive or negative."""
+    """How the unexplained remainder is computed."""
     figure = reconciliation.allocator_figure
     name = figure.rsplit(".", 1)[-1].removesuffix("_bytes") if figure else "(none)"
     if reconciliation.owners is not None:
+        if reconciliation.malloc_layer is not None and reconciliation.malloc is None:
+            return ("unexplained = growth of the anonymous mappings no owner is found for by address - Python's "
+                    "pools, whatever its sign (the allocator's own mappings are an owner, found by address)")
         return (f"unexplained = growth of the anonymous mappings no owner is found for by address - Python's pools "
                 f"- the allocator's {name} growth, whatever its sign")
     return (
-        f"unexplained = anonymous RSS growth - allocator {name} growth - JVM mappings (NMT committed - NMT malloc); "
-        "committed-but-untouched JVM memory makes it negative, thread stacks, page tables and libraries' own mmaps "
-        "make it positive"
+        f"unexplained = anonymous RSS growth - allocator {name} growth - JVM mappings (NMT committed - NMT malloc), "
+        "whatever its sign; without the ledger by address (exec, attach) its parts are not measured"
     )
 
 
 OWNER_LABELS: dict[str, str] = {
     "java-heap": "JVM: Java heap", "class-space": "JVM: class space", "metaspace": "JVM: metaspace",
     "code": "JVM: code heap", "gc": "JVM: GC data", "cds": "JVM: CDS archive", "thread-stacks": "thread stacks",
-    "jvm-other": "JVM: other regions", "malloc-arenas": "glibc arenas (brk heap, arena heaps)",
+    "jvm-other": "JVM: other regions", "malloc-arenas": "the allocator's own mappings",
     "file-private": "files' private pages", "anonymous-mmaps": "other anonymous mappings",
 }
 _BESIDE_NAMES = {
@@ -331,6 +435,48 @@ def _signed(value: int | None) -> str:
     return format_bytes(value, signed=True) if value is not None else "not measured"
 
 
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "-"
+
+
+def malloc_sentences(layer: MallocLayer, rounded: Rounding | None) -> list[str]:
+    """The allocator's figures beside what the kernel has in its mappings, and what it keeps, in words from the
+    data: one sentence each, most telling first."""
+    name = layer.backend
+    found = "the ranges it recorded" if layer.mappings == "recorded" else "[heap] and its arena heaps"
+    said = [f"the kernel has {_signed(layer.kernel_delta)} resident in {name}'s own mappings ({found})"]
+    figures = [(label, value) for label, value in (("allocated", layer.allocated_delta), ("active", layer.active_delta),
+                                                   ("resident", layer.resident_delta), ("mapped", layer.mapped_delta),
+                                                   ("metadata", layer.metadata_delta)) if value is not None]
+    if figures:
+        said.append(f"{name} says " + ", ".join(f"{label} {_signed(value)}" for label, value in figures))
+    own = layer.resident_delta if layer.resident_delta is not None else layer.mapped_delta
+    own_name = "resident" if layer.resident_delta is not None else "mapped (committed)"
+    if own is not None and layer.mappings == "recorded":
+        difference = own - layer.kernel_delta
+        if difference > 0:
+            said.append(f"{name}'s {own_name} counts {format_bytes(difference)} more than the kernel has in its "
+                        "mappings: pages it holds that were never touched")
+        elif difference < 0:
+            said.append(f"the kernel has {format_bytes(-difference)} more in {name}'s mappings than its "
+                        f"{own_name} counts")
+    if rounded is not None:
+        said.append(f"{name}: {explain_rounding(rounded)}")
+    if layer.dirty_bytes is not None:
+        decay = f", purged after dirty_decay_ms={layer.dirty_decay_ms}" if layer.dirty_decay_ms is not None else ""
+        said.append(f"{name} keeps {format_bytes(layer.dirty_bytes)} of freed pages (dirty{decay}), "
+                    f"{_signed(layer.dirty_delta)} since the baseline")
+    sizes = layer.sizes
+    if sizes is not None and sizes.small_free_bytes is not None:
+        held = sizes.small_bytes + sizes.small_free_bytes
+        said.append(f"{format_bytes(sizes.small_free_bytes)} free inside its small slabs "
+                    f"({_percent(sizes.small_bytes, held)} of their regions in use), {_signed(sizes.small_free_delta)}"
+                    " since the baseline")
+    if layer.tcache_bytes:
+        said.append(f"the threads' caches hold {format_bytes(layer.tcache_bytes)} of freed small regions")
+    return said
+
+
 def explain_owner(line: OwnerLine, reconciliation: Reconciliation) -> str:
     """What the owner's change is beside the other layers' figures for it, in words from the data."""
     beside = [f"{_BESIDE_NAMES[key]} {_signed(value)}" for key, value in line.beside.items()]
@@ -338,7 +484,14 @@ def explain_owner(line: OwnerLine, reconciliation: Reconciliation) -> str:
         committed = line.beside.get("nmt.categories.Java Heap.committed_bytes")
         change = "committed since start" if committed == 0 else f"committed {_signed(committed)}"
         return f"{_signed(line.delta_bytes)} of pages touched ({change})"
+    if line.owner == "malloc-arenas":
+        layer = reconciliation.malloc_layer
+        if layer is None:
+            return ""
+        return "; ".join(malloc_sentences(layer, reconciliation.rounding))
     if line.owner == "anonymous-mmaps":
+        if not beside:
+            return f"{_signed(line.delta_bytes)} in mappings no owner is found for"
         return f"{_signed(line.delta_bytes)} in mappings the JVM did not name; allocator and NMT: " + ", ".join(beside)
     return ", ".join(beside)
 
@@ -348,32 +501,42 @@ def named_parts(reconciliation: Reconciliation, backend: str | None) -> list[tup
     parts: list[tuple[str, int | None, str]] = [
         ("  of which Python's pymalloc pools", reconciliation.python_pools_delta,
          "pools in use (_PyObject_DebugMallocStats)" if reconciliation.python_pools_delta is not None
-         else "not measured"),
+         else "not measured (pymalloc off: Python's memory goes through the allocator)"),
     ]
     claim = reconciliation.malloc
     name = backend or "the allocator"
+    layer = reconciliation.malloc_layer
     if claim is not None:
         figure = claim.figure.rsplit(".", 1)[-1].removesuffix("_bytes")
-        parts.append((f"  of which {name} holds", claim.claimed_delta, f"{name}'s {figure}, as it counts it"))
+        what = "mmapped chunks" if claim.figure == "allocator.raw.hblkhd" else figure
+        parts.append((f"  of which {name} holds", claim.claimed_delta, f"{name}'s {what}, as it counts it"))
+    elif layer is not None and layer.mappings == "recorded":
+        parts.append((f"  of which {name} holds", 0, f"none: {name}'s mappings are an owner of their own, found by "
+                                                     "address"))
     else:
         parts.append((f"  of which {name} holds", None, "no allocator figure to claim with"))
     rest = reconciliation.unexplained_bytes
-    why = f"bound ±{format_bytes(reconciliation.bound_bytes)}: " + (
-        "within" if rest is not None and reconciliation.bound_bytes is not None
-        and abs(rest) <= reconciliation.bound_bytes else "over")
+    within = rest is not None and reconciliation.bound_bytes is not None and abs(rest) <= reconciliation.bound_bytes
+    why = f"bound ±{format_bytes(reconciliation.bound_bytes)}: " + ("within" if within else "over")
     if claim is not None and rest is not None and rest < 0:
         why += (f"; {name} counts {format_bytes(-rest)} more than the kernel has resident in the anonymous mappings "
                 f"outside the JVM{_OVERCOUNTS.get(backend or '', '')}; "
                 "not explained by address")
+    elif rest is not None and rest > 0 and not within:
+        why += f"; {format_bytes(rest)} of growth in anonymous mappings no owner is found for"
     parts.append(("  unexplained", rest, why))
     return parts
 
 
-
 def explain_rounding(rounding: Rounding) -> str:
-    """'jemalloc: 412,500,000 B requested in the 448 MiB size class (+35.2 MiB, 8.5 %)'."""
-    extents = f"{rounding.extents} extents of " if rounding.extents > 1 else ""
-    return (f"{rounding.requested_bytes:,} B requested in {extents}the {format_bytes(rounding.class_bytes)} size "
-            f"class ({format_bytes(rounding.rounding_bytes, signed=True)}, "
-            f"{100 * rounding.rounding_bytes / (rounding.class_bytes * rounding.extents):.1f} % of the class): "
-            "size-class rounding")
+    """'412,500,000 B requested in the 448 MiB size class (+35.2 MiB, 7.5 % of the class): size-class rounding'."""
+    held = rounding.classes_bytes or rounding.class_bytes * rounding.extents
+    if held == rounding.class_bytes * rounding.extents:
+        extents = f"{rounding.extents} extents of " if rounding.extents > 1 else ""
+        where = f"{extents}the {format_bytes(rounding.class_bytes)} size class"
+    else:
+        where = f"{rounding.extents} extents of large size classes ({format_bytes(held)}, most in " \
+                f"{format_bytes(rounding.class_bytes)})"
+    return (f"{rounding.requested_bytes:,} B requested in {where} "
+            f"({format_bytes(rounding.rounding_bytes, signed=True)}, {_percent(rounding.rounding_bytes, held)} of the "
+            "class): size-class rounding")

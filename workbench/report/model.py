@@ -246,6 +246,6 @@ def address_view(snapshot: Snapshot) -> AddressView | None:
     if snapshot.attribution is None:
         return None
     figures = byte_figures(snapshot)
-    if snapshot.allocator is not None and "hblkhd" in snapshot.allocator.raw:  # glibc's mmapped chunks
-        figures["allocator.raw.hblkhd"] = snapshot.allocator.raw["hblkhd"]
+    if snapshot.allocator is not None:  # the backend's own figures by their own names (glibc's hblkhd, ...)
+        figures.update({f"allocator.raw.{name}": value for name, value in snapshot.allocator.raw.items()})
     return AddressView(snapshot.attribution, figures, snapshot.size_classes)

@@ -8,7 +8,8 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.figures import BY_KEY, FIGURES, Figure
-from workbench.report.model import JvmSection, Report
+from workbench.report.ledger import OWNER_LABELS, explain_owner, named_parts
+from workbench.report.model import JvmSection, Report, Snapshot
 from workbench.units import format_bytes
 
 
@@ -171,6 +172,7 @@ def render_text(report: Report, console: Console) -> None:
         render_spread(report, console)
     for line in findings(report):
         console.print(Text(f"\u2022 {line}"))
+    render_ledger(report, console)
     for leak in report.leaks:
         console.print(Text(f"Leak: allocator '{leak.allocator}' still holds {leak.bytes:,} B:", style="bold yellow"))
         console.print(Text(leak.detail.rstrip(), style="dim"))
@@ -249,3 +251,58 @@ def render_spread(report: Report, console: Console) -> None:
 
 def spread_range(low: int, high: int) -> str:
     return "all equal" if low == high else f"{format_bytes(low)}..{format_bytes(high)}"
+
+
+def _ledger_snapshot(report: Report) -> Snapshot | None:
+    """The snapshot whose ledger the sentences are said of: the one with the largest anonymous RSS change."""
+    attributed = [s for s in report.snapshots[1:] if s.reconciliation is not None and s.reconciliation.owners]
+    return max(attributed, key=lambda s: abs(s.deltas.get("process.anon_rss_bytes", 0)), default=None)
+
+
+def render_ledger(report: Report, console: Console) -> None:
+    """The ledger by address: owners as rows, snapshots as columns (the kernel's resident bytes and their change),
+    the named parts of the other anonymous mappings and the unexplained rest with its bound; then, in words, what
+    the owners' changes are beside the other layers at the snapshot that grew most."""
+    shown = _ledger_snapshot(report)
+    if shown is None or shown.reconciliation is None or shown.reconciliation.owners is None:
+        return
+    backend = report.allocator.backend
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, title_justify="left",
+                  title="Ledger by address: the anonymous RSS by owner (the kernel's resident bytes)")
+    table.add_column("owner", no_wrap=True)
+    ledgers = [s.reconciliation for s in report.snapshots]
+    for snapshot in report.snapshots:
+        table.add_column(Text(snapshot.label), justify="right", no_wrap=True)
+    for index, line in enumerate(shown.reconciliation.owners):
+        cells = []
+        for ledger in ledgers:
+            owner = ledger.owners[index] if ledger is not None and ledger.owners else None
+            cells.append(_cell(owner.resident_bytes, owner.delta_bytes, False) if owner is not None
+                         else Text("-", style="dim"))
+        table.add_row(Text(OWNER_LABELS[line.owner]), *cells)
+    table.add_section()
+    for index, (label, _, _) in enumerate(named_parts(shown.reconciliation, backend)):
+        cells = []
+        for ledger in ledgers:
+            if ledger is None or ledger.owners is None:
+                cells.append(Text("-", style="dim"))
+                continue
+            _, value, _ = named_parts(ledger, backend)[index]
+            text = Text(format_bytes(value, signed=True) if value is not None else "-")
+            if label.strip() == "unexplained" and ledger.bound_bytes is not None and value is not None:
+                over = abs(value) > ledger.bound_bytes
+                text.append(f"\n{'over' if over else 'within'} ±{format_bytes(ledger.bound_bytes)}",
+                            style="bold red" if over else "green")
+            cells.append(text)
+        table.add_row(Text(label.strip()), *cells)
+    console.print(table)
+    console.print(Text("Resident bytes, and below them the change since the baseline; the parts below the line "
+                       "are changes of the other anonymous mappings.", style="dim"))
+    said = [(line, explain_owner(line, shown.reconciliation)) for line in shown.reconciliation.owners
+            if line.delta_bytes and line.owner in ("java-heap", "malloc-arenas")]
+    for line, sentence in said:
+        if sentence:
+            console.print(Text(f"\u2022 At '{shown.label}', {OWNER_LABELS[line.owner]}: {sentence}."))
+    for label, value, why in named_parts(shown.reconciliation, backend):
+        if label.strip() == "unexplained":
+            console.print(Text(f"\u2022 At '{shown.label}', unexplained {format_bytes(value, signed=True) if value is not None else '-'}: {why}."))

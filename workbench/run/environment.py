@@ -27,7 +27,10 @@ def preload_environment(preload: Sequence[Path], malloc_conf: str | None = None,
     """This process's environment with ``preload`` (in that order) as LD_PRELOAD and ``malloc_conf`` as MALLOC_CONF.
 
     The caller's own LD_PRELOAD and MALLOC_CONF are dropped: what is measured is what the run says it measured.
-    ``python`` puts the workbench package on PYTHONPATH, for a Python child.
+    ``python`` puts the workbench package on PYTHONPATH, for a Python child, and turns pymalloc off
+    (PYTHONMALLOC=malloc): Python's own objects then go through the measured allocator, whose mappings the ledger
+    finds by address, instead of pymalloc's arenas, whose resident pages no statistic gives (measured on
+    intvector-large under jemalloc, JDK 17: 1,490,944 B unexplained at 'closed' with pymalloc, 4,096 B without).
     """
     env = {key: value for key, value in os.environ.items() if key not in _ALLOCATOR_VARIABLES}
     if preload:
@@ -36,6 +39,7 @@ def preload_environment(preload: Sequence[Path], malloc_conf: str | None = None,
         env["MALLOC_CONF"] = malloc_conf
     if python:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PARENT, env.get("PYTHONPATH")]))
+        env["PYTHONMALLOC"] = "malloc"
     env.update(extra or {})
     return env
 

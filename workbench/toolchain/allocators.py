@@ -15,7 +15,7 @@ from workbench.protocol.provenance import Provenance
 from workbench.toolchain.elf import NotAnAllocator, check_allocator_library
 
 if TYPE_CHECKING:
-    from workbench.toolchain.jemalloc import BuiltAllocator
+    from workbench.toolchain.source_build import BuiltAllocator
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,12 @@ SYSTEM_ALLOCATORS: Mapping[str, SystemAllocator] = MappingProxyType({
         SystemAllocator("system:jemalloc", ("libjemalloc.so.2",), "libjemalloc2", "jemalloc"),
         SystemAllocator("tcmalloc", ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"), "libtcmalloc-minimal4",
                         "tcmalloc"),
-        SystemAllocator("mimalloc", ("libmimalloc.so.2",), "libmimalloc2.0", "mimalloc"),
+        SystemAllocator("system:mimalloc", ("libmimalloc.so.2",), "libmimalloc2.0", "mimalloc"),
     )
 })
-NAMES = ("jemalloc", "system:jemalloc", "tcmalloc", "mimalloc", "glibc")
+NAMES = ("jemalloc", "system:jemalloc", "tcmalloc", "mimalloc", "system:mimalloc", "glibc")
+# Built from source into the cache on first use (toolchain/jemalloc.py, toolchain/mimalloc.py).
+BUILT = ("jemalloc", "mimalloc")
 
 
 def _ldconfig_paths() -> dict[str, Path]:
@@ -93,7 +95,7 @@ def check_allocator(name: str, option: str = "--allocator") -> None:
     """BadInput (exit 2, naming ``option``) unless a run can preload ``name``: a known name (a system allocator must be
     installed), or a file that is a shared library for this machine defining malloc and free. Builds nothing; a run
     and ``validate`` check with this alike."""
-    if name in ("glibc", "jemalloc"):
+    if name == "glibc" or name in BUILT:
         return
     if name in SYSTEM_ALLOCATORS:
         system = SYSTEM_ALLOCATORS[name]
@@ -118,7 +120,8 @@ def check_allocator(name: str, option: str = "--allocator") -> None:
 
 
 def resolve_allocator(name: str, quiet: bool = False, option: str = "--allocator") -> AllocatorChoice:
-    """The library for an allocator name (see NAMES) or a path to a shared library; builds jemalloc on first use.
+    """The library for an allocator name (see NAMES) or a path to a shared library; builds jemalloc or mimalloc on
+    first use.
     BadInput (see :func:`check_allocator`) names ``option``, where the name came from."""
     check_allocator(name, option)
     if name == "glibc":
@@ -127,6 +130,10 @@ def resolve_allocator(name: str, quiet: bool = False, option: str = "--allocator
         from workbench.toolchain.jemalloc import ensure_jemalloc
 
         return _built_choice(ensure_jemalloc(quiet=quiet))
+    if name == "mimalloc":
+        from workbench.toolchain.mimalloc import ensure_mimalloc
+
+        return _built_choice(ensure_mimalloc(quiet=quiet))
     if name in SYSTEM_ALLOCATORS:
         path = find_system_allocator(name)
         assert path is not None  # check_allocator found it
@@ -138,16 +145,17 @@ def resolve_allocator(name: str, quiet: bool = False, option: str = "--allocator
 
 def _built_choice(built: BuiltAllocator) -> AllocatorChoice:
     return AllocatorChoice(
-        "jemalloc", built.library, "jemalloc",
+        built.name, built.library, built.name,
         Provenance("built", None, built.library_sha256, list(built.configure_args), built.source, built.source_sha256),
     )
 
 
 def ready_allocator(name: str, option: str = "--allocator") -> AllocatorChoice | None:
-    """Like :func:`resolve_allocator`, but never builds: None for a jemalloc that is not built yet."""
-    if name == "jemalloc":
+    """Like :func:`resolve_allocator`, but never builds: None for a jemalloc or mimalloc that is not built yet."""
+    if name in BUILT:
         from workbench.toolchain.jemalloc import cached_jemalloc
+        from workbench.toolchain.mimalloc import lookup_mimalloc
 
-        built = cached_jemalloc()
+        built = cached_jemalloc() if name == "jemalloc" else lookup_mimalloc().built
         return _built_choice(built) if built is not None else None
     return resolve_allocator(name, option=option)

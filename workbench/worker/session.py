@@ -210,12 +210,13 @@ class Session:
         allocator = self.allocator_probe.snapshot()
         after_allocator = time.perf_counter()
         mappings, smaps = read_mappings()
+        allocator_ranges = self.allocator_probe.mapped_ranges()  # beside the smaps they are matched with
         process = summarize(mappings)
         after_process = time.perf_counter()
         regions, sources, region_texts = self._jvm_regions()
         attribution = dataclasses.replace(
             regions_probe.attribute(mappings, regions, self.allocator_probe.info.backend, sources,
-                                    len(os.listdir("/proc/self/task"))),
+                                    len(os.listdir("/proc/self/task")), allocator_ranges),
             python_pools_bytes=pymalloc_pools_bytes(),
         )
         ended = time.perf_counter()
@@ -237,7 +238,7 @@ class Session:
             nmt=nmt,
             allocator=allocator,
             process=process,
-            size_classes=allocator_probe.size_classes(raw),
+            size_classes=self.allocator_probe.size_classes(raw),
             attribution=attribution,
         ))
 
