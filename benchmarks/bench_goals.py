@@ -9,7 +9,11 @@
 5. memory: peak RSS (VmHWM) of the workbench process and of its worker, for arrow-intvector and, with --scale, for
    intvector-8g (8 GiB of vectors: run it alone on the machine).
 
-Usage: python benchmarks/bench_goals.py [--repeat N] [--scale]
+The workbench runs as a user's `pip install .` has it: with its bytecode compiled (here into a temporary
+PYTHONPYCACHEPREFIX: the package compiled before the first run, the libraries it imports by one untimed run), not compiled from source at every start as under an editable
+install with PYTHONDONTWRITEBYTECODE=1; the `bytecode` line measures what that difference costs.
+
+Usage: python benchmarks/bench_goals.py [--repeat N] [--scale] [--parts run,exec,...]
 """
 
 from __future__ import annotations
@@ -84,8 +88,34 @@ def timed(command: list[str], env: dict[str, str] | None = None, ok: tuple[int, 
     return elapsed, peak.peaks
 
 
+# What the workbench processes (and their workers) run with: set by compiled_bytecode().
+TOOL_ENV: dict[str, str] | None = None
+
+
+def compiled_bytecode(cache: str) -> dict[str, str]:
+    """An environment whose Python writes and reads bytecode in ``cache``, the package compiled into it already."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = cache
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "workbench")], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return env
+
+
 def workbench(*args: str, ok: tuple[int, ...] = (0,)) -> tuple[float, dict[str, int]]:
-    return timed([sys.executable, "-m", "workbench", *args], ok=ok)
+    return timed([sys.executable, "-m", "workbench", *args], env=TOOL_ENV, ok=ok)
+
+
+def bytecode_line(repeat: int) -> str:
+    """Importing every command of the CLI, from source (each start compiles it) and from compiled bytecode."""
+    command = [sys.executable, "-c", "from workbench.cli._app import build_app; build_app()"]
+    source_env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    source, compiled = [], []
+    timed(command, env=TOOL_ENV)  # the libraries' bytecode into the cache
+    for _ in range(repeat):
+        source.append(timed(command, env=source_env)[0])
+        compiled.append(timed(command, env=TOOL_ENV)[0])
+    return (f"bytecode importing the CLI (all commands): from source {statistics.median(source):.2f} s, compiled "
+            f"{statistics.median(compiled):.2f} s (median of {repeat})")
 
 
 def ratio_line(name: str, plain: list[float], tool: dict[str, list[float]], goal: str) -> str:
@@ -116,7 +146,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5,
                         help="runs of each side in the wall-time comparisons (0: only --scale)")
     parser.add_argument("--scale", action="store_true", help="also run intvector-8g once (8 GiB of vectors)")
+    parser.add_argument("--parts", default="run,report,exec,fill,memory,bytecode",
+                        help="which goals to measure side by side (comma-separated)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    global TOOL_ENV
+    cache = tempfile.TemporaryDirectory()
+    TOOL_ENV = compiled_bytecode(cache.name)
     classpath = ":".join(kernels_classpath())
     jdk = resolve_jdk(None)
     java = str(jdk.home / "bin" / "java")
@@ -125,33 +161,59 @@ def main() -> None:
                "workbench.jvm.ReferenceProgram", "100000", "1000"]
 
     if args.repeat > 0:
-        side_by_side(args.repeat, java, jdk, classpath, program, {"LD_PRELOAD": jemalloc, "PATH": "/usr/bin:/bin"})
+        side_by_side(args.repeat, java, jdk, classpath, program, {"LD_PRELOAD": jemalloc, "PATH": "/usr/bin:/bin"},
+                     parts)
     if args.scale:
         scale()
 
 
 def side_by_side(repeat: int, java: str, jdk: Jdk, classpath: str, program: list[str],
-                 plain_env: dict[str, str]) -> None:
+                 plain_env: dict[str, str], parts: set[str]) -> None:
+    runs_too = bool(parts & {"run", "report", "memory"})
     plain_run, plain_exec, tool, tool_no_html, exec_times = [], [], [], [], []
     peaks: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as runs:
+        # Once untimed: the libraries' bytecode is written into the cache (a pip install has it), the OS caches warm.
+        if runs_too:
+            workbench("run", "arrow-intvector", "--quiet", "--out", f"{runs}/warm-run")
+        if "exec" in parts:
+            workbench("exec", "--quiet", "--out", f"{runs}/warm-exec", "--", java, *program)
         for index in range(repeat):  # interleaved, so drift on a noisy machine hits all sides alike
-            plain_run.append(timed([java, "-XX:NativeMemoryTracking=summary", *program], env=plain_env)[0])
-            elapsed, peaks = workbench("run", "arrow-intvector", "--quiet", "--out", f"{runs}/run-{index}")
-            tool.append(elapsed)
-            tool_no_html.append(workbench("run", "arrow-intvector", "--quiet", "--no-html",
-                                          "--out", f"{runs}/no-html-{index}")[0])
-            plain_exec.append(timed([java, *program], env=plain_env)[0])
-            exec_times.append(workbench("exec", "--quiet", "--out", f"{runs}/exec-{index}", "--", java,
-                                        *program)[0])
-        drawn_s, page_bytes = draw_time(Path(runs) / "run-0")
+            if runs_too:
+                plain_run.append(timed([java, "-XX:NativeMemoryTracking=summary", *program], env=plain_env)[0])
+                elapsed, peaks = workbench("run", "arrow-intvector", "--quiet", "--out", f"{runs}/run-{index}")
+                tool.append(elapsed)
+                tool_no_html.append(workbench("run", "arrow-intvector", "--quiet", "--no-html",
+                                              "--out", f"{runs}/no-html-{index}")[0])
+            if "exec" in parts:
+                plain_exec.append(timed([java, *program], env=plain_env)[0])
+                exec_times.append(workbench("exec", "--quiet", "--out", f"{runs}/exec-{index}", "--", java,
+                                            *program)[0])
+        if runs_too:
+            drawn_s, page_bytes = draw_time(Path(runs) / "run-0")
 
+    if runs_too:
+        _print_run(repeat, plain_run, tool, tool_no_html, drawn_s, page_bytes)
+    if "exec" in parts:
+        print(ratio_line("exec", plain_exec, {"workbench exec": exec_times}, "<= 1.15x") + f" (median of {repeat})")
+    if "fill" in parts:
+        _print_fill(java, jdk, classpath)
+    if "memory" in parts:
+        print(f"memory  arrow-intvector: workbench {mib(peaks.get('workbench'))}, worker {mib(peaks.get('worker'))} "
+              "peak RSS")
+    if "bytecode" in parts:
+        print(bytecode_line(repeat))
+
+
+def _print_run(repeat: int, plain_run: list[float], tool: list[float], tool_no_html: list[float], drawn_s: float,
+               page_bytes: int) -> None:
     print(ratio_line("run", plain_run, {"workbench run": tool, "with --no-html": tool_no_html}, "<= 1.5x") +
           f" (median of {repeat}, all hold 1 s)")
     print(f"report  report.html of arrow-intvector drawn in {drawn_s * 1000:.0f} ms ({page_bytes:,} bytes); "
           "goal <= 2 s")
-    print(ratio_line("exec", plain_exec, {"workbench exec": exec_times}, "<= 1.15x"))
 
+
+def _print_fill(java: str, jdk: Jdk, classpath: str) -> None:
     out = subprocess.run([java, *arrow_options(jdk), "-cp", classpath, "workbench.jvm.FillThroughput",
                           "100000000", "5"], check=True, capture_output=True, text=True).stdout
     rows = [line.split() for line in out.splitlines()]
@@ -161,8 +223,6 @@ def side_by_side(repeat: int, java: str, jdk: Jdk, classpath: str, program: list
         first = next(int(b) / int(n) for w, kind, n, b in rows if w == write and kind == "first")
         by_write[write] = f"{write} {first:.2f} GB/s first, {statistics.median(again):.2f} again"
     print(f"fill    100M ints (400 MB): {'; '.join(by_write.values())} (median of 5); goal >= 4 GB/s")
-    print(f"memory  arrow-intvector: workbench {mib(peaks.get('workbench'))}, worker {mib(peaks.get('worker'))} "
-          "peak RSS")
 
 
 def scale() -> None:

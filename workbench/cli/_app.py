@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -11,15 +12,8 @@ import typer
 
 from workbench._errors import WorkbenchError
 from workbench.cli import commands_take_interrupts
-from workbench.cli import build, compare, doctor, exec, report, run, scenarios, validate
 
-app = typer.Typer(
-    name="workbench",
-    help="Where a JVM's off-heap memory goes: Arrow, NMT, the allocator and the kernel, reconciled in one report.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+_HELP = "Where a JVM's off-heap memory goes: Arrow, NMT, the allocator and the kernel, reconciled in one report."
 
 
 def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,27 +35,55 @@ def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-_COMMANDS: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
-    ("run", run.run, {}),
-    ("compare", compare.compare, {}),
-    ("exec", exec.exec_, {"context_settings": {"ignore_unknown_options": True}}),
-    ("attach", exec.attach, {}),
-    ("snapshot", exec.snapshot, {}),
-    ("report", report.report, {}),
-    ("diff", report.diff, {}),
-    ("validate", validate.validate, {}),
-    ("scenarios", scenarios.scenarios, {}),
-    ("build", build.build, {}),
-    ("doctor", doctor.doctor, {}),
+# name, the module in workbench.cli that has it, the function, typer's settings. A module is imported only when its
+# command is registered: `workbench exec ...` does not load what `run` or `compare` need (pydantic models, the
+# progress display), so the program starts sooner.
+_COMMANDS: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("run", "run", "run", {}),
+    ("compare", "compare", "compare", {}),
+    ("exec", "exec", "exec_", {"context_settings": {"ignore_unknown_options": True}}),
+    ("attach", "exec", "attach", {}),
+    ("snapshot", "exec", "snapshot", {}),
+    ("report", "report", "report", {}),
+    ("diff", "report", "diff", {}),
+    ("validate", "validate", "validate", {}),
+    ("scenarios", "scenarios", "scenarios", {}),
+    ("build", "build", "build", {}),
+    ("doctor", "doctor", "doctor", {}),
 ]
-for _name, _command, _settings in _COMMANDS:
-    app.command(_name, **_settings)(_one_line_errors(_command))
+_NAMES = {name for name, *_ in _COMMANDS}
+
+
+def _only_one() -> None:
+    """With one command registered typer would make it the root; a callback keeps it a subcommand."""
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The app with every command, or with ``only`` that one (the others' modules not imported)."""
+    app = typer.Typer(name="workbench", help=_HELP, no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False)
+    if only is not None:
+        app.callback()(_only_one)
+    for name, module, function, settings in _COMMANDS:
+        if only is None or name == only:
+            command = getattr(importlib.import_module(f"workbench.cli.{module}"), function)
+            app.command(name, **settings)(_one_line_errors(command))
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # every command, e.g. for typer.testing.CliRunner
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_app(argv: list[str] | None) -> int:
     """The app on ``argv``; returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    # Only the command asked for (`--help` and usage errors of the root see them all).
+    app = build_app(args[0] if args and args[0] in _NAMES else None)
     try:
-        app(args=argv, prog_name="workbench")  # standalone: usage errors print click's message and exit 2
+        app(args=args, prog_name="workbench")  # standalone: usage errors print click's message and exit 2
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except KeyboardInterrupt:

@@ -6,12 +6,10 @@ import sys
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from workbench._errors import BadInput, RunFailed
 from workbench.cli import options
 from workbench.report.model import Report
-from workbench.report.text import render_text
 from workbench.run.external import request_snapshot
 from workbench.run.program import attach_process, claim_program_run_dir, prepare_program, run_program
 from workbench.run.signals import Interrupted, program_exit_code
@@ -20,6 +18,10 @@ from workbench.run.signals import Interrupted, program_exit_code
 def _show(report: Report, quiet: bool) -> None:
     if quiet:
         return
+    from rich.console import Console  # imported while the program ran (run_program's text=True)
+
+    from workbench.report.text import render_text
+
     # stderr: the program's own stdout stays exactly what it printed.
     render_text(report, Console(stderr=True, width=max(Console(stderr=True).width, 120)))
     print(f"workbench: run directory {report.run_dir}", file=sys.stderr)
@@ -52,7 +54,7 @@ def exec_(
     assert level is not None
     program = prepare_program(command, allocator, malloc_conf, interval_ms, quiet=quiet, nmt=level)
     run_dir = claim_program_run_dir(program, out)
-    result = run_program(program, run_dir, html=html, leave_running=leave_running)
+    result = run_program(program, run_dir, html=html, leave_running=leave_running, text=not quiet)
     _show(result.report, quiet)
     if result.report.error is not None:
         raise RunFailed(f"{result.report.error.type}: {result.report.error.message}")

@@ -10,9 +10,8 @@ import typer
 
 from workbench._errors import BadInput
 from workbench._files import creatable_problem, os_reason
-from workbench.scenario.model import NmtLevel
 from workbench.units import parse_duration_ms
-from workbench.values import parse_label
+from workbench.values import NmtLevel, parse_label
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 

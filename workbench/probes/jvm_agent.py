@@ -7,6 +7,7 @@ reads one JSON line. The directory lookup here must stay identical to ProbeDirec
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,41 @@ def query_agent(pid: int, command: str = "stats", timeout: float | None = 2.0,
         raise AgentUnavailable(f"no workbench agent answered at {path}: {e}") from e
     if not reply:
         raise AgentUnavailable(f"the workbench agent at {path} closed without a reply")
+    answer: dict[str, Any] = json.loads(reply)
+    return answer
+
+
+def await_exit(pid: int, directory: Path | None = None) -> socket.socket:
+    """Ask the agent to tell when the JVM starts to exit (and to hold the exit for us); the request is sent when this
+    returns, so a command sent after it (``release``) reaches the agent after it. Read the reply from the socket."""
+    path = agent_socket(pid, directory)
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.settimeout(2.0)
+        connection.connect(str(path))
+        connection.sendall(b"await-exit\n")
+        connection.settimeout(None)
+    except OSError as e:
+        connection.close()
+        raise AgentUnavailable(f"no workbench agent answered at {path}: {e}") from e
+    return connection
+
+
+def exit_reply(connection: socket.socket) -> dict[str, Any]:
+    """The agent's reply to ``await-exit`` ({"exiting": true}), read until the JVM starts to exit; AgentUnavailable
+    when the JVM went away without exiting (a signal, a crash)."""
+    reply = b""
+    with connection:
+        try:
+            while b"\n" not in reply:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        except OSError as e:
+            raise AgentUnavailable(f"the workbench agent went away: {e}") from e
+    if not reply:
+        raise AgentUnavailable("the workbench agent closed without a reply")
     answer: dict[str, Any] = json.loads(reply)
     return answer
 

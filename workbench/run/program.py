@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ from workbench.protocol.lifetime import die_with_parent
 from workbench.report.model import Report, RunError
 from workbench.run.environment import allocator_preload, check_malloc_conf, preload_environment, preload_mismatch
 from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
-from workbench.run.run_dir import RunDir, crash_line, run_dir_name
+from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
 from workbench.toolchain.maven import kernels_classpath
@@ -76,8 +77,9 @@ def claim_program_run_dir(program: PreparedProgram, out: Path | None) -> RunDir:
 
 
 def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
-                leave_running: bool = False) -> ProgramResult:
-    """Run the program to its end with stdio passed through, sampling it; SIGINT/SIGTERM are forwarded to it."""
+                leave_running: bool = False, text: bool = False) -> ProgramResult:
+    """Run the program to its end with stdio passed through, sampling it; SIGINT/SIGTERM are forwarded to it.
+    What the report needs (``text``: the text report too) is imported while the program runs."""
     dumps = run_dir.path / "allocator"
     dumps.mkdir(exist_ok=True)
     nmt = [f"-XX:NativeMemoryTracking={program.nmt}"] if program.nmt != "off" else []
@@ -109,11 +111,21 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
             _wait_for_agent(process, program.sockets)
             sampler.take("start")
             try:
+                # Asked before the release, so the agent holds even an exit that follows at once (java -version).
+                waiting = jvm_agent.await_exit(process.pid, program.sockets)
+            except jvm_agent.AgentUnavailable:
+                waiting = None
+            try:
                 jvm_agent.query_agent(process.pid, "release", timeout=2.0, directory=program.sockets)
             except jvm_agent.AgentUnavailable:
                 pass  # no agent: nothing is holding the program
-            at_exit = threading.Thread(target=_exit_snapshot, args=(sampler, program.sockets), daemon=True)
-            at_exit.start()
+            # Not before: while the program is held, nothing else competes with the start snapshot.
+            threading.Thread(target=prepare_report_writers, args=(html, text), name="workbench-prepare-report",
+                             daemon=True).start()
+            if waiting is not None:
+                at_exit = threading.Thread(target=_exit_snapshot, args=(sampler, program.sockets, waiting),
+                                           daemon=True)
+                at_exit.start()
             sampling.start()
             control = ControlServer(sampler, program.sockets)
             exit_code = process.wait()
@@ -135,11 +147,11 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     return ProgramResult(report, exit_code)
 
 
-def _exit_snapshot(sampler: ExternalSampler, sockets: Path) -> None:
+def _exit_snapshot(sampler: ExternalSampler, sockets: Path, waiting: socket.socket) -> None:
     """The `exit` snapshot: the agent says when the JVM starts to exit and holds the exit until it is taken, so every
     layer (NMT included) is still there to read."""
     try:
-        reply = jvm_agent.query_agent(sampler.pid, "await-exit", timeout=None, directory=sockets)
+        reply = jvm_agent.exit_reply(waiting)
     except (jvm_agent.AgentUnavailable, ValueError):
         return  # no agent, or the program died without exiting (a signal): "last" stands in
     try:

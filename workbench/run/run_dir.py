@@ -119,6 +119,19 @@ class RunDir:
             raise RunFailed(first + (f" ({', '.join(others)} not written either)" if others else ""))
 
 
+def prepare_report_writers(html: bool, text: bool = False) -> None:
+    """Import what finishing a run needs (pyarrow for the timeline, the HTML renderer, the text report's rich), so
+    that a thread can do it while the measured process runs: after it, only the writing is left."""
+    import pyarrow.parquet  # noqa: F401  (timeline.parquet)
+
+    if html:
+        from workbench.report.html import prepare_renderer
+
+        prepare_renderer()
+    if text:
+        import workbench.report.text  # noqa: F401
+
+
 def _claim_out(out: Path) -> Path:
     if out.is_symlink():
         raise BadInput(f"--out {out}: is a symbolic link (expected a new or empty directory)")

@@ -24,7 +24,7 @@ from workbench.run.environment import (
 )
 from workbench.run.expectations import check_expectations
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
-from workbench.run.run_dir import RunDir, crash_line, run_dir_name
+from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench._errors import BadInput
 from workbench._files import open_output
@@ -132,7 +132,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         os.close(write_end)
         # What the report needs once the worker is done (pyarrow for the timeline, the HTML renderer) is made ready
         # while it runs: this process only waits for its events meanwhile.
-        threading.Thread(target=_prepare_report_writers, args=(html,), name="workbench-prepare-report",
+        threading.Thread(target=prepare_report_writers, args=(html,), name="workbench-prepare-report",
                          daemon=True).start()
         stopper = _WorkerStopper(worker)
         watchdog = _Watchdog(run.scenario.timeout / 1000, stopper)
@@ -185,15 +185,6 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         )
     run_dir.finish(report, html)
     return report
-
-
-def _prepare_report_writers(html: bool) -> None:
-    import pyarrow.parquet  # noqa: F401  (timeline.parquet)
-
-    if html:
-        from workbench.report.html import prepare_renderer
-
-        prepare_renderer()
 
 
 def _path_locale(path: Path) -> dict[str, str]:

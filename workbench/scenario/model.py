@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from workbench.toolchain.allocators import NAMES, is_library_path
 from workbench.units import parse_duration_ms
-from workbench.values import _DURATION_SCHEMA, Bytes, Label, Millis, Name
+from workbench.values import _DURATION_SCHEMA, Bytes, Label, Millis, Name, NmtLevel
 
 # What the Java kernels take (jvm/): counts and sizes of Java's int, limits and seeds of its long.
 JAVA_INT_MAX = 2**31 - 1
@@ -368,7 +368,6 @@ for _model in (RepeatSpec, ThreadsSpec, RepeatStep, ThreadsStep):
     _model.model_rebuild()
 
 
-NmtLevel = Literal["off", "summary", "detail"]
 
 
 class JvmSpec(_Strict):

@@ -1,5 +1,6 @@
 package workbench.agent;
 
+import java.lang.instrument.Instrumentation;
 import java.nio.file.Path;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -26,12 +27,13 @@ public final class ProbeAgent {
     static final CountDownLatch EXITING = new CountDownLatch(1);
     /** Counted down by {@code release-exit}, or when the waiting client has gone: ends the exit hold. */
     static final CountDownLatch EXIT_RELEASE = new CountDownLatch(1);
-    /** Clients waiting with {@code await-exit} that were told of the exit; without one the exit is not held. */
+    /** Clients waiting with {@code await-exit}; without one the exit is not held. */
     static final java.util.concurrent.atomic.AtomicInteger EXIT_WAITERS = new java.util.concurrent.atomic.AtomicInteger();
 
     private ProbeAgent() {}
 
-    public static void premain(String args) {
+    public static void premain(String args, Instrumentation instrumentation) {
+        Stats.instrumentation = instrumentation;
         start(args);
         long holdMillis = Long.getLong(HOLD_PROPERTY, 0L);
         if (holdMillis > 0) {
@@ -43,7 +45,8 @@ public final class ProbeAgent {
         }
     }
 
-    public static void agentmain(String args) {
+    public static void agentmain(String args, Instrumentation instrumentation) {
+        Stats.instrumentation = instrumentation;
         start(args);
     }
 

@@ -76,8 +76,7 @@ final class ProbeServer {
         ProbeAgent.EXITING.countDown();
         if (ProbeAgent.EXIT_HOLD_MILLIS > 0) {
             try {
-                // A waiting client needs a moment to be told; then the exit is held only for a client that was.
-                Thread.sleep(20);
+                // Held only for a client that is waiting (counted when it asked, so none can be missed).
                 if (ProbeAgent.EXIT_WAITERS.get() > 0) {
                     ProbeAgent.EXIT_RELEASE.await(ProbeAgent.EXIT_HOLD_MILLIS, java.util.concurrent.TimeUnit.MILLISECONDS);
                 }
@@ -120,6 +119,7 @@ final class ProbeServer {
                 key.cancel();
                 selector.selectNow();
                 client.configureBlocking(true);
+                ProbeAgent.EXIT_WAITERS.incrementAndGet();
                 Thread waiter = new Thread(() -> awaitExit(client), "workbench-agent-exit");
                 waiter.setDaemon(true);
                 waiter.start();
@@ -141,7 +141,6 @@ final class ProbeServer {
     private static void awaitExit(SocketChannel client) {
         try (client) {
             ProbeAgent.EXITING.await();
-            ProbeAgent.EXIT_WAITERS.incrementAndGet();
             client.write(ByteBuffer.wrap("{\"exiting\": true}\n".getBytes(StandardCharsets.UTF_8)));
         } catch (IOException | InterruptedException clientGone) {
             ProbeAgent.EXIT_RELEASE.countDown(); // nobody to hold the exit for
