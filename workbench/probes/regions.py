@@ -147,6 +147,9 @@ class AddressAttribution:
     shared_mappings: int  # mappings that straddle owners: each goes whole to the owner of its largest overlap
     # pymalloc's pools in use (inside anonymous-mmaps: its arenas are mmaps of their own); None: not measured.
     python_pools_bytes: int | None = None
+    # The workbench's snapshot reader's own buffers (libworkbench-probe.so's region, inside anonymous-mmaps): their
+    # Anonymous bytes by address, from the same read of the mappings; None: not measured (read in Python).
+    workbench_buffers_bytes: int | None = None
 
 
 def _glibc_arena_heaps(mappings: list[Mapping]) -> set[int]:
