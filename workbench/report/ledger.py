@@ -88,6 +88,9 @@ class Reconciliation:
     malloc: MallocClaim | None = None  # None: no allocator figure to claim with
     rounding: Rounding | None = None
     bound_bytes: int | None = None  # max(2 % of |anon RSS growth|, 1 MiB): the most unexplained_bytes should be
+    # The workbench's own memory in the other anonymous mappings: its snapshot reader's buffers (by address, from
+    # the same read of the mappings), change since the baseline; None: not measured (read in Python, exec).
+    workbench_delta: int | None = None
 
 
 REASONS: dict[Reason, str] = {
@@ -267,11 +270,15 @@ def by_address(lines: list[LedgerLine], baseline: str, attribution: AddressAttri
     python, python_base = attribution.python_pools_bytes, base_attribution.python_pools_bytes
     python_delta = python - python_base if python is not None and python_base is not None else None
     claim = malloc_claim(backend, figures, base_figures)
-    unexplained = (mmaps - mmaps_base) - (python_delta or 0) - (claim.claimed_delta if claim else 0)
+    own, own_base = attribution.workbench_buffers_bytes, base_attribution.workbench_buffers_bytes
+    own_delta = own - own_base if own is not None and own_base is not None else None
+    unexplained = ((mmaps - mmaps_base) - (python_delta or 0) - (claim.claimed_delta if claim else 0)
+                   - (own_delta or 0))
     return Reconciliation(
         baseline=baseline, lines=lines, jvm_mapped_bytes=jvm_mapped, unexplained_bytes=unexplained,
         allocator_figure=claim.figure if claim else None, owners=owners, python_pools_delta=python_delta,
         malloc=claim, rounding=rounded, bound_bytes=bound(deltas.get("process.anon_rss_bytes", 0)),
+        workbench_delta=own_delta,
     )
 
 
@@ -304,7 +311,7 @@ def explain_unexplained(reconciliation: Reconciliation) -> str:
     name = figure.rsplit(".", 1)[-1].removesuffix("_bytes") if figure else "(none)"
     if reconciliation.owners is not None:
         return (f"unexplained = growth of the anonymous mappings no owner is found for by address - Python's pools "
-                f"- the allocator's {name} growth, whatever its sign")
+                f"- the workbench's snapshot buffers - the allocator's {name} growth, whatever its sign")
     return (
         f"unexplained = anonymous RSS growth - allocator {name} growth - JVM mappings (NMT committed - NMT malloc); "
         "committed-but-untouched JVM memory makes it negative, thread stacks, page tables and libraries' own mmaps "
@@ -350,6 +357,9 @@ def named_parts(reconciliation: Reconciliation, backend: str | None) -> list[tup
          "pools in use (_PyObject_DebugMallocStats)" if reconciliation.python_pools_delta is not None
          else "not measured"),
     ]
+    if reconciliation.workbench_delta is not None:
+        parts.append(("  of which the workbench's snapshot buffers", reconciliation.workbench_delta,
+                      "its reader's region (libworkbench-probe.so), by address"))
     claim = reconciliation.malloc
     name = backend or "the allocator"
     if claim is not None:

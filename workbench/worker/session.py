@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import shutil
 import sys
 import threading
 import time
@@ -28,6 +29,7 @@ from workbench.protocol.events import (
     StepFailed,
     StepStarted,
     VectorChecked,
+    encode,
 )
 from workbench._files import WriteFailed, write_atomically, write_with
 from workbench.probes.arrow import read_arrow
@@ -219,9 +221,19 @@ class Session:
         """The snapshot path taken ``times`` before the steps, kept nowhere: what its first runs cost once (the
         JVM's class loading and JIT compiles of the NMT and diagnostic-command path, the reader's buffers, the
         allocator's caches) falls before the baseline instead of into the first snapshot-to-snapshot step."""
-        for _ in range(times):
-            self._snapshot("warm-up", keep=False)
-        self._kept_texts.clear()  # the baseline asks the JVM itself
+        run_dir, emit = self.run_dir, self.emit
+        # Its raw files go into a folder removed afterwards, its events are encoded and dropped: the paths of a
+        # kept snapshot warm up too (file writing, the event's encoder), and nothing of the warm-up is reported.
+        self.run_dir, self.emit = run_dir / ".warm-up", lambda event: None if encode(event) else None
+        try:
+            self.run_dir.mkdir()
+            for _ in range(times):
+                self._snapshot("warm-up before the steps")
+        finally:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir, self.emit = run_dir, emit
+            # The JVM's texts asked here are kept (they say so): their bytes are allocated before the steps, too.
+            self._raw_dirs.clear()
 
     def _snapshot(self, label: str, keep: bool = True) -> None:
         reader = self.reader
