@@ -7,6 +7,7 @@ import gc
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict
@@ -224,9 +225,10 @@ class Session:
         run_dir, emit = self.run_dir, self.emit
         # Its raw files go into a folder removed afterwards, its events are encoded and dropped: the paths of a
         # kept snapshot warm up too (file writing, the event's encoder), and nothing of the warm-up is reported.
-        self.run_dir, self.emit = run_dir / ".warm-up", lambda event: None if encode(event) else None
+        # (In the system's temporary directory: a run directory that fills up fails at the run's own first file.)
+        self.run_dir, self.emit = Path(tempfile.mkdtemp(prefix="workbench-warm-up-")), \
+            lambda event: None if encode(event) else None
         try:
-            self.run_dir.mkdir()
             for _ in range(times):
                 self._snapshot("warm-up before the steps")
         finally:
