@@ -102,7 +102,7 @@ def side_by_side(rounds: int) -> dict[str, float]:
         jemalloc = str(resolve_allocator("jemalloc").library)
         (Path(tmp) / "bench").mkdir()
         out = subprocess.run(
-            [sys.executable, "-c", _SIDE_BY_SIDE, str(spec), f"{tmp}/bench", str(rounds)], check=True, cwd=ROOT,
+            [sys.executable, "-c", _SIDE_BY_SIDE, str(spec), f"{tmp}/bench", str(rounds)], check=True, cwd=f"{tmp}/bench",
             capture_output=True, text=True,
             env={**os.environ, "LD_PRELOAD": jemalloc, "ARROW_DEFAULT_MEMORY_POOL": "system",
                  "PYTHONPATH": str(ROOT)}).stdout
