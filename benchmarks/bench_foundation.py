@@ -1,6 +1,8 @@
 """Foundation benchmarks, measured side by side in one run (figures go into the README; no test asserts time).
 
-1. The median cost of one full snapshot (Arrow + NMT + allocator + smaps), from a scenario of many snapshots.
+1. The median cost of one full snapshot (Arrow + NMT + allocator + the mappings + the JVM's regions, and keeping the
+   raw files), from a scenario of many snapshots; and in one worker-like process, interleaved, a snapshot beside a
+   bare read of the files it reads (/proc/self/maps and PAGEMAP_SCAN, or smaps) and of smaps and smaps_rollup.
 2. `workbench run arrow-intvector` beside a plain `java` process doing the same work with NMT on: wall-time ratio.
 3. The Java fill kernel's throughput for 100M ints, by write path (unchecked, set, set_safe).
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -44,9 +47,73 @@ def snapshot_cost(snapshots: int) -> list[float]:
     return data["snapshots"]
 
 
+_SIDE_BY_SIDE = """
+import dataclasses, json, os, statistics, sys, time
+from pathlib import Path
+from workbench.protocol.spec import WorkerSpec
+from workbench.protocol.events import encode
+from workbench.worker.session import Session
+from workbench.probes import allocator as allocator_probe
+from workbench.probes.native_probe import SnapshotLibrary
+spec = WorkerSpec.read(Path(sys.argv[1]))
+run_dir = Path(sys.argv[2])
+spec = dataclasses.replace(spec, run_dir=str(run_dir))
+session = Session(spec, lambda event: None if encode(event) else None)
+session.reader = SnapshotLibrary(Path(spec.probe_library))
+session.allocator_probe = allocator_probe.detect()
+session._start_jvm()
+for step in session.scenario.steps[:3]:
+    session._run_step(step, session.vectors)
+session._warm_up()
+buffer = bytearray(1 << 22)
+def bare(path):
+    fd = os.open(path, os.O_RDONLY)
+    while os.readv(fd, [buffer]) > 0:
+        pass
+    os.close(fd)
+reader = session.reader
+sides = {
+    "snapshot": lambda n: session._snapshot(f"s{n}"),
+    "reader (maps + PAGEMAP_SCAN, parsed)": lambda n: reader.read_process(),
+    "reader (smaps, parsed in C)": lambda n: reader.read_process(mode="smaps"),
+    "bare read of /proc/self/maps": lambda n: bare("/proc/self/maps"),
+    "bare read of /proc/self/smaps": lambda n: bare("/proc/self/smaps"),
+    "bare read of /proc/self/smaps_rollup": lambda n: bare("/proc/self/smaps_rollup"),
+}
+times = {name: [] for name in sides}
+for n in range(int(sys.argv[3])):
+    for name, side in sides.items():
+        began = time.perf_counter()
+        side(n)
+        times[name].append((time.perf_counter() - began) * 1000)
+print(json.dumps({name: statistics.median(t) for name, t in times.items()}))
+"""
+
+
+def side_by_side(rounds: int) -> dict[str, float]:
+    """Medians (ms) of a snapshot and of bare reads of the same files, interleaved in one worker-like process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = Path(tmp) / "side-by-side.yaml"
+        scenario.write_text("name: side-by-side\ndescription: a worker spec\nsteps:\n"
+                            "  - root_allocator: {}\n  - allocate: {vector: v, count: 100000}\n"
+                            "  - fill: {vector: v, k: 2}\n  - snapshot: only\n")
+        workbench("run", str(scenario), "--no-html", "--quiet", "--out", f"{tmp}/run")
+        spec = Path(tmp) / "run" / "worker-spec.json"
+        jemalloc = str(resolve_allocator("jemalloc").library)
+        (Path(tmp) / "bench").mkdir()
+        out = subprocess.run(
+            [sys.executable, "-c", _SIDE_BY_SIDE, str(spec), f"{tmp}/bench", str(rounds)], check=True, cwd=f"{tmp}/bench",
+            capture_output=True, text=True,
+            env={**os.environ, "LD_PRELOAD": jemalloc, "ARROW_DEFAULT_MEMORY_POOL": "system",
+                 "PYTHONPATH": str(ROOT)}).stdout
+    return json.loads(out.splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs of each side in the wall-time comparison")
+    parser.add_argument("--rounds", type=int, default=50, help="interleaved rounds of the side-by-side comparison")
+    parser.add_argument("--snapshots-only", action="store_true", help="only the snapshot figures (1.)")
     args = parser.parse_args()
     classpath = ":".join(kernels_classpath())
     jdk = resolve_jdk(None)
@@ -57,11 +124,21 @@ def main() -> None:
     costs = [s["cost_ms"] for s in snapshots]
     per_probe = ", ".join(
         f"{probe} {statistics.median(s['probe_ms'][probe] for s in snapshots):.2f} ms"
-        for probe in ("arrow", "nmt", "allocator", "process")
+        for probe in ("arrow", "nmt", "allocator", "process", "regions", "raw")
     )
-    print(f"snapshot cost (all four probes), {len(costs)} snapshots: median {statistics.median(costs):.2f} ms, "
-          f"p90 {sorted(costs)[int(len(costs) * 0.9)]:.2f} ms; median per probe: {per_probe}")
+    figures = [s["cost_ms"] - s["probe_ms"]["raw"] for s in snapshots]
+    print(f"snapshot cost, {len(costs)} snapshots (mappings read by {snapshots[-1]['process']['source']}): median "
+          f"{statistics.median(costs):.2f} ms, p90 {sorted(costs)[int(len(costs) * 0.9)]:.2f} ms; without keeping "
+          f"the raw files {statistics.median(figures):.2f} ms; median per probe: {per_probe}")
+    sides = side_by_side(args.rounds)
+    bare = sides["bare read of /proc/self/smaps"]
+    print(f"side by side in one process, median of {args.rounds} interleaved rounds: " + "; ".join(
+        f"{name} {ms:.2f} ms ({ms / bare:.2f}x smaps)" for name, ms in sides.items()))
+    print(f"  goal <= 3 ms: snapshot {sides['snapshot']:.2f} ms, ratio {sides['snapshot'] / 3:.2f}x the goal; "
+          f"{os.getloadavg()[0]:.1f} load average meanwhile")
 
+    if args.snapshots_only:
+        return
     plain_cmd = [java, "-XX:NativeMemoryTracking=summary", *arrow_options(jdk),
                  "-Darrow.allocation.manager.type=Netty", "-cp", classpath,
                  "workbench.jvm.ReferenceProgram", "100000", "1000"]

@@ -28,7 +28,11 @@ def churn_run(tmp: Path, name: str, interval: str) -> dict:  # type: ignore[type
     out = tmp / f"{name}-run"
     subprocess.run([sys.executable, "-m", "workbench", "run", str(scenario), "--hold", "0", "--out", str(out),
                     "--allocator", "glibc", "--quiet"], check=True, cwd=tmp, stdout=subprocess.DEVNULL)
-    return json.loads((out / "report.json").read_text())  # type: ignore[no-any-return]
+    report = json.loads((out / "report.json").read_text())
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()] \
+        if (out / "samples.jsonl").exists() else []
+    report["sample_costs_us"] = [s["cost_us"] for s in samples]
+    return report  # type: ignore[no-any-return]
 
 
 def main() -> None:
@@ -48,6 +52,10 @@ def main() -> None:
     print(f"sampler at 100 ms, self-measured: {statistics.median(fractions) * 100:.2f}% of the scenario's wall time "
           f"(median of {len(fractions)}; {reference['sampler']['samples']} samples, "
           f"{reference['sampler']['cost_ms'] / max(reference['sampler']['samples'], 1):.2f} ms each)")
+    costs = sorted(reference["sample_costs_us"])
+    if costs:
+        print(f"one timeline sample: median {statistics.median(costs) / 1000:.3f} ms, p90 "
+              f"{costs[int(len(costs) * 0.9)] / 1000:.3f} ms ({len(costs)} samples; NMT every 10th); goal <= 0.5 ms")
     ratio = statistics.median(on) / statistics.median(off)
     print(f"churn throughput, median of {args.repeat}: sampler on {statistics.median(on):,} vectors, "
           f"off {statistics.median(off):,} vectors in 4 s; ratio on/off {ratio:.3f} "

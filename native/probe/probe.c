@@ -6,6 +6,10 @@
  * Rules (see /work/shared/STYLE.md): never abort or exit the host; every failure is a return code and at most one
  * line on stderr prefixed "workbench-probe:"; answers are formatted into static buffers, so a "stats" request does not
  * allocate through the allocator it measures.
+ *
+ * Loaded with WORKBENCH_PROBE_SERVE=0 (the worker does, through ctypes) it is a library only: it finds the allocator
+ * but serves nothing (no socket, no thread, no signal); the snapshot reader (snapshot.c) and the functions of
+ * snapshot.h below answer its caller directly.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -29,6 +33,7 @@
 #include <unistd.h>
 
 #include "probe.h"
+#include "snapshot.h"
 
 #define PROBE_STACK_BYTES (256 * 1024)
 #define TCMALLOC_STATS_BYTES (1 << 20)
@@ -42,6 +47,8 @@ struct mallinfo2_fields {
 };
 
 typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+typedef int (*mallctlnametomib_fn)(const char *, size_t *, size_t *);
+typedef int (*mallctlbymib_fn)(const size_t *, size_t, void *, size_t *, void *, size_t);
 typedef void (*je_write_fn)(void *, const char *);
 typedef void (*je_stats_print_fn)(je_write_fn, void *, const char *);
 typedef int (*tc_property_fn)(const char *, size_t *);
@@ -61,6 +68,8 @@ static struct {
     char library[PATH_MAX];
     char version[64];
     mallctl_fn mallctl;
+    mallctlnametomib_fn mallctlnametomib;
+    mallctlbymib_fn mallctlbymib;
     je_stats_print_fn je_stats_print;
     tc_property_fn tc_property;
     tc_get_stats_fn tc_get_stats;
@@ -143,6 +152,8 @@ static void detect_allocator(void) {
     if ((g_alloc.mallctl = (mallctl_fn)symbol_in(handle, base, "mallctl")) != NULL) {
         g_alloc.kind = BACKEND_JEMALLOC;
         g_alloc.je_stats_print = (je_stats_print_fn)symbol_in(handle, base, "malloc_stats_print");
+        g_alloc.mallctlnametomib = (mallctlnametomib_fn)symbol_in(handle, base, "mallctlnametomib");
+        g_alloc.mallctlbymib = (mallctlbymib_fn)symbol_in(handle, base, "mallctlbymib");
     } else if ((g_alloc.tc_property = (tc_property_fn)symbol_in(handle, base, "MallocExtension_GetNumericProperty"))) {
         g_alloc.kind = BACKEND_TCMALLOC;
         g_alloc.tc_get_stats = (tc_get_stats_fn)symbol_in(handle, base, "MallocExtension_GetStats");
@@ -400,12 +411,23 @@ static void format_stats(struct out *o) {
 
 /* --- full statistics dumps ------------------------------------------------------------------------------------ */
 
+/* Where a dump's text goes, and the first write that failed (errno; 0: none). */
+struct sink {
+    int fd;
+    int error;
+};
+
+static void sink_write(struct sink *sink, const char *text) {
+    if (sink->error == 0 && write_all(sink->fd, text, strlen(text)) != 0)
+        sink->error = errno != 0 ? errno : EIO;
+}
+
 static void je_write(void *opaque, const char *text) {
-    write_all(*(int *)opaque, text, strlen(text));
+    sink_write(opaque, text);
 }
 
 static void mi_write(const char *text, void *opaque) {
-    write_all(*(int *)opaque, text, strlen(text));
+    sink_write(opaque, text);
 }
 
 /* tcmalloc fills a caller's buffer: take it from mmap, not from the allocator being measured. */
@@ -431,15 +453,136 @@ static const char *dump_extension(void) {
     }
 }
 
-/* The allocator's full statistics in its own format, written to `fd`; 0 or -1. */
+/* One dump at a time: the probe thread's and a caller's of workbench_allocator_dump share glibc's stream. */
+static pthread_mutex_t g_dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The allocator's full statistics in its own format, written to `fd`; 0 or -1 (errno set). */
 static int write_dump(int fd) {
+    struct sink sink = {fd, 0};
+    int result = -1;
+    pthread_mutex_lock(&g_dump_lock);
     switch (g_alloc.kind) {
-    case BACKEND_JEMALLOC: g_alloc.je_stats_print(je_write, &fd, "J"); return 0;
-    case BACKEND_TCMALLOC: return tcmalloc_dump(fd);
-    case BACKEND_MIMALLOC: g_alloc.mi_stats_print_out(mi_write, &fd); return 0;
-    case BACKEND_GLIBC: return glibc_malloc_info(fd) < 0 ? -1 : 0;
-    default: return -1;
+    case BACKEND_JEMALLOC: g_alloc.je_stats_print(je_write, &sink, "J"); result = 0; break;
+    case BACKEND_TCMALLOC: result = tcmalloc_dump(fd); break;
+    case BACKEND_MIMALLOC: g_alloc.mi_stats_print_out(mi_write, &sink); result = 0; break;
+    case BACKEND_GLIBC: result = glibc_malloc_info(fd) < 0 ? -1 : 0; break;
+    default: errno = ENOTSUP; break;
     }
+    pthread_mutex_unlock(&g_dump_lock);
+    if (sink.error != 0) {
+        errno = sink.error;
+        return -1;
+    }
+    return result;
+}
+
+/* --- the library's functions for its caller (snapshot.h) --------------------------------------------------------- */
+
+const char *workbench_allocator_backend(void) {
+    return BACKEND_NAMES[g_alloc.kind];
+}
+
+const char *workbench_allocator_dump_extension(void) {
+    return dump_extension();
+}
+
+int workbench_allocator_dump(int fd) {
+    if (dump_extension() == NULL)
+        return -ENOTSUP;
+    return write_dump(fd) == 0 ? 0 : -(errno != 0 ? errno : EIO);
+}
+
+int workbench_allocator_allocated(uint64_t *bytes) {
+    if (bytes == NULL)
+        return -EINVAL;
+    size_t value = 0, size = sizeof value;
+    uint64_t epoch = 1;
+    switch (g_alloc.kind) {
+    case BACKEND_JEMALLOC:
+        g_alloc.mallctl("epoch", NULL, NULL, &epoch, sizeof epoch);
+        if (g_alloc.mallctl("stats.allocated", &value, &size, NULL, 0) != 0)
+            return -ENOTSUP;
+        break;
+    case BACKEND_TCMALLOC:
+        if (!g_alloc.tc_property("generic.current_allocated_bytes", &value))
+            return -ENOTSUP;
+        break;
+    case BACKEND_GLIBC: {
+        struct mallinfo2_fields m = g_alloc.mallinfo2();
+        value = m.uordblks + m.hblkhd;
+        break;
+    }
+    default: return -ENOTSUP;
+    }
+    *bytes = value;
+    return 0;
+}
+
+int workbench_allocator_flush_thread_cache(void) {
+    if (g_alloc.kind != BACKEND_JEMALLOC)
+        return -ENOTSUP;
+    return g_alloc.mallctl("thread.tcache.flush", NULL, NULL, NULL, 0) == 0 ? 0 : -ENOTSUP;
+}
+
+#define JEMALLOC_ARENAS_ALL 4096  // MALLCTL_ARENAS_ALL: the arenas merged
+
+/* `name` as a MIB of `length` components; 0 or -1. */
+static int mib_of(const char *name, size_t *mib, size_t length) {
+    size_t got = length;
+    return g_alloc.mallctlnametomib(name, mib, &got) == 0 && got == length ? 0 : -1;
+}
+
+static int mib_read(const size_t *mib, size_t length, void *value, size_t size) {
+    size_t got = size;
+    return g_alloc.mallctlbymib(mib, length, value, &got, NULL, 0) == 0 && got == size ? 0 : -1;
+}
+
+int workbench_size_classes(struct wb_size_class *out, int max) {
+    if (out == NULL || max < 0)
+        return -EINVAL;
+    if (g_alloc.kind != BACKEND_JEMALLOC || g_alloc.mallctlnametomib == NULL || g_alloc.mallctlbymib == NULL)
+        return -ENOTSUP;
+    uint64_t epoch = 1;
+    g_alloc.mallctl("epoch", NULL, NULL, &epoch, sizeof epoch);
+    unsigned kinds[2] = {0, 0};
+    size_t size = sizeof kinds[0];
+    if (g_alloc.mallctl("arenas.nbins", &kinds[0], &size, NULL, 0) != 0 ||
+        g_alloc.mallctl("arenas.nlextents", &kinds[1], &size, NULL, 0) != 0)
+        return -ENOTSUP;
+    static const char *const sizes[2] = {"arenas.bin.0.size", "arenas.lextent.0.size"};
+    static const char *const counts[2] = {"stats.arenas.0.bins.0.curregs", "stats.arenas.0.lextents.0.curlextents"};
+    size_t slabs_mib[6], nregs_mib[4];
+    if (mib_of("stats.arenas.0.bins.0.curslabs", slabs_mib, 6) != 0 || mib_of("arenas.bin.0.nregs", nregs_mib, 4) != 0)
+        return -ENOTSUP;
+    slabs_mib[2] = JEMALLOC_ARENAS_ALL;
+    int written = 0;
+    for (int kind = 0; kind < 2; kind++) {
+        size_t size_mib[4], count_mib[6];
+        if (mib_of(sizes[kind], size_mib, 4) != 0 || mib_of(counts[kind], count_mib, 6) != 0)
+            return -ENOTSUP;  // a jemalloc built without statistics
+        count_mib[2] = JEMALLOC_ARENAS_ALL;
+        for (unsigned i = 0; i < kinds[kind]; i++) {
+            size_t class_size = 0, live = 0;
+            size_mib[2] = count_mib[4] = i;
+            if (mib_read(size_mib, 4, &class_size, sizeof class_size) != 0 ||
+                mib_read(count_mib, 6, &live, sizeof live) != 0)
+                return -ENOTSUP;
+            if (live == 0)
+                continue;
+            if (written == max)
+                return -E2BIG;
+            size_t slabs = 0;
+            uint32_t per_slab = 0;
+            if (kind == 0) {
+                slabs_mib[4] = nregs_mib[2] = i;
+                if (mib_read(slabs_mib, 6, &slabs, sizeof slabs) != 0 ||
+                    mib_read(nregs_mib, 4, &per_slab, sizeof per_slab) != 0)
+                    slabs = 0, per_slab = 0;  // unknown: the class's free space is then not said
+            }
+            out[written++] = (struct wb_size_class){class_size, live, slabs, per_slab, (uint32_t)kind};
+        }
+    }
+    return written;
 }
 
 /* Writes a dump to $WORKBENCH_PROBE_DUMP_DIR (complete before it appears: temporary name, then rename) or stderr. */
@@ -724,14 +867,17 @@ __attribute__((constructor)) static void probe_load(void) {
     g_pid = getpid();
     copy_env(g_dump_dir, sizeof g_dump_dir, "WORKBENCH_PROBE_DUMP_DIR");
     detect_allocator();
+    if (g_alloc.kind == BACKEND_GLIBC)
+        open_xml_stream();
+    const char *serve = getenv("WORKBENCH_PROBE_SERVE");
+    if (serve != NULL && strcmp(serve, "0") == 0)
+        return;  // a library for its caller only (snapshot.h)
     if (workbench_probe_dir(dir, sizeof dir) != 0) {
         warn("socket directory path too long; the probe is disabled");
         return;
     }
     if (check_directory(dir) != 0 || (g_listen_fd = open_socket(dir)) < 0)
         return;
-    if (g_alloc.kind == BACKEND_GLIBC)
-        open_xml_stream();
     if (pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) != 0 || start_thread() != 0) {
         warn("cannot start the probe thread: %m; the probe is disabled");
         unlink(g_socket_path);

@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 
 
-
 @dataclass(frozen=True)
 class Mapping:
     """One mapping of the address space, as smaps lists it."""
@@ -32,6 +31,9 @@ class ProcessSnapshot:
     anon_mappings: int
     anon_mappings_rss_bytes: int
     largest_anon_mappings: tuple[Mapping, ...]
+    # How each mapping's Rss and Anonymous were read: "pagemap-scan" (/proc/PID/maps and one PAGEMAP_SCAN ioctl,
+    # Linux 6.7+) or "smaps" (/proc/PID/smaps); the figures are the same.
+    source: str = "smaps"
 
 
 # Only the lines a snapshot needs: a mapping's header, its Rss and its Anonymous; the regex engine skips the rest.
@@ -66,7 +68,7 @@ def parse_smaps(text: str) -> list[Mapping]:
     return mappings
 
 
-def summarize(mappings: list[Mapping], top: int = 10) -> ProcessSnapshot:
+def summarize(mappings: list[Mapping], top: int = 10, source: str = "smaps") -> ProcessSnapshot:
     """Totals (what smaps_rollup would sum, without walking the page tables a second time) and the largest
     anonymous mappings."""
     anonymous = [m for m in mappings if m.is_anonymous]
@@ -76,6 +78,7 @@ def summarize(mappings: list[Mapping], top: int = 10) -> ProcessSnapshot:
         anon_mappings=len(anonymous),
         anon_mappings_rss_bytes=sum(m.rss_bytes for m in anonymous),
         largest_anon_mappings=tuple(sorted(anonymous, key=lambda m: (-m.rss_bytes, m.start))[:top]),
+        source=source,
     )
 
 

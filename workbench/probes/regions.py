@@ -168,6 +168,9 @@ class AddressAttribution:
     # share of each was counted page by page (/proc/self/pagemap).
     split_mappings: int = 0
     unowned: list[UnownedMapping] | None = None  # the largest mappings of anonymous-mmaps, most anonymous bytes first
+    # The workbench's snapshot reader's own buffers (libworkbench-probe.so's region, inside anonymous-mmaps): their
+    # Anonymous bytes by address, from the same read of the mappings; None: not measured (read in Python).
+    workbench_buffers_bytes: int | None = None
 
 
 def _glibc_arena_heaps(mappings: list[Mapping]) -> set[int]:

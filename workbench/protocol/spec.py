@@ -24,6 +24,8 @@ class WorkerSpec:
     classpath: list[str]
     run_dir: str  # where the worker writes samples.jsonl and the raw statistics of each snapshot
     parent_pid: int  # the workbench process: the worker stops with it
+    # libworkbench-probe.so, loaded by the worker as its snapshot reader; None: read in Python (slower, allocates)
+    probe_library: str | None = None
 
     def write(self, path: Path) -> None:
         write_atomically(path, json.dumps({"schema": SCHEMA, **asdict(self)}))

@@ -92,6 +92,7 @@ def build_report(
                 label=event.label, t_ms=event.t_ms, cost_ms=event.cost_ms, probe_ms=dict(event.probe_ms),
                 arrow=event.arrow, nmt=event.nmt, allocator=event.allocator, process=event.process,
                 size_classes=event.size_classes, attribution=event.attribution,
+                own_allocated_bytes=event.own_allocated_bytes,
             ))
         elif isinstance(event, VectorChecked):
             checks = Checks(zero_copy=event.zero_copy, sum=event.sum, java_sum=event.java_sum, vector=event.vector,

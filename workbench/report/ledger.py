@@ -134,6 +134,9 @@ class Reconciliation:
     bound_bytes: int | None = None  # max(2 % of |anon RSS growth|, 1 MiB): the most unexplained_bytes should be
     malloc_layer: MallocLayer | None = None  # None: the allocator's mappings were not found by address
     sizes: SizeClassTotals | None = None  # None: the allocator gives no size classes
+    # The workbench's own memory in the other anonymous mappings: its snapshot reader's buffers (by address, from
+    # the same read of the mappings), change since the baseline; None: not measured (read in Python, exec).
+    workbench_delta: int | None = None
 
 
 REASONS: dict[Reason, str] = {
@@ -365,7 +368,10 @@ def by_address(lines: list[LedgerLine], baseline: str, attribution: AddressAttri
     # Mappings found by address leave nothing of the allocator among the other anonymous mappings, except glibc's
     # mmapped chunks, which have no shape to be found by.
     claim = None if found == "recorded" else malloc_claim(backend, figures, base_figures)
-    unexplained = (mmaps - mmaps_base) - (python_delta or 0) - (claim.claimed_delta if claim else 0)
+    own, own_base = attribution.workbench_buffers_bytes, base_attribution.workbench_buffers_bytes
+    own_delta = own - own_base if own is not None and own_base is not None else None
+    unexplained = ((mmaps - mmaps_base) - (python_delta or 0) - (claim.claimed_delta if claim else 0)
+                   - (own_delta or 0))
     arenas = next(line.delta_bytes for line in owners if line.owner == "malloc-arenas")
     layer = _malloc_layer(backend, dataclasses.replace(attribution, allocator_mappings=found), arenas, deltas,
                           figures, sizes)
@@ -373,7 +379,7 @@ def by_address(lines: list[LedgerLine], baseline: str, attribution: AddressAttri
         baseline=baseline, lines=lines, jvm_mapped_bytes=jvm_mapped, unexplained_bytes=unexplained,
         allocator_figure=claim.figure if claim else None, owners=owners, python_pools_delta=python_delta,
         malloc=claim, rounding=rounded, bound_bytes=bound(deltas.get("process.anon_rss_bytes", 0)),
-        malloc_layer=layer, sizes=sizes,
+        malloc_layer=layer, sizes=sizes, workbench_delta=own_delta,
     )
 
 
@@ -409,7 +415,7 @@ def explain_unexplained(reconciliation: Reconciliation) -> str:
             return ("unexplained = growth of the anonymous mappings no owner is found for by address - Python's "
                     "pools, whatever its sign (the allocator's own mappings are an owner, found by address)")
         return (f"unexplained = growth of the anonymous mappings no owner is found for by address - Python's pools "
-                f"- the allocator's {name} growth, whatever its sign")
+                f"- the workbench's snapshot buffers - the allocator's {name} growth, whatever its sign")
     return (
         f"unexplained = anonymous RSS growth - allocator {name} growth - JVM mappings (NMT committed - NMT malloc), "
         "whatever its sign; without the ledger by address (exec, attach) its parts are not measured"
@@ -503,6 +509,9 @@ def named_parts(reconciliation: Reconciliation, backend: str | None) -> list[tup
          "pools in use (_PyObject_DebugMallocStats)" if reconciliation.python_pools_delta is not None
          else "not measured (pymalloc off: Python's memory goes through the allocator)"),
     ]
+    if reconciliation.workbench_delta is not None:
+        parts.append(("  of which the workbench's snapshot buffers", reconciliation.workbench_delta,
+                      "its reader's region (libworkbench-probe.so), by address"))
     claim = reconciliation.malloc
     name = backend or "the allocator"
     layer = reconciliation.malloc_layer

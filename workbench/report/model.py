@@ -78,6 +78,8 @@ class Snapshot:
     size_classes: list[SizeClass] | None = None
     # The anonymous RSS split by mapping into owners (JVM regions, stacks, ...); None: not measured (exec, attach).
     attribution: AddressAttribution | None = None
+    # The allocator's allocated at the end of taking this snapshot minus at its start; None: not measured.
+    own_allocated_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from workbench.scenario.trust import untrusted_values
 from workbench.scenario.model import ALLOCATION_MANAGER_PROPERTY, HoldStep
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
 from workbench.toolchain.maven import kernels_classpath
+from workbench.toolchain.probe import ensure_probe
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         classpath=classpath,
         run_dir=str(run_dir.path),
         parent_pid=os.getpid(),
+        probe_library=_snapshot_library(quiet),
     ).write(run_dir.spec)
     read_end, write_end = os.pipe()
     events: list[Event] = []
@@ -185,6 +187,16 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         )
     run_dir.finish(report, html)
     return report
+
+
+def _snapshot_library(quiet: bool) -> str | None:
+    """The probe library the worker reads its snapshots with (built on first use); None without gcc or make,
+    and the worker reads them in Python, slower and with garbage of its own."""
+    try:
+        return str(ensure_probe(quiet=quiet))
+    except BadInput as missing:
+        print(f"workbench: {missing}; snapshots are read in Python instead", file=sys.stderr)
+        return None
 
 
 def _path_locale(path: Path) -> dict[str, str]:

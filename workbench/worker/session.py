@@ -5,16 +5,19 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import jpype
 
 from workbench.probes import allocator as allocator_probe
+from workbench.probes.allocator import SizeClass
 from workbench.protocol.events import (
     AllocatorDetected,
     ChurnDone,
@@ -28,13 +31,16 @@ from workbench.protocol.events import (
     StepFailed,
     StepStarted,
     VectorChecked,
+    encode,
 )
+from workbench._files import WriteFailed, write_atomically, write_with
 from workbench.probes.arrow import read_arrow
 from workbench.protocol import layout
-from workbench.probes.nmt import parse_summary
+from workbench.probes.native_probe import RawWriteFailed, SnapshotLibrary
+from workbench.probes.nmt import NmtSummary, parse_summary
 from workbench.probes import regions as regions_probe
 from workbench.probes.interpreter import pymalloc_pools_bytes
-from workbench.probes.process import read_mappings, summarize
+from workbench.probes.process import Mapping, read_mappings, summarize
 from workbench.scenario.model import (
     TYPE_WIDTH,
     AllocateSpec,
@@ -56,7 +62,18 @@ from workbench.worker.sampler import Sampler
 from workbench.protocol.spec import WorkerSpec
 
 Emit = Callable[[Event], None]
+T = TypeVar("T")
 Vectors = dict[str, tuple[Any, int]]  # name -> (java vector, requested bytes)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Asked:
+    """What the JVM said about a region source, kept while what it depends on is unchanged."""
+
+    depends_on: object
+    note: bytes  # the first line of the raw file of a later snapshot that did not ask again
+    text: bytes
+    regions: list[regions_probe.Region]
 
 
 class StepError(Exception):
@@ -95,13 +112,21 @@ class Session:
         # (step object, vector, write path) -> (times, values, bytes, nanoseconds) of the step being run
         self._fills: dict[tuple[int, str, str], tuple[int, int, int, int]] = {}
         self._fills_lock = threading.Lock()
+        # Texts of the JVM's regions kept from an earlier snapshot while they cannot have changed, by source.
+        self._kept_texts: dict[str, _Asked] = {}
+        self._raw_dirs: set[str] = set()  # raw kinds whose folder exists
+        self.reader: SnapshotLibrary | None = None
 
     def run(self) -> None:
+        # Loaded before the JVM starts its threads (the library reads its environment once, at load).
+        if self.spec.probe_library is not None:
+            self.reader = SnapshotLibrary(Path(self.spec.probe_library))
         probe = allocator_probe.detect()
         self.allocator_probe = probe
         settings = allocator_probe.conf_settings(probe, os.environ.get("MALLOC_CONF"))
         self.emit(AllocatorDetected(**{**asdict(probe.info), "settings": settings}))
         self._start_jvm()
+        self._warm_up()
         sampler = self._start_sampler()
         steps_started = time.perf_counter()
         try:
@@ -199,30 +224,59 @@ class Session:
             jpype_gc_triggered=int(_jpype.gcStats()["triggered"]),
         ))
 
-    def _snapshot(self, label: str) -> None:
+    def _warm_up(self, times: int = 2) -> None:
+        """The snapshot path taken ``times`` before the steps, kept nowhere: what its first runs cost once (the
+        JVM's class loading and JIT compiles of the NMT and diagnostic-command path, the reader's buffers, the
+        allocator's caches) falls before the baseline instead of into the first snapshot-to-snapshot step."""
+        run_dir, emit = self.run_dir, self.emit
+        # Its raw files go into a folder removed afterwards, its events are encoded and dropped: the paths of a
+        # kept snapshot warm up too (file writing, the event's encoder), and nothing of the warm-up is reported.
+        # (In the system's temporary directory: a run directory that fills up fails at the run's own first file.)
+        self.run_dir, self.emit = Path(tempfile.mkdtemp(prefix="workbench-warm-up-")), \
+            lambda event: None if encode(event) else None
+        try:
+            for _ in range(times):
+                self._snapshot("warm-up before the steps")
+        finally:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir, self.emit = run_dir, emit
+            # The JVM's texts asked here are kept (they say so): their bytes are allocated before the steps, too.
+            self._raw_dirs.clear()
+
+    def _snapshot(self, label: str, keep: bool = True) -> None:
+        reader = self.reader
         began = time.perf_counter()
+        allocated_before = self._allocated_now()
         requested = sum(requested for _, requested in self.vectors.values())
         arrow = read_arrow(self.roots, requested)
         after_arrow = time.perf_counter()
         nmt_text = str(self.NativeMemory.query("summary", "scale=b")) if self.nmt_enabled else None
         nmt = parse_summary(nmt_text) if nmt_text is not None else None
         after_nmt = time.perf_counter()
+        if reader is not None:
+            # What this thread freed, and its allocator cache still holds, is not the program's: out of the figure.
+            reader.flush_thread_cache()
         allocator = self.allocator_probe.snapshot()
         after_allocator = time.perf_counter()
-        mappings, smaps = read_mappings()
-        allocator_ranges = self.allocator_probe.mapped_ranges()  # beside the smaps they are matched with
-        process = summarize(mappings)
+        mappings, source, buffers_bytes = self._read_mappings(label, keep)
+        allocator_ranges = self.allocator_probe.mapped_ranges()  # beside the mappings they are matched with
+        process = summarize(mappings, source=source)
         after_process = time.perf_counter()
-        regions, sources, region_texts = self._jvm_regions()
+        regions, sources, region_texts, threads = self._jvm_regions(label, nmt)
+        python_pools = reader.pymalloc_pools_bytes() if reader is not None else pymalloc_pools_bytes()
         attribution = dataclasses.replace(
-            regions_probe.attribute(mappings, regions, self.allocator_probe.info.backend, sources,
-                                    len(os.listdir("/proc/self/task")), allocator_ranges),
-            python_pools_bytes=pymalloc_pools_bytes(),
+            regions_probe.attribute(mappings, regions, self.allocator_probe.info.backend, sources, threads,
+                                    allocator_ranges),
+            python_pools_bytes=python_pools, workbench_buffers_bytes=buffers_bytes,
         )
+        after_regions = time.perf_counter()
+        if not keep:
+            if reader is not None:
+                reader.size_classes()
+            return
+        size_classes = self._keep_raw(label, nmt_text, region_texts)
         ended = time.perf_counter()
-        raw = self.allocator_probe.raw_statistics()
-        self._keep_raw(label, nmt_text, smaps, raw)
-        self._keep_regions(label, region_texts)
+        allocated_after = self._allocated_now()
         self.emit(SnapshotTaken(
             label=label,
             t_ms=round((began - self.started) * 1000, 3),
@@ -232,25 +286,62 @@ class Session:
                 "nmt": round((after_nmt - after_arrow) * 1000, 3),
                 "allocator": round((after_allocator - after_nmt) * 1000, 3),
                 "process": round((after_process - after_allocator) * 1000, 3),
-                "regions": round((ended - after_process) * 1000, 3),
+                "regions": round((after_regions - after_process) * 1000, 3),
+                "raw": round((ended - after_regions) * 1000, 3),
             },
             arrow=arrow,
             nmt=nmt,
             allocator=allocator,
             process=process,
-            size_classes=self.allocator_probe.size_classes(raw),
+            size_classes=size_classes,
             attribution=attribution,
+            own_allocated_bytes=allocated_after - allocated_before
+            if allocated_after is not None and allocated_before is not None else None,
         ))
 
-    def _jvm_regions(self) -> tuple[list[regions_probe.Region], list[str], dict[str, str]]:
+    def _allocated_now(self) -> int | None:
+        """The allocator's allocated without what this thread has freed (None: not measured)."""
+        if self.reader is None:
+            return None
+        self.reader.flush_thread_cache()
+        return self.reader.allocated_bytes()
+
+    def _read_mappings(self, label: str, keep: bool = True) -> tuple[list[Mapping], str, int | None]:
+        """Every mapping with its Rss and Anonymous, their raw text kept (``keep``) as smaps/<label>.txt as it is
+        read; how they were read; the reader's own buffers' Anonymous bytes (None: read in Python)."""
+        reader = self.reader
+        if reader is None:
+            mappings, smaps = read_mappings()
+            if keep:
+                self._write_raw("smaps", label, "txt", smaps)
+            return mappings, "smaps", None
+        if not keep:
+            found = reader.read_process()
+            return found.mappings, found.source, found.buffers_anon_bytes
+
+        def read(fd: int) -> tuple[list[Mapping], str, int | None]:
+            try:
+                found = reader.read_process(raw_fd=fd)
+            except RawWriteFailed as error:
+                raise OSError(error.errno, os.strerror(error.errno)) from None  # the disk's: WriteFailed
+            except OSError as error:
+                raise RuntimeError(f"reading this process's mappings failed: {error}") from error
+            return found.mappings, found.source, found.buffers_anon_bytes
+
+        return self._stream_raw("smaps", label, "txt", read)
+
+    def _jvm_regions(self, label: str, nmt: NmtSummary | None) -> tuple[
+            list[regions_probe.Region], list[str], dict[str, list[bytes]], int]:
         """The JVM's regions: System.map where the JDK has it and NMT names them, else the start-up log, the code
-        heaps and the metaspace nodes; and the threads' stacks. The texts they came from, by name."""
-        texts: dict[str, str] = {}
+        heaps and the metaspace nodes; and the threads' stacks. The texts they came from, by name (in parts, to be
+        written one after the other), and the number of threads."""
+        texts: dict[str, list[bytes]] = {}
         found: list[regions_probe.Region] = []
         if self._has_system_map:
             try:
-                texts["system-map"] = str(self.NativeMemory.command("systemMap"))
-                found = regions_probe.parse_system_map(texts["system-map"])
+                system_map = str(self.NativeMemory.command("systemMap"))
+                texts["system-map"] = [system_map.encode()]
+                found = regions_probe.parse_system_map(system_map)
             except jpype.JException:
                 self._has_system_map = False  # JDK 17 has no System.map: not asked again at every snapshot
         sources = ["system-map"] if found else []
@@ -259,33 +350,92 @@ class Session:
                 # Written while the JVM started (the heap and class space do not move): read until it has it.
                 log = self.run_dir / regions_probe.REGIONS_LOG
                 self._start_up_log = log.read_text(errors="replace") if log.is_file() else ""
-            texts["start-up-log"] = self._start_up_log
-            texts["codecache"] = str(self.NativeMemory.command("compilerCodecache"))
-            texts["metaspace"] = str(self.NativeMemory.command("vmMetaspace", "vslist"))
-            for source, parse in (("start-up-log", regions_probe.parse_start_up_log),
-                                  ("codecache", regions_probe.parse_codecache),
-                                  ("metaspace", regions_probe.parse_metaspace_nodes)):
-                parsed = parse(texts[source])
+            # The start-up log is kept once read whole; the code heaps are reserved once, at start-up; the
+            # metaspace's nodes change only with what NMT counts reserved for classes (without NMT: asked every time).
+            metaspace_reserved = None if nmt is None else tuple(
+                nmt.categories[name].reserved_bytes for name in ("Class", "Metaspace") if name in nmt.categories)
+            for source, depends_on, ask, parse in (
+                    ("start-up-log", self._start_up_log or None, lambda: self._start_up_log,
+                     regions_probe.parse_start_up_log),
+                    ("codecache", True, lambda: self.NativeMemory.command("compilerCodecache"),
+                     regions_probe.parse_codecache),
+                    ("metaspace", metaspace_reserved, lambda: self.NativeMemory.command("vmMetaspace", "vslist"),
+                     regions_probe.parse_metaspace_nodes)):
+                texts[source], parsed = self._asked_unless_unchanged(source, label, depends_on, ask, parse,
+                                                                     noted=source != "start-up-log")
                 found += parsed
                 if parsed:
                     sources.append(source)
-        pointers = regions_probe.stack_pointers()
-        texts["stack-pointers"] = "".join(f"{sp:#x}\n" for sp in pointers)
-        return found + regions_probe.stack_regions(pointers), [*sources, "stack-pointer"], texts
+        if self.reader is not None:
+            pointers, threads = self.reader.stack_pointers()
+        else:
+            pointers, threads = regions_probe.stack_pointers(), len(os.listdir("/proc/self/task"))
+        texts["stack-pointers"] = ["".join(f"{sp:#x}\n" for sp in pointers).encode()]
+        return found + regions_probe.stack_regions(pointers), [*sources, "stack-pointer"], texts, threads
 
-    def _keep_regions(self, label: str, texts: dict[str, str]) -> None:
-        """What the JVM said about its regions at this snapshot, one file per source."""
-        for source, text in texts.items():
-            layout.write_raw(self.run_dir, "regions", f"{label}.{source}", "txt", text)
+    def _asked_unless_unchanged(self, source: str, label: str, depends_on: object, ask: Callable[[], Any],
+                                parse: Callable[[str], list[regions_probe.Region]], noted: bool = True) -> tuple[
+            list[bytes], list[regions_probe.Region]]:
+        """The JVM's text for ``source`` and its regions, asked and parsed again only when ``depends_on`` changed
+        (None: every time). A text kept from an earlier snapshot is written (``noted``) with a first line saying so
+        (the parsers skip it), from the bytes kept: no copy of it per snapshot."""
+        kept = self._kept_texts.get(source)
+        if depends_on is not None and kept is not None and kept.depends_on == depends_on:
+            return [kept.note, kept.text], kept.regions
+        text = str(ask())
+        regions = parse(text)
+        note = f"# workbench: not asked again; what the JVM said at '{label}' (unchanged since)\n".encode() \
+            if noted else b""
+        self._kept_texts[source] = _Asked(depends_on, note, text.encode(), regions)
+        return [text.encode()] if depends_on is None else [self._kept_texts[source].text], regions
 
-    def _keep_raw(self, label: str, nmt_text: str | None, smaps: str, raw: tuple[str, str] | None) -> None:
-        """The raw text each figure came from, per snapshot, for whoever doubts a number."""
+    def _keep_raw(self, label: str, nmt_text: str | None, region_texts: dict[str, list[bytes]]) -> list[
+            SizeClass] | None:
+        """The raw text each figure came from, per snapshot, for whoever doubts a number; the allocator's statistics
+        go from the allocator into their file without a copy in Python. The allocator's live size classes."""
         # Whole or not at all; a full or read-only disk is WriteFailed, which fails the run naming the file.
-        layout.write_raw(self.run_dir, "smaps", label, "txt", smaps)
         if nmt_text is not None:
-            layout.write_raw(self.run_dir, "nmt", label, "txt", nmt_text)
-        if raw is not None:
-            layout.write_raw(self.run_dir, "allocator", label, raw[0], raw[1])
+            self._write_raw("nmt", label, "txt", nmt_text)
+        for source, parts in region_texts.items():
+            self._stream_raw("regions", f"{label}.{source}", "txt", lambda fd: _write_parts(fd, parts))
+        reader = self.reader
+        if reader is None:
+            raw = self.allocator_probe.raw_statistics()
+            if raw is not None:
+                self._write_raw("allocator", label, raw[0], raw[1])
+            return self.allocator_probe.size_classes(raw)
+        if reader.dump_extension is not None:
+            self._stream_raw("allocator", label, reader.dump_extension, reader.allocator_dump)
+        # jemalloc's read by MIB in the library; another allocator's (mimalloc's bins) from its backend.
+        classes = reader.size_classes()
+        return classes if classes is not None else self.allocator_probe.size_classes(None)
+
+    def _raw_path(self, kind: str, label: str, suffix: str) -> Path:
+        path = layout.raw_path(self.run_dir, kind, label, suffix)
+        if kind not in self._raw_dirs:
+            try:
+                path.parent.mkdir(exist_ok=True)
+            except OSError as error:
+                raise WriteFailed(path.parent, error) from None
+            self._raw_dirs.add(kind)
+        return path
+
+    def _write_raw(self, kind: str, label: str, suffix: str, text: str) -> None:
+        write_atomically(self._raw_path(kind, label, suffix), text)
+
+    def _stream_raw(self, kind: str, label: str, suffix: str, write: Callable[[int], T]) -> T:
+        """``write(fd)`` writes the raw file (whole or not at all, as ``_write_raw``); what it returns."""
+        result: list[T] = []
+
+        def into(partial: Path) -> None:
+            fd = os.open(partial, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+            try:
+                result.append(write(fd))
+            finally:
+                os.close(fd)
+
+        write_with(self._raw_path(kind, label, suffix), into)
+        return result[0]
 
     def _run_step(self, step: Step, vectors: Vectors) -> None:
         kind, argument = _kind_and_argument(step)
@@ -455,6 +605,13 @@ class Session:
         """At the end of the steps: allocators the scenario never closed that still hold memory are leaks too."""
         for name, allocator in self.allocators.items():
             self._report_leak(name, allocator)
+
+
+def _write_parts(fd: int, parts: list[bytes]) -> None:
+    for part in parts:
+        view = memoryview(part)
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def _kind_and_argument(step: Step) -> tuple[str, Any]:
