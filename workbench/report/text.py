@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.figures import BY_KEY, FIGURES, Figure
-from workbench.report.model import JvmSection, Report
+from workbench.report.model import JvmSection, Report, settings_line
 from workbench.units import format_bytes
 
 
@@ -136,7 +136,7 @@ def render_text(report: Report, console: Console) -> None:
         "allocator",
         Text(
             f"{allocator.name}: {allocator.backend or '?'} {allocator.version or ''} "
-            f"({allocator.detected_library or 'not detected'}), MALLOC_CONF {allocator.malloc_conf or '(none)'}"
+            f"({allocator.detected_library or 'not detected'}), {settings_line(allocator)}"
         ),
     )
     header.add_row(
