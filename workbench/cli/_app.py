@@ -11,7 +11,7 @@ import typer
 
 from workbench._errors import WorkbenchError
 from workbench.cli import commands_take_interrupts
-from workbench.cli import build, compare, doctor, exec, report, run, scenarios, validate
+from workbench.cli import build, compare, doctor, exec, report, run, scenarios, tune, validate
 
 app = typer.Typer(
     name="workbench",
@@ -44,6 +44,7 @@ def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 _COMMANDS: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
     ("run", run.run, {}),
     ("compare", compare.compare, {}),
+    ("tune", tune.tune, {"context_settings": {"ignore_unknown_options": True}}),
     ("exec", exec.exec_, {"context_settings": {"ignore_unknown_options": True}}),
     ("attach", exec.attach, {}),
     ("snapshot", exec.snapshot, {}),
