@@ -396,7 +396,9 @@ class Scenario(_Strict):
         try:
             spec = parse_spec(text, "allocator")
         except BadInput as error:
-            raise PydanticCustomError("bad_settings", "{message}", {"message": error.message}) from None
+            detail = error.message.removeprefix(f"allocator {text}: ")
+            raise PydanticCustomError("bad_settings", "{text}: {detail}", {"text": repr(text), "detail": detail}) \
+                from None
         name = spec.name
         if name not in NAMES and not is_library_path(name):
             raise PydanticCustomError("unknown_allocator", "unknown allocator '{name}' (expected one of: {names}, or "
@@ -404,7 +406,7 @@ class Scenario(_Strict):
         if not is_library_path(name):
             backend = SYSTEM_ALLOCATORS[name].backend if name in SYSTEM_ALLOCATORS else name
             try:
-                check_settings(family_of_backend(backend), spec.settings, f"allocator {text}", name)
+                check_settings(family_of_backend(backend), spec.settings, repr(text), name)
             except BadInput as error:
                 raise PydanticCustomError("bad_settings", "{message}", {"message": error.message}) from None
         return text
