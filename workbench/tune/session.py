@@ -96,6 +96,10 @@ def collect(study: optuna.Study, config: StudyConfig, storage: str, tune_dir: Pa
     except ValueError:
         front = []
     notes = []
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    if running:
+        notes.append(f"{running} trial(s) still running on other workers when this one finished: the last worker to "
+                     "finish writes every trial")
     if config.mode == "grid":
         waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         if waiting:
