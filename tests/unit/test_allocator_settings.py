@@ -141,3 +141,10 @@ def test_a_scenario_may_not_send_jemalloc_profiles_elsewhere_through_its_allocat
     found = untrusted_values(scenario)
     assert [(u.field, u.value) for u in found] == [("allocator", "prof_prefix:/tmp/elsewhere")]
     assert untrusted_values(scenario, allocator_from_cli=True) == []
+
+
+def test_every_key_is_documented_with_its_range() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "allocators.md").read_text()
+    for keys in KEYS.values():
+        for key in keys.values():
+            assert f"| `{key.name}` | {key.describe_range()} |" in docs, key.name

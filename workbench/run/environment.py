@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import glob
 import json
 import subprocess
 import sys
@@ -241,11 +242,8 @@ def check_allocator_settings(choice: AllocatorChoice, spec: AllocatorSpec, optio
         return CheckedSettings(family, pairs, None, variables, readback)
     own = allocator_settings.environment(family, pairs).get("MALLOC_CONF")
     conf = ",".join(part for part in (own, malloc_conf) if part) or None
-    if own:
-        check_malloc_conf(choice, conf, shown=where if not malloc_conf else f"{where} with {malloc_conf_option} "
-                                                                             f"{malloc_conf}")
-    else:
-        check_malloc_conf(choice, malloc_conf, malloc_conf_option)
+    shown = (where if not malloc_conf else f"{where} with {malloc_conf_option} {malloc_conf}") if own else None
+    check_malloc_conf(choice, conf, malloc_conf_option, shown)
     return CheckedSettings(family, pairs, conf)
 
 
@@ -281,9 +279,7 @@ def _trial(argv: list[str], env: dict[str, str], where: str) -> subprocess.Compl
 
 
 def _dynamic_loader() -> str | None:
-    """The dynamic loader this Python runs under (its PT_INTERP), for ``ld.so --list-tunables``."""
-    import glob
-
+    """The dynamic loader of this machine's programs, for ``ld.so --list-tunables``."""
     found = sorted(glob.glob("/lib64/ld-linux-*.so.*") + glob.glob("/lib/ld-linux-*.so.*"))
     return found[0] if found else None
 

@@ -94,6 +94,8 @@ def prepare(request: RunRequest) -> PreparedRun:
     malloc_conf = request.malloc_conf if request.malloc_conf is not None else scenario.malloc_conf
     malloc_conf_option = "--malloc-conf" if request.malloc_conf is not None else f"{source}: malloc_conf"
     settings = check_allocator_settings(allocator, spec, option, malloc_conf, malloc_conf_option)
+    if spec.settings and settings.family == "jemalloc":  # the worker's read-back names where the conf came from
+        malloc_conf_option = option
     jvm_options = [
         *([f"-XX:NativeMemoryTracking={scenario.jvm.nmt}"] if scenario.jvm.nmt != "off" else []),
         *arrow_options(jdk),
