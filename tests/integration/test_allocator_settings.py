@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import by_label, run_workbench
+from tests.integration.conftest import run_workbench
 from workbench._errors import BadInput
 from workbench.run.environment import check_allocator_settings
 from workbench.toolchain.allocators import find_system_allocator, resolve_allocator
@@ -76,22 +75,3 @@ def test_validate_checks_a_scenarios_allocator_settings_with_the_allocator(tmp_p
     assert result.returncode == 2
     assert "glibc has no setting 'nonsense' (allowed: arena_max, " in result.stderr
 
-
-@pytest.mark.jvm
-@pytest.mark.slow
-def test_arena_max_is_in_effect_in_the_measured_process(tmp_path: Path) -> None:
-    """Under 16 churning threads glibc makes an arena per thread up to 8 per core; with arena_max:2 malloc_info
-    shows 2 (the main arena and one more) at every snapshot."""
-    reports = {}
-    for spec in ("glibc", "glibc@arena_max:2"):
-        out = tmp_path / spec.replace("@", "-").replace(":", "-")
-        result = run_workbench("run", "churn-arenas", "--allocator", spec, "--hold", "0", "--out", str(out),
-                               "--quiet", "--no-html")
-        assert result.returncode == 0, result.stderr
-        reports[spec] = json.loads((out / "report.json").read_text())
-    tuned = reports["glibc@arena_max:2"]
-    assert tuned["allocator"]["spec"] == "glibc@arena_max:2"
-    assert tuned["allocator"]["environment"] == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
-    assert tuned["allocator"]["settings"] == [{"key": "arena_max", "asked": "2", "effective": 2}]
-    assert by_label(tuned)["churned"]["allocator"]["raw"]["arenas"] == 2
-    assert by_label(reports["glibc"])["churned"]["allocator"]["raw"]["arenas"] > 2

@@ -210,6 +210,19 @@ class CheckedSettings:
         """Every variable the settings give the measured process, MALLOC_CONF included."""
         return {**({"MALLOC_CONF": self.malloc_conf} if self.malloc_conf else {}), **self.variables}
 
+    def label(self) -> str | None:
+        """The settings as a run directory's name shows them: MALLOC_CONF, or NAME@'s pairs."""
+        return self.malloc_conf or ",".join(f"{key}:{value}" for key, value in self.pairs) or None
+
+    def spec(self, name: str) -> str:
+        """The allocator with these settings, as one would name it again: ``glibc@arena_max:2``."""
+        return f"{name}@{self.malloc_conf}" if self.malloc_conf else AllocatorSpec(name, self.pairs).text()
+
+
+def allocator_environment(choice: AllocatorChoice, settings: CheckedSettings) -> dict[str, str]:
+    """What a run sets for its allocator, as the report records it: LD_PRELOAD and the settings' variables."""
+    return {**({"LD_PRELOAD": str(choice.library)} if choice.library is not None else {}), **settings.environment()}
+
 
 def allocator_family(choice: AllocatorChoice) -> Family | None:
     """The settings family of an allocator: from the backend it must be, or for a library file from the statistics

@@ -19,7 +19,7 @@ from workbench.probes import jvm_agent, native_probe
 from workbench.protocol.lifetime import die_with_parent
 from workbench.report.model import Report, RunError
 from workbench.run.environment import (
-    CheckedSettings, allocator_preload, check_allocator_settings, preload_environment, preload_mismatch,
+    CheckedSettings, allocator_environment, allocator_preload, check_allocator_settings, preload_environment, preload_mismatch,
 )
 from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
 from workbench.run.run_dir import RunDir, crash_line, run_dir_name
@@ -54,9 +54,7 @@ class PreparedProgram:
     @property
     def allocator_label(self) -> str:
         """The allocator with its settings: ``glibc@arena_max:2``."""
-        spec = self.spec or AllocatorSpec(self.allocator.name)
-        return f"{spec.name}@{self.malloc_conf}" if self.malloc_conf else spec.text()
-
+        return self.settings.spec(self.spec.name if self.spec is not None else self.allocator.name)
 
 @dataclass(frozen=True)
 class ProgramResult:
@@ -85,8 +83,7 @@ def prepare_program(command: list[str], allocator: str, malloc_conf: str | None,
 
 
 def claim_program_run_dir(program: PreparedProgram, out: Path | None) -> RunDir:
-    settings = program.malloc_conf or ",".join(f"{key}:{value}" for key, value in program.settings.pairs) or None
-    return RunDir.claim(run_dir_name("exec", program.allocator, settings), out)
+    return RunDir.claim(run_dir_name("exec", program.allocator, program.settings.label()), out)
 
 
 def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
@@ -148,8 +145,7 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
                              interrupted_by=received[0] if received else None, error=error)
     report = dataclasses.replace(report, allocator=dataclasses.replace(
         report.allocator, spec=program.allocator_label, settings=program.settings.readback,
-        environment={**({"LD_PRELOAD": str(program.allocator.library)} if program.allocator.library else {}),
-                     **program.settings.environment()}))
+        environment=allocator_environment(program.allocator, program.settings)))
     run_dir.finish(report, html)
     return ProgramResult(report, exit_code)
 

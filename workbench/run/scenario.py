@@ -20,7 +20,7 @@ from workbench.report.build import build_report
 from workbench.report.model import (AllocatorSection, JvmSection, Report, RunError, ScenarioSection, report_to_dict,
                                     report_to_json)
 from workbench.run.environment import (
-    CheckedSettings, allocator_preload, check_allocator_settings, malloc_conf_finding, preload_environment,
+    CheckedSettings, allocator_environment, allocator_preload, check_allocator_settings, malloc_conf_finding, preload_environment,
     preload_mismatch,
 )
 from workbench.run.expectations import check_expectations
@@ -67,9 +67,7 @@ class PreparedRun:
     @property
     def allocator_label(self) -> str:
         """The allocator with its settings as one would name it again: ``glibc@arena_max:2``."""
-        spec = self.spec or AllocatorSpec(self.allocator.name)
-        return f"{spec.name}@{self.malloc_conf}" if self.malloc_conf else spec.text()
-
+        return self.settings.spec(self.spec.name if self.spec is not None else self.allocator.name)
 
 def prepare(request: RunRequest) -> PreparedRun:
     """Everything resolved and validated; raises BadInput (exit 2) before anything starts or is written."""
@@ -112,14 +110,7 @@ def prepare(request: RunRequest) -> PreparedRun:
 
 def claim_run_dir(run: PreparedRun, out: Path | None) -> RunDir:
     """A new directory for this run: ``out`` (new or empty), else ``runs/<time>-<scenario>-<allocator>``."""
-    return RunDir.claim(run_dir_name(run.scenario.name, run.allocator, _settings_label(run)), out)
-
-
-def _settings_label(run: PreparedRun) -> str | None:
-    """The settings in a run directory's name: MALLOC_CONF, or NAME@'s settings for another allocator."""
-    if run.malloc_conf:
-        return run.malloc_conf
-    return ",".join(f"{key}:{value}" for key, value in run.settings.pairs) or None
+    return RunDir.claim(run_dir_name(run.scenario.name, run.allocator, run.settings.label()), out)
 
 
 def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
@@ -185,8 +176,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
             version=None, malloc_conf=run.malloc_conf, backend=None, detected_library=None,
             config_prof=None, config_stats=None, provenance=run.allocator.provenance,
             settings=run.settings.readback, spec=run.allocator_label,
-            environment={**({"LD_PRELOAD": str(run.allocator.library)} if run.allocator.library else {}),
-                         **run.settings.environment()},
+            environment=allocator_environment(run.allocator, run.settings),
         ),
         JvmSection(
             java_home=str(run.jdk.home), version=None, vm=None, options=run.jvm_options,
@@ -230,7 +220,7 @@ def execute_repeated(run: PreparedRun, run_dir: RunDir, count: int, quiet: bool 
     reports: list[Report] = []
     dirs: list[str] = []
     for index in range(count):
-        sub = RunDir.claim(run_dir_name(run.scenario.name, run.allocator, _settings_label(run)),
+        sub = RunDir.claim(run_dir_name(run.scenario.name, run.allocator, run.settings.label()),
                            run_dir.path / f"repeat-{index + 1}")
         reports.append(execute(run, sub, quiet=quiet, on_event=on_run(index) if on_run else None, html=html))
         dirs.append(str(sub.path))
