@@ -14,7 +14,7 @@ MIB = 1024 * 1024
 
 def test_every_bundled_scenario_has_a_test_here() -> None:
     tested = {"arrow-intvector", "intvector-grow", "intvector-leak", "intvector-churn-threads", "intvector-large",
-              "direct-bytebuffer", "netty-vs-unsafe"}
+              "direct-bytebuffer", "netty-vs-unsafe", "churn-arenas", "churn-grow-idle", "churn-netty"}
     # The benchmark-only ones are checked by validation here (tests/unit) and run by their benchmark.
     assert set(bundled_scenarios()) == tested | set(BENCHMARK_ONLY)
 
@@ -67,3 +67,35 @@ def test_churn_scenario_under_glibc(workbench_run: RunScenario) -> None:
     report = workbench_run("intvector-churn-threads", allocator="glibc", hold="0")
     assert report.step_results[0]["allocations"] > 1000
     assert measured(report, "arrow.allocated_bytes", at="closed") == 0
+
+
+def test_churn_arenas_makes_an_arena_per_thread_unless_arena_max_says_otherwise(workbench_run: RunScenario) -> None:
+    """Under 16 churning threads glibc makes arenas up to 8 per core; with arena_max:2 malloc_info shows 2."""
+    default = workbench_run("churn-arenas", hold="0")
+    tuned = workbench_run("churn-arenas", allocator="glibc@arena_max:2", hold="0")
+    assert default.snapshot("churned").allocator.raw["arenas"] > 2  # type: ignore[union-attr]
+    assert tuned.snapshot("churned").allocator.raw["arenas"] == 2  # type: ignore[union-attr]
+    assert tuned.allocator.spec == "glibc@arena_max:2"
+    assert tuned.allocator.environment == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    assert [(s.key, s.asked, s.effective) for s in tuned.allocator.settings or []] == [("arena_max", "2", 2)]
+    assert default.step_results[0]["allocations"] > 1000 and tuned.step_results[0]["allocations"] > 1000
+
+
+def test_churn_grow_idle_returns_memory_while_idle_only_with_a_background_thread(
+        workbench_run: RunScenario) -> None:
+    """jemalloc purges dirty pages when it is called: idle for 12 s (past the 10 s decay) it keeps them, unless a
+    background thread purges on time."""
+    kept = workbench_run("churn-grow-idle")
+    returned = workbench_run("churn-grow-idle", allocator="jemalloc@background_thread:true")
+    kept_while_idle = measured(kept, "process.anon_rss_bytes", at="idle", delta="closed")
+    returned_while_idle = measured(returned, "process.anon_rss_bytes", at="idle", delta="closed")
+    assert kept_while_idle > -4 * MIB, kept_while_idle
+    assert returned_while_idle < -16 * MIB, returned_while_idle
+
+
+def test_churn_netty_keeps_the_pooled_memory_after_close(workbench_run: RunScenario) -> None:
+    report = workbench_run("churn-netty", hold="0")
+    assert report.jvm.allocation_manager == "netty" and report.step_results[0]["allocations"] > 100
+    assert measured(report, "arrow.allocated_bytes", at="idle") == 0
+    # Netty's arenas keep their chunks: the process stays well above its baseline after everything is closed.
+    assert measured(report, "process.anon_rss_bytes", at="idle", delta="baseline") >= 16 * MIB

@@ -41,6 +41,7 @@ def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 _COMMANDS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("run", "run", "run", {}),
     ("compare", "compare", "compare", {}),
+    ("tune", "tune", "tune", {"context_settings": {"ignore_unknown_options": True}}),
     ("exec", "exec", "exec_", {"context_settings": {"ignore_unknown_options": True}}),
     ("attach", "exec", "attach", {}),
     ("snapshot", "exec", "snapshot", {}),

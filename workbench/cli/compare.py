@@ -20,15 +20,12 @@ from workbench.report.compare import ComparedRun, compare_to_json, render_compar
 from workbench.report.text import report_console
 
 
-def _allocator_specs(allocators: str | None, allocator: list[str] | None) -> list[tuple[str, str | None]]:
-    specs = [s.strip() for s in (allocators or "").split(",") if s.strip()] + list(allocator or [])
+def _allocator_specs(allocators: str | None, allocator: list[str] | None) -> list[str]:
+    """Every allocator to run: NAME or NAME@key:value,... (settings are checked when each run is prepared)."""
+    specs = [s.strip() for s in (allocators or "").split(",") if s.strip()] + [s.strip() for s in allocator or []]
     if not specs:
         raise BadInput("--allocators: expected a comma-separated list such as glibc,jemalloc,tcmalloc,mimalloc")
-    parsed = []
-    for spec in specs:
-        name, _, conf = spec.partition("@")
-        parsed.append((name, conf or None))
-    return parsed
+    return specs
 
 
 def _repeated(run: PreparedRun, run_dir: RunDir, repeat: int, quiet: bool, label: str) -> Report:
@@ -43,8 +40,9 @@ def compare(
     ] = None,
     allocator: Annotated[
         Optional[list[str]],
-        typer.Option("--allocator", "-a", help="One more allocator, repeatable; NAME@MALLOC_CONF sets its MALLOC_CONF "
-                                               "(commas allowed), e.g. 'jemalloc@background_thread:true'."),
+        typer.Option("--allocator", "-a", help="One more allocator, repeatable, with its settings as NAME@key:value,... "
+                                               "(commas allowed), e.g. 'jemalloc@background_thread:true' or "
+                                               "'glibc@arena_max:2'."),
     ] = None,
     java_home: options.JavaHome = None,
     hold: options.Hold = None,
@@ -72,18 +70,18 @@ def compare(
         if nmt is not None else [None]
     if len(set(levels)) != len(levels):
         raise BadInput(f"--nmt: {nmt!r} names a level twice")
-    variants = [(name, conf, level) for name, conf in specs for level in levels]
+    variants = [(spec, level) for spec in specs for level in levels]
     # Everything is resolved (and jemalloc built) before the first run starts, so bad input fails at once.
     prepared = [
-        prepare(RunRequest(scenario=scenario, allocator=name, malloc_conf=conf,
+        prepare(RunRequest(scenario=scenario, allocator=spec,
                            java_home=str(java_home) if java_home else None, hold_ms=hold_ms,
                            trust=trust, nmt=level, jpype_gc_link=True if jpype_gc_link else None))
-        for name, conf, level in variants
+        for spec, level in variants
     ]
     console = report_console()
     runs = []
-    for (name, conf, level), run in zip(variants, prepared):
-        label = (f"{name}@{conf}" if conf else name) + (f" nmt:{level}" if len(levels) > 1 else "")
+    for (_, level), run in zip(variants, prepared):
+        label = run.allocator_label + (f" nmt:{level}" if len(levels) > 1 else "")
         run_dir = claim_run_dir(run, out / re.sub(r"[^A-Za-z0-9_.-]+", "-", label) if out else None)
         if repeat == 1:
             with run_progress(run.scenario, quiet, f" under {label}") as on_event:

@@ -17,10 +17,13 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 ALLOCATOR_HELP = ("jemalloc (built from source by the workbench on first use), system:jemalloc (Debian's "
                   "libjemalloc2), tcmalloc, mimalloc (built from source with statistics on first use), "
-                  "system:mimalloc (Debian's libmimalloc2.0), glibc (nothing preloaded), or a path to a .so.")
+                  "system:mimalloc (Debian's libmimalloc2.0), glibc (nothing preloaded), or a path to a .so; settings "
+                  "as NAME@key:value,..., e.g. glibc@arena_max:2 or jemalloc@background_thread:true,dirty_decay_ms:1000 "
+                  "(docs/allocators.md lists each allocator's keys).")
 
 Allocator = Annotated[Optional[str], typer.Option(help=ALLOCATOR_HELP + " Default: the scenario's, else jemalloc.")]
-MallocConf = Annotated[Optional[str], typer.Option(help="MALLOC_CONF for the measured process, e.g. 'narenas:2'.")]
+MallocConf = Annotated[Optional[str], typer.Option(help="MALLOC_CONF for the measured process, e.g. 'narenas:2' "
+                                                        "(jemalloc only; the same as jemalloc@narenas:2).")]
 JavaHome = Annotated[Optional[Path], typer.Option(help="The JDK to start (default: JAVA_HOME, else JPype's).")]
 Hold = Annotated[Optional[str], typer.Option(help="Duration of every hold step, e.g. 500ms or 2s.")]
 JsonPath = Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")]

@@ -79,7 +79,8 @@ def build_report(
         if isinstance(event, AllocatorDetected):
             allocator = dataclasses.replace(
                 allocator, backend=event.backend, detected_library=event.library, version=event.version,
-                config_prof=event.config_prof, config_stats=event.config_stats, settings=event.settings,
+                config_prof=event.config_prof, config_stats=event.config_stats,
+                settings=event.settings if event.settings is not None else allocator.settings,
             )
         elif isinstance(event, JvmStarted):
             jvm = dataclasses.replace(jvm, version=event.version, vm=event.vm, nmt=event.nmt,

@@ -16,7 +16,7 @@ from workbench.report.ledger import (
     line_label,
     named_parts,
 )
-from workbench.report.model import TOP_SIZE_CLASSES, Report
+from workbench.report.model import TOP_SIZE_CLASSES, Report, settings_line
 from workbench.report.text import findings, size_classes_note, table_rows
 from workbench.units import format_bytes
 
@@ -112,7 +112,7 @@ def render_markdown(report: Report) -> str:
         "",
         f"- status: **{_escape(report.status)}**",
         f"- allocator: {_escape(allocator.name)} (backend {_escape(allocator.backend or 'not detected')} "
-        f"{_escape(allocator.version or '')}), MALLOC_CONF `{_escape(allocator.malloc_conf or '(none)')}`",
+        f"{_escape(allocator.version or '')}), `{_escape(settings_line(allocator))}`",
         f"- JVM: {_escape(jvm.vm or '?')} {_escape(jvm.version or '?')}, NMT {_escape(jvm.nmt or '?')}, "
         f"allocation manager {_escape(jvm.allocation_manager)}",
     ]

@@ -40,8 +40,24 @@ class AllocatorSection:
     config_prof: bool | None
     config_stats: bool | None
     provenance: Provenance = Provenance("none")
-    # Each MALLOC_CONF pair: what was asked and the opt.* value jemalloc says it uses (None: not read back).
+    # Each setting: what was asked and the value the allocator says it uses (jemalloc: opt.* in the measured
+    # process; glibc, tcmalloc, mimalloc: in a trial process with the same settings); effective None: not read back.
     settings: list[ConfSetting] | None = None
+    spec: str | None = None  # the allocator as named, with its settings: NAME@key:value,...
+    environment: dict[str, str] = field(default_factory=dict)  # LD_PRELOAD and the settings' variables, as used
+
+
+def settings_line(allocator: AllocatorSection) -> str:
+    """The allocator's settings as the measured process had them, and what the allocator said it uses:
+    ``MALLOC_CONF narenas:2 (read back: narenas 2)``, ``GLIBC_TUNABLES glibc.malloc.arena_max=2 (...)``."""
+    variables = {k: v for k, v in allocator.environment.items() if k != "LD_PRELOAD"}
+    if not variables and allocator.malloc_conf:
+        variables = {"MALLOC_CONF": allocator.malloc_conf}
+    if not variables:
+        return "settings (none)"
+    shown = ", ".join(f"{key} {value}" for key, value in variables.items())
+    read = [f"{s.key} {s.effective if s.effective is not None else '(not reported)'}" for s in allocator.settings or []]
+    return shown + (f" (read back: {', '.join(read)})" if read else "")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from workbench.figures import BY_KEY, FIGURES, Figure
 from workbench.report.ledger import OWNER_LABELS, explain_owner, named_parts
-from workbench.report.model import JvmSection, Report, Snapshot
+from workbench.report.model import JvmSection, Report, Snapshot, settings_line
 from workbench.units import format_bytes
 
 
@@ -137,7 +137,7 @@ def render_text(report: Report, console: Console) -> None:
         "allocator",
         Text(
             f"{allocator.name}: {allocator.backend or '?'} {allocator.version or ''} "
-            f"({allocator.detected_library or 'not detected'}), MALLOC_CONF {allocator.malloc_conf or '(none)'}"
+            f"({allocator.detected_library or 'not detected'}), {settings_line(allocator)}"
         ),
     )
     header.add_row(

@@ -4,6 +4,7 @@ directory, the same report, the same checks."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -18,13 +19,16 @@ from workbench._errors import BadInput
 from workbench.probes import jvm_agent, native_probe
 from workbench.protocol.lifetime import die_with_parent
 from workbench.report.model import Report, RunError
-from workbench.run.environment import allocator_preload, check_malloc_conf, preload_environment, preload_mismatch
+from workbench.run.environment import (
+    CheckedSettings, allocator_environment, allocator_preload, check_allocator_settings, preload_environment, preload_mismatch,
+)
 from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
 from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
 from workbench.toolchain.maven import kernels_classpath
 from workbench.toolchain.probe import ensure_probe
+from workbench.toolchain.settings import AllocatorSpec, parse_spec
 
 # The agent holds premain (at most this long) until the start snapshot is taken, so `start` is before main runs.
 AGENT_HOLD_MS = 30_000
@@ -45,7 +49,13 @@ class PreparedProgram:
     sockets: Path
     interval_ms: int
     nmt: str = "summary"  # off, summary, detail
+    spec: AllocatorSpec | None = None  # the allocator as named, with its settings
+    settings: CheckedSettings = CheckedSettings(None)
 
+    @property
+    def allocator_label(self) -> str:
+        """The allocator with its settings: ``glibc@arena_max:2``."""
+        return self.settings.spec(self.spec.name if self.spec is not None else self.allocator.name)
 
 @dataclass(frozen=True)
 class ProgramResult:
@@ -64,16 +74,17 @@ def prepare_program(command: list[str], allocator: str, malloc_conf: str | None,
         raise BadInput(f"exec: {command[0]}: command not found")
     if Path(command[0]).name != "java":
         raise BadInput(f"exec: {command[0]}: expected a java launcher (the probe and agent need a JVM)")
-    choice = resolve_allocator(allocator, quiet=quiet)
-    check_malloc_conf(choice, malloc_conf)
+    spec = parse_spec(allocator)
+    choice = resolve_allocator(spec.name, quiet=quiet)
+    settings = check_allocator_settings(choice, spec, "--allocator", malloc_conf)
     probe = ensure_probe(quiet=quiet)
     agent_jar = kernels_classpath(quiet=quiet)[0]
-    return PreparedProgram(command, java, choice, malloc_conf, probe, agent_jar,
-                           private_dir(native_probe.probe_dir()), interval_ms, nmt)
+    return PreparedProgram(command, java, choice, settings.malloc_conf, probe, agent_jar,
+                           private_dir(native_probe.probe_dir()), interval_ms, nmt, spec, settings)
 
 
 def claim_program_run_dir(program: PreparedProgram, out: Path | None) -> RunDir:
-    return RunDir.claim(run_dir_name("exec", program.allocator, program.malloc_conf), out)
+    return RunDir.claim(run_dir_name("exec", program.allocator, program.settings.label()), out)
 
 
 def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
@@ -89,7 +100,8 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
             *program.command[1:]]
     env = preload_environment([*allocator_preload(program.allocator), program.probe], program.malloc_conf,
                               extra={"WORKBENCH_PROBE_DIR": str(program.sockets),
-                                     "WORKBENCH_PROBE_DUMP_DIR": str(dumps)})
+                                     "WORKBENCH_PROBE_DUMP_DIR": str(dumps)},
+                              allocator_variables=program.settings.variables)
     parent = os.getpid()
     # The program dies with `workbench exec` (even by SIGKILL) unless the user asked to leave it running.
     process = subprocess.Popen(argv, env=env, preexec_fn=None if leave_running else lambda: die_with_parent(parent))
@@ -143,6 +155,9 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     report = external_report(sampler, argv, program.command, exit_code, program.allocator, program.malloc_conf,
                              str(Path(program.java).resolve().parents[1]), run_dir,
                              interrupted_by=received[0] if received else None, error=error)
+    report = dataclasses.replace(report, allocator=dataclasses.replace(
+        report.allocator, spec=program.allocator_label, settings=program.settings.readback,
+        environment=allocator_environment(program.allocator, program.settings)))
     run_dir.finish(report, html)
     return ProgramResult(report, exit_code)
 

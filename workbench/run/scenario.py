@@ -20,7 +20,8 @@ from workbench.report.build import build_report
 from workbench.report.model import (AllocatorSection, JvmSection, Report, RunError, ScenarioSection, report_to_dict,
                                     report_to_json)
 from workbench.run.environment import (
-    allocator_preload, check_malloc_conf, malloc_conf_finding, preload_environment, preload_mismatch,
+    CheckedSettings, allocator_environment, allocator_preload, check_allocator_settings, malloc_conf_finding, preload_environment,
+    preload_mismatch,
 )
 from workbench.run.expectations import check_expectations
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
@@ -33,6 +34,7 @@ from workbench.scenario.loader import is_bundled
 from workbench.scenario.trust import untrusted_values
 from workbench.scenario.model import ALLOCATION_MANAGER_PROPERTY, HoldStep
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
+from workbench.toolchain.settings import AllocatorSpec, parse_spec
 from workbench.toolchain.maven import kernels_classpath
 from workbench.toolchain.probe import ensure_probe
 
@@ -42,7 +44,7 @@ class RunRequest:
     """What the user asked for; None means: as the scenario file says."""
 
     scenario: str
-    allocator: str | None = None
+    allocator: str | None = None  # NAME or NAME@key:value,... (toolchain.settings)
     malloc_conf: str | None = None
     java_home: str | None = None
     hold_ms: int | None = None
@@ -60,7 +62,13 @@ class PreparedRun:
     jdk: Jdk
     jvm_options: list[str]
     malloc_conf_option: str = "--malloc-conf"  # where malloc_conf came from, for messages
+    spec: AllocatorSpec | None = None  # the allocator as named, with its settings
+    settings: CheckedSettings = CheckedSettings(None)  # the allocator's settings, checked and read back
 
+    @property
+    def allocator_label(self) -> str:
+        """The allocator with its settings as one would name it again: ``glibc@arena_max:2``."""
+        return self.settings.spec(self.spec.name if self.spec is not None else self.allocator.name)
 
 def prepare(request: RunRequest) -> PreparedRun:
     """Everything resolved and validated; raises BadInput (exit 2) before anything starts or is written."""
@@ -78,12 +86,15 @@ def prepare(request: RunRequest) -> PreparedRun:
                    if value is not None}
     if jvm_updates:
         scenario = scenario.model_copy(update={"jvm": scenario.jvm.model_copy(update=jvm_updates)})
-    allocator = resolve_allocator(request.allocator or scenario.allocator,
-                                  option="--allocator" if request.allocator else f"{source}: allocator")
+    option = "--allocator" if request.allocator else f"{source}: allocator"
+    spec = parse_spec(request.allocator or scenario.allocator, option)
+    allocator = resolve_allocator(spec.name, option=option)
     jdk = resolve_jdk(request.java_home)
     malloc_conf = request.malloc_conf if request.malloc_conf is not None else scenario.malloc_conf
     malloc_conf_option = "--malloc-conf" if request.malloc_conf is not None else f"{source}: malloc_conf"
-    check_malloc_conf(allocator, malloc_conf, malloc_conf_option)
+    settings = check_allocator_settings(allocator, spec, option, malloc_conf, malloc_conf_option)
+    if spec.settings and settings.family == "jemalloc":  # the worker's read-back names where the conf came from
+        malloc_conf_option = option
     jvm_options = [
         *([f"-XX:NativeMemoryTracking={scenario.jvm.nmt}"] if scenario.jvm.nmt != "off" else []),
         *arrow_options(jdk),
@@ -94,12 +105,13 @@ def prepare(request: RunRequest) -> PreparedRun:
         REGIONS_LOG_OPTION,
         *scenario.jvm.options,
     ]
-    return PreparedRun(scenario, source, allocator, malloc_conf, jdk, jvm_options, malloc_conf_option)
+    return PreparedRun(scenario, source, allocator, settings.malloc_conf, jdk, jvm_options, malloc_conf_option, spec,
+                       settings)
 
 
 def claim_run_dir(run: PreparedRun, out: Path | None) -> RunDir:
     """A new directory for this run: ``out`` (new or empty), else ``runs/<time>-<scenario>-<allocator>``."""
-    return RunDir.claim(run_dir_name(run.scenario.name, run.allocator, run.malloc_conf), out)
+    return RunDir.claim(run_dir_name(run.scenario.name, run.allocator, run.settings.label()), out)
 
 
 def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
@@ -124,7 +136,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     events: list[Event] = []
     environment = preload_environment(allocator_preload(run.allocator), run.malloc_conf,
                                       extra={"ARROW_DEFAULT_MEMORY_POOL": "system", **_path_locale(run_dir.path)},
-                                      python=True)
+                                      python=True, allocator_variables=run.settings.variables)
     with os.fdopen(open_output(run_dir.worker_log), "w") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "workbench.worker", str(run_dir.spec), str(write_end)],
@@ -169,6 +181,8 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
             library=str(run.allocator.library) if run.allocator.library else None,
             version=None, malloc_conf=run.malloc_conf, backend=None, detected_library=None,
             config_prof=None, config_stats=None, provenance=run.allocator.provenance,
+            settings=run.settings.readback, spec=run.allocator_label,
+            environment=allocator_environment(run.allocator, run.settings),
         ),
         JvmSection(
             java_home=str(run.jdk.home), version=None, vm=None, options=run.jvm_options,
@@ -222,7 +236,7 @@ def execute_repeated(run: PreparedRun, run_dir: RunDir, count: int, quiet: bool 
     reports: list[Report] = []
     dirs: list[str] = []
     for index in range(count):
-        sub = RunDir.claim(run_dir_name(run.scenario.name, run.allocator, run.malloc_conf),
+        sub = RunDir.claim(run_dir_name(run.scenario.name, run.allocator, run.settings.label()),
                            run_dir.path / f"repeat-{index + 1}")
         reports.append(execute(run, sub, quiet=quiet, on_event=on_run(index) if on_run else None, html=html))
         dirs.append(str(sub.path))

@@ -18,7 +18,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from workbench.toolchain.allocators import NAMES, is_library_path
+from workbench._errors import BadInput
+from workbench.toolchain.allocators import NAMES, SYSTEM_ALLOCATORS, is_library_path
+from workbench.toolchain.settings import check_settings, family_of_backend, parse_spec
 from workbench.units import parse_duration_ms
 from workbench.values import _DURATION_SCHEMA, Bytes, Label, Millis, Name, NmtLevel
 
@@ -385,17 +387,31 @@ class Scenario(_Strict):
 
     name: Name
     description: str
-    allocator: str = "jemalloc"
+    allocator: str = "jemalloc"  # NAME or NAME@key:value,... (its settings, see toolchain.settings)
     malloc_conf: str | None = None
 
     @field_validator("allocator")
     @classmethod
-    def _known_allocator(cls, name: str) -> str:
-        # The same names a run takes (a library path is checked as a file when the run, or validate, prepares it).
+    def _known_allocator(cls, text: str) -> str:
+        # The same names a run takes (a library path is checked as a file when the run, or validate, prepares it),
+        # and the settings a named allocator has, in range; what the allocator itself takes is tried by the run.
+        try:
+            spec = parse_spec(text, "allocator")
+        except BadInput as error:
+            detail = error.message.removeprefix(f"allocator {text}: ")
+            raise PydanticCustomError("bad_settings", "{text}: {detail}", {"text": repr(text), "detail": detail}) \
+                from None
+        name = spec.name
         if name not in NAMES and not is_library_path(name):
             raise PydanticCustomError("unknown_allocator", "unknown allocator '{name}' (expected one of: {names}, or "
                                                            "a path to a .so)", {"name": name, "names": ", ".join(NAMES)})
-        return name
+        if not is_library_path(name):
+            backend = SYSTEM_ALLOCATORS[name].backend if name in SYSTEM_ALLOCATORS else name
+            try:
+                check_settings(family_of_backend(backend), spec.settings, repr(text), name)
+            except BadInput as error:
+                raise PydanticCustomError("bad_settings", "{message}", {"message": error.message}) from None
+        return text
     allocation_manager: Literal["netty", "unsafe"] = "netty"
     jvm: JvmSpec = JvmSpec()
     # The timeline: cheap fields every sample_interval (0 turns sampling off), NMT every nmt_every samples.

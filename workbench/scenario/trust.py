@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.scenario.model import Scenario
+from workbench.toolchain.settings import parse_spec
 
 # JVM options that run a program, load code or write a file where the user did not ask (prefix, what it does).
 _JVM_OPTIONS = (
@@ -48,9 +49,13 @@ def untrusted_values(scenario: Scenario, allocator_from_cli: bool = False,
     """What in the scenario file only the person at the keyboard may decide (empty: the file is only data)."""
     found = [Untrusted(f"jvm.options[{index}]", option, why)
              for index, option in enumerate(scenario.jvm.options) if (why := _jvm_option_problem(option))]
-    allocator = scenario.allocator
+    spec = parse_spec(scenario.allocator, "allocator")  # the model has checked its syntax
+    allocator = spec.name
     if not allocator_from_cli and ("/" in allocator or allocator.endswith(".so") or ".so." in allocator):
         found.append(Untrusted("allocator", allocator, "loads native code (a library path)"))
+    if not allocator_from_cli:
+        found += [Untrusted("allocator", f"{key}:{value}", _MALLOC_CONF_KEYS[key])
+                  for key, value in spec.settings if key in _MALLOC_CONF_KEYS]
     if not malloc_conf_from_cli and scenario.malloc_conf:
         for entry in scenario.malloc_conf.split(","):
             key = entry.partition(":")[0].strip()
