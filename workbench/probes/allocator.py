@@ -202,6 +202,7 @@ class JemallocBackend:
         self._stats_print.argtypes = [_WRITE_CALLBACK, ctypes.c_void_p, ctypes.c_char_p]
         self._stats_print.restype = None
         self._ranges = _MappedRanges(library)
+        self._own_arena: int | None = None  # the workbench's own arena, once made
         page = ctypes.c_size_t()
         self._page = int(page.value) if self._read("arenas.page", page) else 4096
         version = ctypes.c_char_p()
@@ -216,6 +217,27 @@ class JemallocBackend:
     def _read(self, name: str, value: Any) -> bool:
         size = ctypes.c_size_t(ctypes.sizeof(value))
         return bool(self._mallctl(name.encode(), ctypes.byref(value), ctypes.byref(size), None, 0) == 0)
+
+    def use_own_arena(self) -> int | None:
+        """This thread allocates from an arena of the workbench's own (made once, ``arenas.create``; jemalloc never
+        gives a manually made arena to another thread) until ``use_arena(previous)``; the arena it used before, None
+        when jemalloc refused. Freed memory goes back to the arena it came from, so the program's arenas see none of
+        the workbench's calls: their dirty-page decay is ticked by the program alone."""
+        if self._own_arena is None:
+            created = ctypes.c_uint()
+            if not self._read("arenas.create", created):
+                return None
+            self._own_arena = int(created.value)
+        return self.use_arena(self._own_arena)
+
+    def use_arena(self, index: int) -> int | None:
+        """This thread's arena set to ``index``; the one before, None when jemalloc refused."""
+        old, new = ctypes.c_uint(), ctypes.c_uint(index)
+        size = ctypes.c_size_t(ctypes.sizeof(old))
+        if self._mallctl(b"thread.arena", ctypes.byref(old), ctypes.byref(size), ctypes.byref(new),
+                         ctypes.sizeof(new)) != 0:
+            return None
+        return int(old.value)
 
     def _read_bool(self, name: str) -> bool | None:
         value = ctypes.c_bool()
@@ -511,6 +533,18 @@ def conf_settings(backend: Backend, malloc_conf: str | None) -> list[ConfSetting
     pairs = [(key.strip(), value.strip()) for key, _, value in
              (pair.partition(":") for pair in malloc_conf.split(",") if pair.strip())]
     return [ConfSetting(key, value, options.get(key)) for key, value in pairs]
+
+
+def enter_own_arena(backend: Backend) -> int | None:
+    """jemalloc: this thread's allocations go to the workbench's own arena (see ``JemallocBackend.use_own_arena``);
+    the arena to go back to with ``leave_own_arena``; None for other allocators (they have no such control)."""
+    return backend.use_own_arena() if isinstance(backend, JemallocBackend) else None
+
+
+def leave_own_arena(backend: Backend, previous: int | None) -> None:
+    """Back to the arena ``enter_own_arena`` returned."""
+    if previous is not None and isinstance(backend, JemallocBackend):
+        backend.use_arena(previous)
 
 
 def detect() -> Backend:

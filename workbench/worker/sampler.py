@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from workbench._files import appending
-from workbench.probes.allocator import Backend
+from workbench.probes.allocator import Backend, enter_own_arena
 from workbench.probes.nmt import parse_summary
 from workbench.probes.process_status import read_status
 from workbench.protocol.samples import make_sample
@@ -60,6 +60,9 @@ class Sampler:
 
     def _loop(self) -> None:
         try:
+            # This thread is the workbench's alone: its allocations stay out of the program's arenas (jemalloc),
+            # so sampling an idle program does not tick their dirty-page decay.
+            enter_own_arena(self._allocator)
             self._sample_until_stopped()
         except BaseException as exc:  # a timeline with a hole is not a timeline: the run reports it and fails
             self.failure = exc

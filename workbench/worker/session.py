@@ -244,6 +244,15 @@ class Session:
             self._raw_dirs.clear()
 
     def _snapshot(self, label: str, keep: bool = True) -> None:
+        # The snapshot's own allocations (Python's too: PYTHONMALLOC=malloc) come from the workbench's own jemalloc
+        # arena, so they neither reuse nor purge the program's dirty pages.
+        previous = allocator_probe.enter_own_arena(self.allocator_probe)
+        try:
+            self._take_snapshot(label, keep)
+        finally:
+            allocator_probe.leave_own_arena(self.allocator_probe, previous)
+
+    def _take_snapshot(self, label: str, keep: bool) -> None:
         reader = self.reader
         began = time.perf_counter()
         allocated_before = self._allocated_now()
