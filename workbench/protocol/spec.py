@@ -24,6 +24,9 @@ class WorkerSpec:
     classpath: list[str]
     run_dir: str  # where the worker writes samples.jsonl and the raw statistics of each snapshot
     parent_pid: int  # the workbench process: the worker stops with it
+    # --profile: async-profiler's library (its agent is in jvm_options) and its nativemem interval in bytes.
+    profile_library: str | None = None
+    profile_interval: int | None = None
 
     def write(self, path: Path) -> None:
         write_atomically(path, json.dumps({"schema": SCHEMA, **asdict(self)}))

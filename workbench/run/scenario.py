@@ -24,6 +24,7 @@ from workbench.run.environment import (
 )
 from workbench.run.expectations import check_expectations
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
+from workbench.run.profile import Profiling, profile_interval
 from workbench.run.run_dir import RunDir, crash_line, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench._errors import BadInput
@@ -48,6 +49,8 @@ class RunRequest:
     trust: bool = False  # --trust: the file may run programs, load native code, write files (see scenario.trust)
     nmt: str | None = None  # --nmt: off, summary, detail
     jpype_gc_link: bool | None = None  # --jpype-gc-link
+    profile: bool = False  # --profile: native call sites (also the scenario's `profile: native`)
+    profile_interval: int | None = None  # --profile-interval, bytes (implies --profile)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class PreparedRun:
     jdk: Jdk
     jvm_options: list[str]
     malloc_conf_option: str = "--malloc-conf"  # where malloc_conf came from, for messages
+    profile_interval: int | None = None  # bytes, when the run records native call sites
 
 
 def prepare(request: RunRequest) -> PreparedRun:
@@ -93,7 +97,9 @@ def prepare(request: RunRequest) -> PreparedRun:
         REGIONS_LOG_OPTION,
         *scenario.jvm.options,
     ]
-    return PreparedRun(scenario, source, allocator, malloc_conf, jdk, jvm_options, malloc_conf_option)
+    profiled = request.profile or request.profile_interval is not None or scenario.profile == "native"
+    interval = profile_interval("--profile-interval", request.profile_interval) if profiled else None
+    return PreparedRun(scenario, source, allocator, malloc_conf, jdk, jvm_options, malloc_conf_option, interval)
 
 
 def claim_run_dir(run: PreparedRun, out: Path | None) -> RunDir:
@@ -109,14 +115,18 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     snapshot; then report.json, timeline.parquet and (with ``html``) report.html.
     """
     classpath = kernels_classpath(quiet=quiet)
+    profiling = Profiling.start(classpath, run.profile_interval) if run.profile_interval is not None else None
+    jvm_options = [*run.jvm_options, *([profiling.option] if profiling else [])]
     WorkerSpec(
         scenario=run.scenario.model_dump(mode="json", by_alias=True),
         java_home=str(run.jdk.home),
         jvm_library=str(run.jdk.library),
-        jvm_options=run.jvm_options,
+        jvm_options=jvm_options,
         classpath=classpath,
         run_dir=str(run_dir.path),
         parent_pid=os.getpid(),
+        profile_library=str(profiling.agent.library) if profiling else None,
+        profile_interval=run.profile_interval,
     ).write(run_dir.spec)
     read_end, write_end = os.pipe()
     events: list[Event] = []
@@ -165,7 +175,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
             config_prof=None, config_stats=None, provenance=run.allocator.provenance,
         ),
         JvmSection(
-            java_home=str(run.jdk.home), version=None, vm=None, options=run.jvm_options,
+            java_home=str(run.jdk.home), version=None, vm=None, options=jvm_options,
             allocation_manager=run.scenario.allocation_manager, nmt=None, pyarrow_memory_pool=None,
         ),
         worker_exit_code=exit_code,
@@ -175,6 +185,9 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         hs_err=str(hs_err) if hs_err else None,
         interrupted_by=stopper.signal_name,
     )
+    if profiling is not None:
+        report = profiling.finish(report, events, run_dir.path, run.jdk.home / "bin" / "java", classpath,
+                                  nmt=run.scenario.jvm.nmt != "off")
     if run.scenario.expect:
         report = dataclasses.replace(
             report, expectations=check_expectations(report_to_dict(report), list(run.scenario.expect))

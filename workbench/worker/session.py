@@ -51,6 +51,7 @@ from workbench.scenario.model import (
     ThreadsSpec,
     TransferSpec,
 )
+from workbench.worker.profiler import recorder_for
 from workbench.worker.sampler import Sampler
 from workbench.protocol.spec import WorkerSpec
 
@@ -91,6 +92,7 @@ class Session:
         self.nmt_enabled = False
         self._has_system_map = True  # until the JVM says it has no System.map
         self._start_up_log = ""  # the JVM's start-up log of its regions, once it has been read whole
+        self.recorder = recorder_for(spec)  # --profile: marks on async-profiler's recording
 
     def run(self) -> None:
         probe = allocator_probe.detect()
@@ -105,6 +107,9 @@ class Session:
             self.report_open_allocators()
             self._count_collections()
         finally:
+            stopped = self.recorder.stop()
+            if stopped is not None:
+                self.emit(stopped)
             if sampler is not None:
                 sampler.stop()
                 self.emit(SamplerStopped(samples=sampler.samples, cost_ms=round(sampler.cost_s * 1000, 3),
@@ -131,6 +136,7 @@ class Session:
         for index, step in enumerate(self.scenario.steps):
             kind, argument = _kind_and_argument(step)
             self.step_index = index
+            self.recorder.step(index)
             shown = f"{argument} ms" if kind == "hold" else str(argument) if kind in ("snapshot", "close", "verify") \
                 else None
             self.emit(StepStarted(index=index, step=kind, argument=shown))
@@ -194,6 +200,7 @@ class Session:
         ))
 
     def _snapshot(self, label: str) -> None:
+        self.recorder.snapshot(label)
         began = time.perf_counter()
         requested = sum(requested for _, requested in self.vectors.values())
         arrow = read_arrow(self.roots, requested)
