@@ -13,7 +13,7 @@ MIB = 1024 * 1024
 
 def test_every_bundled_scenario_has_a_test_here() -> None:
     tested = {"arrow-intvector", "intvector-grow", "intvector-leak", "intvector-churn-threads", "intvector-large",
-              "direct-bytebuffer", "netty-vs-unsafe"}
+              "direct-bytebuffer", "netty-vs-unsafe", "intvector-open-vectors"}
     assert set(bundled_scenarios()) == tested
 
 
@@ -65,3 +65,16 @@ def test_churn_scenario_under_glibc(workbench_run: RunScenario) -> None:
     report = workbench_run("intvector-churn-threads", allocator="glibc", hold="0")
     assert report.step_results[0]["allocations"] > 1000
     assert measured(report, "arrow.allocated_bytes", at="closed") == 0
+
+
+def test_intvector_open_vectors_tells_open_buffers_from_closed_ones(workbench_run: RunScenario) -> None:
+    report = workbench_run("intvector-open-vectors")  # profile: native, from the file
+    churned = report.snapshot("churned").call_sites
+    assert churned is not None and report.profile is not None
+    arrow = [s for s in churned.sites if "org.apache.arrow.vector.BaseFixedWidthVector.allocateNew" in s.frames]
+    # The 20 open vectors: one stack, under the 20 allocate steps (2-21); the 180 closed ones (step 23) are gone.
+    assert [(s.owner, s.bytes, s.count, s.steps, s.step_kind) for s in arrow] == \
+        [("arrow-open", 83_886_080, 20, list(range(2, 22)), "allocate")]
+    assert arrow[0].arrow_accounted_bytes == 83_886_080
+    assert all(23 not in s.steps for s in churned.sites)
+    assert [leak.bytes for leak in report.profile.leaks] == [83_886_080]  # the allocator still holds them at the end

@@ -13,6 +13,7 @@ from workbench.cli import options
 from workbench.report.model import Report
 from workbench.report.text import render_text
 from workbench.run.external import request_snapshot
+from workbench.run.profile import profile_interval_for
 from workbench.run.program import attach_process, claim_program_run_dir, prepare_program, run_program
 from workbench.run.signals import Interrupted, program_exit_code
 
@@ -39,6 +40,8 @@ def exec_(
     leave_running: Annotated[bool, typer.Option("--leave-running", help="Let the program run on if `workbench exec` "
                                                                         "itself is killed (default: it is killed too).")]
     = False,
+    profile: options.Profile = False,
+    profile_interval: options.ProfileInterval = None,
 ) -> None:
     """Run an unmodified JVM program with the allocator, the C probe, the Java agent and NMT added, and report.
 
@@ -50,7 +53,9 @@ def exec_(
     interval_ms = options.positive_duration_ms("--interval", interval)
     level = options.nmt_level("--nmt", nmt)
     assert level is not None
-    program = prepare_program(command, allocator, malloc_conf, interval_ms, quiet=quiet, nmt=level)
+    interval_bytes = options.size_bytes("--profile-interval", profile_interval)
+    program = prepare_program(command, allocator, malloc_conf, interval_ms, quiet=quiet, nmt=level,
+                              profile_interval=profile_interval_for(profile, interval_bytes))
     run_dir = claim_program_run_dir(program, out)
     result = run_program(program, run_dir, html=html, leave_running=leave_running)
     _show(result.report, quiet)

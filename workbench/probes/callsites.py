@@ -26,7 +26,8 @@ class CallSite:
     delta_count: int
     owner: Owner
     detail: str = ""  # what of the owner: "compiler", "class loading", the pool's allocation manager, ...
-    step: int | None = None  # the step that allocated most of these bytes; None: before the first step
+    step: int | None = None  # the step that allocated most of these bytes (the first of equals); None: before the steps
+    steps: list[int] = field(default_factory=list)  # every step that allocated some of them (-1: before the steps)
     step_kind: str | None = None
     arrow_accounted_bytes: int | None = None  # Arrow-allocated sites: what of these bytes Arrow still accounts
     leak: bool = False  # at the last snapshot: live, and nothing that will free it owns it

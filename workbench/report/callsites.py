@@ -82,25 +82,29 @@ class _Kind:
 def _kind(stack: RecordedStack) -> _Kind:
     frames = stack.frames
     java = [i for i in range(len(frames)) if is_java(stack, i)]
-    native_top = [frames[i] for i in range(len(frames)) if not is_java(stack, i) and frames[i] not in _WRAPPERS]
+    # Native frames that name something: not a malloc wrapper, not a library without symbols ("libz.so.1.2.13").
+    native_top = [frames[i] for i in range(len(frames))
+                  if not is_java(stack, i) and frames[i] not in _WRAPPERS and ".so" not in frames[i]]
     app = [i for i in java if _is_app(frames[i])]
     vector = [i for i in java if frames[i].startswith("org.apache.arrow.vector.")]
     arrow = [i for i in java if frames[i].startswith("org.apache.arrow.")]
     pool = [i for i in java if frames[i].startswith("io.netty.buffer.PoolArena")]
     chunk = [i for i in pool if frames[i].rsplit(".", 1)[-1] in _CHUNKS]
     allocating = any(frames[i].startswith(_ALLOCATING) for i in java)
-    under_index = (vector or arrow or app or [None])[0]
-    under = short_frame(frames[under_index]) if under_index is not None else ""
+    # A buffer's memory is allocated by constructing its allocation manager; Arrow's own static data (a <clinit>'s
+    # 8 bytes, on the way to a manager factory) is not a buffer.
+    manager = [i for i in arrow if frames[i].endswith("AllocationManager.<init>")]
+    outer = vector or arrow or app
+    under = short_frame(frames[outer[0]]) if outer else ""
 
     def innermost(indices: Sequence[int]) -> str:
         return short_frame(frames[indices[-1]]) if indices else ""
 
-    if allocating and pool and arrow:
+    if allocating and pool and manager:
         return _Kind("pool", "Netty PoolArena", innermost(chunk or pool), under)
-    if allocating and arrow:
-        manager = next((short_frame(frames[i]).split(".")[0] for i in reversed(arrow) if "AllocationManager" in frames[i]),
-                       "Arrow")
-        return _Kind("arrow", manager, innermost([i for i in arrow if i > (vector or [-1])[-1]] or arrow), under)
+    if allocating and manager:
+        return _Kind("arrow", short_frame(frames[manager[-1]]).split(".")[0],
+                     innermost([i for i in arrow if i > (vector or [-1])[-1]] or arrow), under)
     if allocating and pool:
         return _Kind("other", "Netty pool (not Arrow's)", innermost(chunk or pool), under)
     if allocating and any(frames[i] in ("java.nio.ByteBuffer.allocateDirect", "java.nio.DirectByteBuffer.<init>") for i in java):
@@ -123,7 +127,9 @@ def _kind(stack: RecordedStack) -> _Kind:
 
 def _name(kind: _Kind, frames: list[str]) -> str:
     """What allocated a call site, in a few words: ``PoolArena$DirectArena.newChunk under
-    BaseFixedWidthVector.allocateNew``."""
+    BaseFixedWidthVector.allocateNew``, ``IndexSet::initialize (compiler)``."""
+    if kind.group == "jvm":
+        return f"{kind.by or '?'} ({kind.detail})"
     if kind.under and kind.under != kind.by:
         return f"{kind.by} under {kind.under}"
     return kind.by or (frames[-1] if frames else "?")
@@ -132,8 +138,12 @@ def _name(kind: _Kind, frames: list[str]) -> str:
 def _main_step(site: RecordedSite) -> int | None:
     if not site.steps:
         return None
-    step = max(site.steps.items(), key=lambda item: item[1])[0]
+    step = min(site.steps.items(), key=lambda item: (-item[1], int(item[0])))[0]
     return None if int(step) < 0 else int(step)
+
+
+def _steps(site: RecordedSite) -> list[int]:
+    return sorted(int(step) for step in site.steps)
 
 
 def classify(recording: Recording, snapshots: Sequence[Snapshot], step_kinds: dict[int, str], arrow_leaked: bool,
@@ -162,7 +172,7 @@ def classify(recording: Recording, snapshots: Sequence[Snapshot], step_kinds: di
                 delta_bytes=site.bytes - (before.bytes if before else 0),
                 delta_count=site.count - (before.count if before else 0),
                 owner=owner, detail=kind.detail, step=step, step_kind=step_kinds.get(step) if step is not None else None,
-                arrow_accounted_bytes=share,
+                steps=_steps(site), arrow_accounted_bytes=share,
             )
             if last and _is_leak(call_site, kind, arrow_leaked):
                 call_site = CallSite(**{**call_site.__dict__, "leak": True})
@@ -187,7 +197,8 @@ def _freed(stack: RecordedStack, kind: _Kind, before: RecordedSite, step_kinds: 
     step = _main_step(before)
     return CallSite(frames=stack.frames, name=_name(kind, stack.frames), kinds=stack.kinds, bytes=0, count=0,
                     delta_bytes=-before.bytes, delta_count=-before.count, owner=_owner(kind, before, {})[0],
-                    detail=kind.detail, step=step, step_kind=step_kinds.get(step) if step is not None else None)
+                    detail=kind.detail, step=step, step_kind=step_kinds.get(step) if step is not None else None,
+                    steps=_steps(before))
 
 
 def _arrow_shares(sites: list[RecordedSite], kinds: list[_Kind], arrow_bytes: int | None) -> dict[int, int]:
@@ -229,10 +240,33 @@ def _is_leak(site: CallSite, kind: _Kind, arrow_leaked: bool) -> bool:
     return kind.group == "other" and kind.detail == "Unsafe.allocateMemory"
 
 
-def _step_name(site: CallSite) -> str:
+def step_name(site: CallSite) -> str:
+    """``step 2 (allocate)``, ``steps 2-21 (20 steps; most in 2, allocate)``, ``before the first step``."""
     if site.step is None:
         return "before the first step"
+    kind = f", {site.step_kind}" if site.step_kind else ""
+    steps = [s for s in site.steps if s >= 0]
+    if len(steps) > 1:
+        return f"steps {steps[0]}-{steps[-1]} ({len(steps)} steps; most in {site.step}{kind})"
     return f"step {site.step}" + (f" ({site.step_kind})" if site.step_kind else "")
+
+
+def step_short(site: CallSite) -> str:
+    """The step column of a call-site table: ``2 allocate``, ``2-21 allocate``, ``start-up``."""
+    if site.step is None:
+        return "start-up"
+    steps = [s for s in site.steps if s >= 0]
+    shown = f"{steps[0]}-{steps[-1]}" if len(steps) > 1 else str(site.step)
+    return f"{shown} {site.step_kind or ''}".strip()
+
+
+def leak_reason(site: CallSite) -> str:
+    """Why nothing will free a leaked call site."""
+    if site.owner == "arrow-open":
+        return "their vectors are open and their Arrow allocator was found holding them when it was closed or at the end"
+    if site.arrow_accounted_bytes is not None:
+        return "Arrow allocated them and no longer accounts them"
+    return "memory from Unsafe.allocateMemory is freed only by an explicit freeMemory"
 
 
 def findings(report: Report) -> list[str]:
@@ -253,14 +287,19 @@ def findings(report: Report) -> list[str]:
         parts.append(f"{OWNER_NAMES[owner]} {value:,} B" + (f" (top: {top.name}, {top.bytes:,} B)" if top else ""))
     lines.append(f"At '{last.label}' {last.call_sites.live_bytes:,} B of native memory allocated since the JVM "
                  f"started are live in {last.call_sites.stacks:,} stacks: " + "; ".join(parts) + ".")
+    told: dict[tuple[str, ...], tuple[str, int | None, int]] = {}  # frames -> what was said of them
     for snapshot in profiled:
         assert snapshot.call_sites is not None
         for site in snapshot.call_sites.sites:
             if site.owner not in ("pool-retained", "arrow-open") or site.arrow_accounted_bytes is None \
                     or site.step is None or (snapshot is not last and snapshot is not _first_with(profiled, site)):
                 continue
+            said = (site.owner, site.arrow_accounted_bytes, site.bytes)
+            if told.get(tuple(site.frames)) == said:
+                break
+            told[tuple(site.frames)] = said
             sentence = (f"At '{snapshot.label}' {site.bytes:,} B were allocated by {site.name} in "
-                        f"{_step_name(site)}; Arrow accounts {site.arrow_accounted_bytes:,} B of them")
+                        f"{step_name(site)}; Arrow accounts {site.arrow_accounted_bytes:,} B of them")
             if site.owner == "pool-retained":
                 sentence += (", so the pool keeps them (pool-retained)." if site.arrow_accounted_bytes == 0
                              else ", the pool holds the rest.")
@@ -269,8 +308,9 @@ def findings(report: Report) -> list[str]:
             lines.append(sentence)
             break
     for site in report.profile.leaks if report.profile else []:
-        lines.append(f"Leak: {site.bytes:,} B in {site.count:,} allocation(s) from {_step_name(site)} by "
-                     f"{site.name} are still live at '{last.label}' and owned by nothing that will free them.")
+        lines.append(f"Leak: {site.bytes:,} B in {site.count:,} allocation(s) from {step_name(site)} by "
+                     f"{site.name} are still live at '{last.label}' and owned by nothing that will free them "
+                     f"({leak_reason(site)}).")
     return lines
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,25 +35,31 @@ def profile_interval(option: str, value: int | None) -> int:
     return value
 
 
+def profile_interval_for(profile: bool, interval: int | None, option: str = "--profile-interval") -> int | None:
+    """The interval of a run that asked for ``--profile`` (or gave ``--profile-interval``, which implies it); None
+    when it records no call sites."""
+    return profile_interval(option, interval) if profile or interval is not None else None
+
+
 @dataclass(frozen=True)
 class Profiling:
-    """A run that records call sites: the agent, its interval, and the JVM option that loads it."""
+    """A run that records call sites: async-profiler's agent, its interval, and the classpath of the reader."""
 
     agent: ProfilerAgent
     interval: int
-    option: str
+    classpath: list[str]
 
     @classmethod
-    def start(cls, classpath: list[str], interval: int, recording: str = f"{PROFILE_DIR}/{RECORDING_FILE}",
-              ) -> Profiling:
-        """The agent for this classpath (extracted into the cache on first use) and its ``-agentpath``; the
-        recording is written relative to the JVM's working directory (the run directory)."""
-        agent = ensure_agent(classpath)
+    def start(cls, classpath: list[str], interval: int) -> Profiling:
+        """The agent for the kernels' classpath (extracted into the cache on first use)."""
+        return cls(ensure_agent(classpath), interval, classpath)
+
+    def option(self, recording: str = f"{PROFILE_DIR}/{RECORDING_FILE}") -> str:
+        """The ``-agentpath`` that records into ``recording`` (relative: to the JVM's working directory)."""
         try:
-            option = agent_option(agent.library, interval, recording)
+            return agent_option(self.agent.library, self.interval, recording)
         except ValueError as error:
             raise BadInput(f"--profile: {error}") from None
-        return cls(agent, interval, option)
 
     def section(self, run_dir: Path, error: str | None = None, **figures: object) -> ProfileSection:
         profile = run_dir / PROFILE_DIR
@@ -61,8 +67,7 @@ class Profiling:
                               recording=str(profile / RECORDING_FILE), callsites=str(profile / CALLSITES_FILE),
                               error=error, **figures)  # type: ignore[arg-type]
 
-    def finish(self, report: Report, events: Sequence[Event], run_dir: Path, java: Path, classpath: list[str],
-               nmt: bool) -> Report:
+    def finish(self, report: Report, events: Sequence[Event], run_dir: Path, java: Path, nmt: bool) -> Report:
         """The report with call sites at each snapshot, from the worker's recording; a recording that could not be
         stopped or read leaves the report as it was, with ``profile.error`` saying why."""
         stopped = next((e for e in events if isinstance(e, ProfileStopped)), None)
@@ -71,9 +76,27 @@ class Profiling:
                 run_dir, "the worker ended before it stopped the recording (a recording is only whole once stopped)"))
         if stopped.error is not None:
             return dataclasses.replace(report, profile=self.section(run_dir, f"async-profiler: {stopped.error}"))
-        steps = {e.index: e.step for e in events if isinstance(e, StepStarted)}
+        return self._attach(report, run_dir, java, nmt, {e.index: e.step for e in events if isinstance(e, StepStarted)})
+
+    def finish_program(self, report: Report, run_dir: Path, java: Path, nmt: bool, epoch_ns: Callable[[float], int],
+                       ) -> Report:
+        """The same for a program `exec` ran (its agent wrote the recording when the JVM exited): the marks are its
+        snapshots, each also the start of a "step" named after it, so a call site says after which snapshot it was
+        allocated; ``epoch_ns`` turns a snapshot's ``t_ms`` into wall-clock nanoseconds."""
+        if not (run_dir / PROFILE_DIR / RECORDING_FILE).is_file():
+            return dataclasses.replace(report, profile=self.section(
+                run_dir, "the program wrote no recording (async-profiler writes it when the JVM exits normally)"))
+        lines = []
+        for index, snapshot in enumerate(report.snapshots):
+            lines += [f"step\t{index}\t{epoch_ns(snapshot.t_ms)}\t0", f"snapshot\t{snapshot.label}\t"
+                      f"{epoch_ns(snapshot.t_ms)}\t0"]
+        write_atomically(run_dir / PROFILE_DIR / MARKS_FILE, "".join(line + "\n" for line in lines))
+        steps = {index: f"after '{s.label}'" for index, s in enumerate(report.snapshots)}
+        return self._attach(report, run_dir, java, nmt, steps)
+
+    def _attach(self, report: Report, run_dir: Path, java: Path, nmt: bool, steps: dict[int, str]) -> Report:
         try:
-            recording = read_call_sites(java, classpath, run_dir, nmt, self.interval)
+            recording = read_call_sites(java, self.classpath, run_dir, nmt, self.interval)
         except BadRecording as error:
             return dataclasses.replace(report, profile=self.section(run_dir, str(error)))
         return attach(report, recording, run_dir, steps, self.section(

@@ -18,7 +18,9 @@ from workbench.probes import jvm_agent, native_probe
 from workbench.protocol.lifetime import die_with_parent
 from workbench.report.model import Report, RunError
 from workbench.run.environment import allocator_preload, check_malloc_conf, preload_environment, preload_mismatch
+from workbench.protocol.callsites import PROFILE_DIR, RECORDING_FILE
 from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
+from workbench.run.profile import Profiling
 from workbench.run.run_dir import RunDir, crash_line, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
@@ -44,6 +46,7 @@ class PreparedProgram:
     sockets: Path
     interval_ms: int
     nmt: str = "summary"  # off, summary, detail
+    profiling: Profiling | None = None  # --profile: async-profiler's agent added too
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class ProgramResult:
 
 
 def prepare_program(command: list[str], allocator: str, malloc_conf: str | None, interval_ms: int,
-                    quiet: bool = False, nmt: str = "summary") -> PreparedProgram:
+                    quiet: bool = False, nmt: str = "summary", profile_interval: int | None = None) -> PreparedProgram:
     """Resolve the program, the allocator and the probe and agent (built on first use); BadInput before anything
     starts."""
     if not command:
@@ -66,9 +69,10 @@ def prepare_program(command: list[str], allocator: str, malloc_conf: str | None,
     choice = resolve_allocator(allocator, quiet=quiet)
     check_malloc_conf(choice, malloc_conf)
     probe = ensure_probe(quiet=quiet)
-    agent_jar = kernels_classpath(quiet=quiet)[0]
-    return PreparedProgram(command, java, choice, malloc_conf, probe, agent_jar,
-                           private_dir(native_probe.probe_dir()), interval_ms, nmt)
+    classpath = kernels_classpath(quiet=quiet)
+    profiling = Profiling.start(classpath, profile_interval) if profile_interval is not None else None
+    return PreparedProgram(command, java, choice, malloc_conf, probe, classpath[0],
+                           private_dir(native_probe.probe_dir()), interval_ms, nmt, profiling)
 
 
 def claim_program_run_dir(program: PreparedProgram, out: Path | None) -> RunDir:
@@ -81,7 +85,11 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     dumps = run_dir.path / "allocator"
     dumps.mkdir(exist_ok=True)
     nmt = [f"-XX:NativeMemoryTracking={program.nmt}"] if program.nmt != "off" else []
-    argv = [program.java, *nmt, f"-javaagent:{program.agent_jar}=dir={program.sockets}",
+    profiler: list[str] = []
+    if program.profiling is not None:
+        (run_dir.path / PROFILE_DIR).mkdir(exist_ok=True)
+        profiler = [program.profiling.option(str(run_dir.path / PROFILE_DIR / RECORDING_FILE))]
+    argv = [program.java, *nmt, *profiler, f"-javaagent:{program.agent_jar}=dir={program.sockets}",
             f"-Dworkbench.agent.hold={AGENT_HOLD_MS}", f"-Dworkbench.agent.exit-hold={AGENT_EXIT_HOLD_MS}",
             f"-XX:ErrorFile={run_dir.path}/hs_err_pid%p.log",
             *program.command[1:]]
@@ -92,6 +100,8 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     # The program dies with `workbench exec` (even by SIGKILL) unless the user asked to leave it running.
     process = subprocess.Popen(argv, env=env, preexec_fn=None if leave_running else lambda: die_with_parent(parent))
     sampler = ExternalSampler(process.pid, run_dir.path, interval_s=program.interval_ms / 1000)
+    # A snapshot's t_ms (monotonic, from the sampler's start) on the wall clock, for the recording's marks.
+    wall_offset_ns = time.time_ns() - time.monotonic_ns()
     received: list[str] = []
 
     def forward(signal_name: str) -> None:
@@ -131,6 +141,10 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     report = external_report(sampler, argv, program.command, exit_code, program.allocator, program.malloc_conf,
                              str(Path(program.java).resolve().parents[1]), run_dir,
                              interrupted_by=received[0] if received else None, error=error)
+    if program.profiling is not None:
+        report = program.profiling.finish_program(
+            report, run_dir.path, Path(program.java), program.nmt != "off",
+            lambda t_ms: wall_offset_ns + int((sampler.started * 1000 + t_ms) * 1_000_000))
     run_dir.finish(report, html)
     return ProgramResult(report, exit_code)
 

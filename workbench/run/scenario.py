@@ -24,7 +24,7 @@ from workbench.run.environment import (
 )
 from workbench.run.expectations import check_expectations
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
-from workbench.run.profile import Profiling, profile_interval
+from workbench.run.profile import Profiling, profile_interval_for
 from workbench.run.run_dir import RunDir, crash_line, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench._errors import BadInput
@@ -97,8 +97,7 @@ def prepare(request: RunRequest) -> PreparedRun:
         REGIONS_LOG_OPTION,
         *scenario.jvm.options,
     ]
-    profiled = request.profile or request.profile_interval is not None or scenario.profile == "native"
-    interval = profile_interval("--profile-interval", request.profile_interval) if profiled else None
+    interval = profile_interval_for(request.profile or scenario.profile == "native", request.profile_interval)
     return PreparedRun(scenario, source, allocator, malloc_conf, jdk, jvm_options, malloc_conf_option, interval)
 
 
@@ -116,7 +115,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     """
     classpath = kernels_classpath(quiet=quiet)
     profiling = Profiling.start(classpath, run.profile_interval) if run.profile_interval is not None else None
-    jvm_options = [*run.jvm_options, *([profiling.option] if profiling else [])]
+    jvm_options = [*run.jvm_options, *([profiling.option()] if profiling else [])]
     WorkerSpec(
         scenario=run.scenario.model_dump(mode="json", by_alias=True),
         java_home=str(run.jdk.home),
@@ -186,7 +185,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         interrupted_by=stopper.signal_name,
     )
     if profiling is not None:
-        report = profiling.finish(report, events, run_dir.path, run.jdk.home / "bin" / "java", classpath,
+        report = profiling.finish(report, events, run_dir.path, run.jdk.home / "bin" / "java",
                                   nmt=run.scenario.jvm.nmt != "off")
     if run.scenario.expect:
         report = dataclasses.replace(
