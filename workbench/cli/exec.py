@@ -73,12 +73,16 @@ def attach(
     interval: Annotated[str, typer.Option(help="Sampling interval (NMT through jcmd every 10th sample).")] = "200ms",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the report at the end.")] = False,
     html: options.Html = True,
+    profile: options.Profile = False,
+    profile_interval: options.ProfileInterval = None,
 ) -> None:
     """Sample a JVM that is already running with whatever it has: the kernel's view always, the probe's and the
-    agent's when they are loaded, else NMT through `jcmd PID VM.native_memory` (NMT must be on in that JVM)."""
+    agent's when they are loaded, else NMT through `jcmd PID VM.native_memory` (NMT must be on in that JVM).
+    --profile loads async-profiler into it (jcmd PID JVMTI.agent_load) from the start snapshot to the end."""
     interval_ms = options.positive_duration_ms("--interval", interval)
     duration_ms = options.duration_ms("--duration", duration)
-    result = attach_process(pid, duration_ms, interval_ms, out, html=html)
+    interval_bytes = profile_interval_for(profile, options.size_bytes("--profile-interval", profile_interval))
+    result = attach_process(pid, duration_ms, interval_ms, out, html=html, profile_interval=interval_bytes)
     _show(result.report, quiet)
     if result.interrupted_by is not None:
         raise Interrupted(result.interrupted_by, result.report.run_dir or "", what="the report")

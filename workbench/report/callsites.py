@@ -125,6 +125,11 @@ def _kind(stack: RecordedStack) -> _Kind:
                  else library, by, under if under != by else "")
 
 
+def stack_name(stack: RecordedStack) -> str:
+    """What allocated a recorded stack, as its call site is named."""
+    return _name(_kind(stack), stack.frames)
+
+
 def _name(kind: _Kind, frames: list[str]) -> str:
     """What allocated a call site, in a few words: ``PoolArena$DirectArena.newChunk under
     BaseFixedWidthVector.allocateNew``, ``IndexSet::initialize (compiler)``."""
@@ -285,7 +290,7 @@ def findings(report: Report) -> list[str]:
     for owner, value in owners[:3]:
         top = next((s for s in last.call_sites.sites if s.owner == owner), None)
         parts.append(f"{OWNER_NAMES[owner]} {value:,} B" + (f" (top: {top.name}, {top.bytes:,} B)" if top else ""))
-    lines.append(f"At '{last.label}' {last.call_sites.live_bytes:,} B of native memory allocated since the JVM "
+    lines.append(f"At '{last.label}' {last.call_sites.live_bytes:,} B of native memory allocated since the recording "
                  f"started are live in {last.call_sites.stacks:,} stacks: " + "; ".join(parts) + ".")
     told: dict[tuple[str, ...], tuple[str, int | None, int]] = {}  # frames -> what was said of them
     for snapshot in profiled:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench._errors import BadInput
+from workbench._errors import BadInput, RunFailed
 from workbench.probes import jvm_agent, native_probe
 from workbench.protocol.lifetime import die_with_parent
 from workbench.report.model import Report, RunError
@@ -149,6 +149,21 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     return ProgramResult(report, exit_code)
 
 
+def _load_profiler(jcmd: str, pid: int, profiling: Profiling, run_dir: Path, action: str) -> None:
+    """``jcmd PID JVMTI.agent_load <async-profiler> <action>,...``: loading it again with other options is how
+    async-profiler's own launcher talks to it, so ``stop`` writes the recording and ends it."""
+    option = profiling.option(str(run_dir / PROFILE_DIR / RECORDING_FILE)).split("=", 1)[1]
+    if action == "stop":
+        option = f"stop,file={run_dir / PROFILE_DIR / RECORDING_FILE}"
+    # Quoted: the diagnostic command would take "start,event=..." apart at its '=' as a named argument.
+    result = subprocess.run([jcmd, str(pid), "JVMTI.agent_load", str(profiling.agent.library), f'"{option}"'],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    said = (result.stdout + result.stderr).strip()
+    if result.returncode != 0 or "return code: 0" not in said:
+        raise RunFailed(f"attach --profile: jcmd could not {action} async-profiler in process {pid}: "
+                        f"{' '.join(said.splitlines()[-2:]) or f'exit {result.returncode}'}")
+
+
 def _exit_snapshot(sampler: ExternalSampler, sockets: Path) -> None:
     """The `exit` snapshot: the agent says when the JVM starts to exit and holds the exit until it is taken, so every
     layer (NMT included) is still there to read."""
@@ -198,9 +213,10 @@ class AttachResult:
 
 
 def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Path | None,
-                   html: bool = True) -> AttachResult:
+                   html: bool = True, profile_interval: int | None = None) -> AttachResult:
     """Sample a running JVM with what it has: the kernel's view always, the probe's and the agent's when loaded,
-    else NMT through `jcmd PID VM.native_memory`."""
+    else NMT through `jcmd PID VM.native_memory`. With ``profile_interval``, async-profiler is loaded into it
+    (``jcmd PID JVMTI.agent_load``) to record call sites from the start snapshot on, and stopped at the end."""
     cmdline_path = Path(f"/proc/{pid}/cmdline")
     if not cmdline_path.exists():
         raise BadInput(f"attach: no process {pid}")
@@ -213,8 +229,19 @@ def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Pat
     if not has_agent and jcmd is None:
         raise BadInput("attach: no Java agent in that JVM and no jcmd found (install a JDK: apt-get install "
                        "openjdk-17-jdk-headless)")
+    profiling = None
+    if profile_interval is not None:
+        if jcmd is None:
+            raise BadInput("attach --profile: no jcmd found to load async-profiler into that JVM (install a JDK: "
+                           "apt-get install openjdk-17-jdk-headless)")
+        profiling = Profiling.start(kernels_classpath(), profile_interval)
     run_dir = RunDir.claim(run_dir_name(f"attach-{pid}", None, None), out)
     sampler = ExternalSampler(pid, run_dir.path, interval_s=interval_ms / 1000, use_jcmd=not has_agent, jcmd=jcmd)
+    wall_offset_ns = time.time_ns() - time.monotonic_ns()
+    if profiling is not None:
+        assert jcmd is not None
+        (run_dir.path / PROFILE_DIR).mkdir(exist_ok=True)
+        _load_profiler(jcmd, pid, profiling, run_dir.path, "start")
     received: list[str] = []
 
     def stop(signal_name: str) -> None:
@@ -232,9 +259,17 @@ def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Pat
             timer.cancel()
         if Path(f"/proc/{pid}").exists():
             sampler.take("end")
+            if profiling is not None:
+                assert jcmd is not None
+                _load_profiler(jcmd, pid, profiling, run_dir.path, "stop")
     java_home = str(Path(java).resolve().parents[1]) if java and Path(java).exists() else ""
     interrupted = received[0] if received else None
     report = external_report(sampler, argv, argv, None, None, None, java_home, run_dir, interrupted_by=interrupted)
+    if profiling is not None:
+        reader = Path(java_home) / "bin" / "java" if java_home else Path(shutil.which("java") or "java")
+        report = profiling.finish_program(
+            report, run_dir.path, reader, nmt=any(s.nmt for s in report.snapshots),
+            epoch_ns=lambda t_ms: wall_offset_ns + int((sampler.started * 1000 + t_ms) * 1_000_000))
     run_dir.finish(report, html)
     return AttachResult(report, interrupted)
 
