@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import JDK25, ROOT, by_label, run_json
+from tests.integration.test_html import _open, browser  # noqa: F401 (the browser fixture)
 
 pytestmark = [pytest.mark.jvm, pytest.mark.slow]
 MIB = 1024 * 1024
@@ -104,3 +105,26 @@ def test_exec_profile_gives_call_sites_under_the_programs_own_main(tmp_path: Pat
     assert kept[0]["frames"][0].endswith("ProfiledMain.main") or "ProfiledMain.main" in kept[0]["frames"]
     # The vector was closed before the end: no Arrow buffer of its is left.
     assert not [s for s in exit_sites if s["owner"] == "arrow-open"]
+
+
+def test_report_html_has_a_flame_graph_per_snapshot_and_fetches_nothing(tmp_path: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    out = tmp_path / "run"
+    run_json(tmp_path, "arrow-intvector", "--profile", "--hold", "0", "--out", str(out))
+    page = out / "report.html"
+    assert _open(browser, page) == [page.as_uri()]
+    canvas = browser.find_element(By.ID, "flame-canvas")
+    assert canvas.size["height"] > 10 * 18  # the chunk's stack is deeper than ten frames
+    chunk = "io.netty.buffer.PoolArena$DirectArena.newChunk"
+    assert browser.execute_script(
+        f"return JSON.parse(document.getElementById('flame-data').textContent).frames.includes('{chunk}')")
+    select = Select(browser.find_element(By.ID, "flame-snapshot"))
+    assert [o.text for o in select.options] == ["baseline", "allocated", "filled", "held", "vector-closed",
+                                                "allocator-closed"]
+    select.select_by_visible_text("allocated")
+    visible = [t for t in browser.find_elements(By.CSS_SELECTOR, "#call-sites .site-table") if t.is_displayed()]
+    assert [t.get_attribute("data-label") for t in visible] == ["allocated"]
+    assert "PoolArena$DirectArena.newChunk under BaseFixedWidthVector.allocateNew" in visible[0].text
+    assert browser.find_element(By.ID, "flame-info").text.endswith("MiB live")
