@@ -71,7 +71,8 @@ def test_intvector_open_vectors_tells_open_buffers_from_closed_ones(workbench_ru
     report = workbench_run("intvector-open-vectors")  # profile: native, from the file
     churned = report.snapshot("churned").call_sites
     assert churned is not None and report.profile is not None
-    arrow = [s for s in churned.sites if "org.apache.arrow.vector.BaseFixedWidthVector.allocateNew" in s.frames]
+    # Arrow's buffers (a JIT compilation under allocateNew is the JVM's, not Arrow's).
+    arrow = [s for s in churned.sites if s.owner in ("arrow-open", "pool-retained")]
     # The 20 open vectors: one stack, under the 20 allocate steps (2-21); the 180 closed ones (step 23) are gone.
     assert [(s.owner, s.bytes, s.count, s.steps, s.step_kind) for s in arrow] == \
         [("arrow-open", 83_886_080, 20, list(range(2, 22)), "allocate")]

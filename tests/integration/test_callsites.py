@@ -17,8 +17,9 @@ MIB = 1024 * 1024
 
 
 def _arrow_sites(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for s in snapshot["call_sites"]["sites"]
-            if any(f == "org.apache.arrow.vector.BaseFixedWidthVector.allocateNew" for f in s["frames"])]
+    """Arrow's buffers under allocateNew (not a JIT compilation or a class loaded under it: the JVM's)."""
+    return [s for s in snapshot["call_sites"]["sites"] if s["owner"] != "jvm"
+            and any(f == "org.apache.arrow.vector.BaseFixedWidthVector.allocateNew" for f in s["frames"])]
 
 
 def _pool_chunk(snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
+from rich.console import Console
+
+from tests.unit.reports import jemalloc_report
 from workbench.probes.arrow import ArrowSnapshot
+from workbench.probes.callsites import ProfileSection
 from workbench.protocol.callsites import RecordedSite, RecordedSnapshot, RecordedStack, Recording, RecordingInfo
 from workbench.report.callsites import classify
-from workbench.report.model import Snapshot
+from workbench.report.callsites_diff import diff_call_sites
+from workbench.report.model import Report, Snapshot, report_from_dict, report_to_json
+from workbench.report.text import render_text
 
 MIB = 1024 * 1024
 ALLOCATE = ["workbench.jvm.VectorKernels.allocate", "org.apache.arrow.vector.BaseFixedWidthVector.allocateNew",
@@ -111,3 +120,48 @@ def test_the_applications_own_unsafe_malloc_left_at_the_end_is_a_leak_from_its_s
         [(1_234_567, 5, "churn", "Main.leak under Main.main")]
     start_up = _recording(("end", [RecordedSite(stack=4, bytes=4096, count=1, steps={"-1": 4096})]))
     assert classify(start_up, [_snapshot("end", None)], {}, arrow_leaked=False, collapsed={})[1] == []
+
+
+def _profiled(pool_bytes: int, arrow_bytes: int) -> Report:
+    """jemalloc_report's first two snapshots, with a pool chunk's call site at `allocated`."""
+    base = jemalloc_report()
+    base = dataclasses.replace(base, snapshots=base.snapshots[:2])
+    recording = _recording((base.snapshots[0].label, []), (base.snapshots[1].label, [_site(0, pool_bytes)]))
+    snapshots = [dataclasses.replace(s, arrow=ArrowSnapshot(arrow_bytes, arrow_bytes, 0)) for s in base.snapshots]
+    sites, leaks = classify(recording, snapshots, {2: "allocate"}, arrow_leaked=False, collapsed={})
+    return dataclasses.replace(
+        base, snapshots=[dataclasses.replace(s, call_sites=sites[s.label]) for s in snapshots],
+        profile=ProfileSection(tool="async-profiler 4.2", interval_bytes=262144, recording="", callsites="",
+                               leaks=leaks))
+
+
+def test_diff_names_the_stack_whose_live_bytes_changed() -> None:
+    a, b = _profiled(4 * MIB, 524288), _profiled(8 * MIB, 524288)
+    [change] = diff_call_sites(a, b)
+    assert (change.label, change.a_bytes, change.b_bytes, change.delta_bytes) == ("allocated", 4 * MIB, 8 * MIB, 4 * MIB)
+    assert change.name == "PoolArena$DirectArena.newChunk under BaseFixedWidthVector.allocateNew"
+    assert diff_call_sites(a, a) == []
+
+
+def test_text_report_prints_the_top_call_sites_and_the_pool_sentence() -> None:
+    console = Console(width=200, record=True, color_system=None)
+    render_text(_profiled(4 * MIB, 524288), console)
+    text = console.export_text()
+    assert "Native call sites at 'allocated': 4.0 MiB live in 1 stacks" in text
+    assert "pool-retained   2 allocate   PoolArena$DirectArena.newChunk under BaseFixedWidthVector.allocateNew" in text
+    assert ("4,194,304 B were allocated by PoolArena$DirectArena.newChunk under BaseFixedWidthVector.allocateNew in "
+            "step 2 (allocate); Arrow accounts 524,288 B of them, the pool holds the rest.") in " ".join(text.split())
+    # Round trip through report.json: the call sites are part of the contract.
+    again = report_from_dict(json.loads(report_to_json(_profiled(4 * MIB, 524288))))
+    assert again.snapshots[1].call_sites == _profiled(4 * MIB, 524288).snapshots[1].call_sites
+
+
+def test_a_bad_profile_interval_is_one_line_naming_the_option() -> None:
+    from tests.unit.test_cli import assert_one_line_error, invoke
+
+    for command, after in ((["run", "arrow-intvector"], []), (["compare", "arrow-intvector", "-a", "glibc"], []),
+                           (["exec"], ["--", "java", "-version"]), (["attach", "1"], [])):
+        assert_one_line_error(invoke(*command, "--profile-interval", "often", *after), 2,
+                              "--profile-interval: expected a size such as 4096 or 64MiB, got 'often'")
+    assert_one_line_error(invoke("run", "arrow-intvector", "--profile-interval", "2GiB"), 2,
+                          "--profile-interval: expected a size from 0 (every malloc) to 1GiB, got 2,147,483,648")

@@ -121,8 +121,10 @@ def _kind(stack: RecordedStack) -> _Kind:
     library = next((lib for lib in stack.libraries if not lib.startswith(("libc.", "libstdc++", "libjemalloc",
                                                                             "libtcmalloc", "libmimalloc"))), "")
     by = innermost(app) or (native_top[-1] if native_top else innermost(java))
-    return _Kind("other", "Unsafe.allocateMemory" if any("Unsafe.allocateMemory" in frames[i] for i in java)
-                 else library, by, under if under != by else "")
+    # The application's own Unsafe malloc (not the JDK's, e.g. sun.nio.fs.NativeBuffer's cache) is freed by nothing
+    # but its freeMemory: a leak when left at the end.
+    unsafe = bool(app) and any("Unsafe.allocateMemory" in frames[i] for i in java)
+    return _Kind("other", "Unsafe.allocateMemory" if unsafe else library, by, under if under != by else "")
 
 
 def stack_name(stack: RecordedStack) -> str:
@@ -292,26 +294,19 @@ def findings(report: Report) -> list[str]:
         parts.append(f"{OWNER_NAMES[owner]} {value:,} B" + (f" (top: {top.name}, {top.bytes:,} B)" if top else ""))
     lines.append(f"At '{last.label}' {last.call_sites.live_bytes:,} B of native memory allocated since the recording "
                  f"started are live in {last.call_sites.stacks:,} stacks: " + "; ".join(parts) + ".")
-    told: dict[tuple[str, ...], tuple[str, int | None, int]] = {}  # frames -> what was said of them
-    for snapshot in profiled:
-        assert snapshot.call_sites is not None
-        for site in snapshot.call_sites.sites:
-            if site.owner not in ("pool-retained", "arrow-open") or site.arrow_accounted_bytes is None \
-                    or site.step is None or (snapshot is not last and snapshot is not _first_with(profiled, site)):
-                continue
-            said = (site.owner, site.arrow_accounted_bytes, site.bytes)
-            if told.get(tuple(site.frames)) == said:
-                break
-            told[tuple(site.frames)] = said
-            sentence = (f"At '{snapshot.label}' {site.bytes:,} B were allocated by {site.name} in "
-                        f"{step_name(site)}; Arrow accounts {site.arrow_accounted_bytes:,} B of them")
-            if site.owner == "pool-retained":
-                sentence += (", so the pool keeps them (pool-retained)." if site.arrow_accounted_bytes == 0
-                             else ", the pool holds the rest.")
-            else:
-                sentence += ": open Arrow buffers."
-            lines.append(sentence)
-            break
+    # The largest Arrow-made stack: what Arrow accounts of it where it first appears, and at the end if that changed.
+    arrow = [(snapshot, site) for snapshot in profiled for site in snapshot.call_sites.sites  # type: ignore[union-attr]
+             if site.arrow_accounted_bytes is not None and site.step is not None]
+    if arrow:
+        frames = max(arrow, key=lambda pair: pair[1].bytes)[1].frames
+        mentions = [(snapshot, site) for snapshot, site in arrow if site.frames == frames]
+        said: tuple[str, int | None, int] | None = None
+        for snapshot, site in (mentions[0], mentions[-1]):
+            if (site.owner, site.arrow_accounted_bytes, site.bytes) != said:
+                said = (site.owner, site.arrow_accounted_bytes, site.bytes)
+                lines.append(_arrow_sentence(snapshot.label, site))
+        if mentions[-1][0] is not last:
+            lines.append(f"Nothing allocated by {mentions[-1][1].name} is live at '{last.label}': freed on close.")
     for site in report.profile.leaks if report.profile else []:
         lines.append(f"Leak: {site.bytes:,} B in {site.count:,} allocation(s) from {step_name(site)} by "
                      f"{site.name} are still live at '{last.label}' and owned by nothing that will free them "
@@ -319,10 +314,10 @@ def findings(report: Report) -> list[str]:
     return lines
 
 
-def _first_with(profiled: list[Snapshot], site: CallSite) -> Snapshot | None:
-    """The first snapshot where a stack had live bytes."""
-    for snapshot in profiled:
-        assert snapshot.call_sites is not None
-        if any(s.frames == site.frames for s in snapshot.call_sites.sites):
-            return snapshot
-    return None
+def _arrow_sentence(label: str, site: CallSite) -> str:
+    sentence = (f"At '{label}' {site.bytes:,} B were allocated by {site.name} in {step_name(site)}; Arrow accounts "
+                f"{site.arrow_accounted_bytes:,} B of them")
+    if site.owner == "pool-retained":
+        return sentence + (", so the pool keeps them (pool-retained)." if site.arrow_accounted_bytes == 0
+                           else ", the pool holds the rest.")
+    return sentence + (": open Arrow buffers." if site.owner == "arrow-open" else ".")

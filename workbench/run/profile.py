@@ -20,7 +20,7 @@ from workbench.protocol.callsites import (
 from workbench.protocol.events import Event, ProfileStopped, StepStarted
 from workbench.report.callsites import classify
 from workbench.report.model import Report
-from workbench.toolchain.profiler import ProfilerAgent, ensure_agent
+from workbench.toolchain.profiler import ProfilerAgent, check_platform, ensure_agent
 
 READER_TIMEOUT_S = 900
 MAX_INTERVAL_BYTES = 1 << 30  # a mark's malloc (at least the interval) is a Java int
@@ -37,8 +37,11 @@ def profile_interval(option: str, value: int | None) -> int:
 
 def profile_interval_for(profile: bool, interval: int | None, option: str = "--profile-interval") -> int | None:
     """The interval of a run that asked for ``--profile`` (or gave ``--profile-interval``, which implies it); None
-    when it records no call sites."""
-    return profile_interval(option, interval) if profile or interval is not None else None
+    when it records no call sites. BadInput, before anything starts, when this machine cannot profile."""
+    if not profile and interval is None:
+        return None
+    check_platform()
+    return profile_interval(option, interval)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,11 @@ def find_jar(classpath: list[str]) -> tuple[Path, str]:
                    "tools.profiler:async-profiler): rebuild them with `workbench build kernels`")
 
 
+def check_platform() -> None:
+    """BadInput unless async-profiler's jar has a library for this machine (Linux on x86_64 or aarch64)."""
+    _member()
+
+
 def _member() -> str:
     machine = platform.machine().lower()
     if sys.platform != "linux" or machine not in _ARCHITECTURES:
