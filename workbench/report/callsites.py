@@ -306,7 +306,7 @@ def findings(report: Report) -> list[str]:
                 said = (site.owner, site.arrow_accounted_bytes, site.bytes)
                 lines.append(_arrow_sentence(snapshot.label, site))
         if mentions[-1][0] is not last:
-            lines.append(f"Nothing allocated by {mentions[-1][1].name} is live at '{last.label}': freed on close.")
+            lines.append(f"Nothing allocated by {mentions[-1][1].name} is still live at '{last.label}'.")
     for site in report.profile.leaks if report.profile else []:
         lines.append(f"Leak: {site.bytes:,} B in {site.count:,} allocation(s) from {step_name(site)} by "
                      f"{site.name} are still live at '{last.label}' and owned by nothing that will free them "
