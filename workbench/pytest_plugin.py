@@ -34,14 +34,16 @@ class WorkbenchRunFailed(AssertionError):
 
 def run_scenario(scenario: str | Path | dict[str, Any], out: Path, allocator: str | None = None,
                  malloc_conf: str | None = None, hold: str | None = None, java_home: str | None = None,
-                 expect_exit: int | None = 0, timeout: float = 600, trust: bool = False) -> Report:
-    """Run one scenario (a bundled name, a YAML path, or an inline dict) and return its report."""
+                 expect_exit: int | None = 0, timeout: float = 600, trust: bool = False,
+                 profile: bool = False) -> Report:
+    """Run one scenario (a bundled name, a YAML path, or an inline dict) and return its report; ``profile`` records
+    native call sites (``--profile``: each snapshot's ``call_sites``)."""
     if isinstance(scenario, dict):
         path = out.parent / f"{out.name}-scenario.yaml"
         path.write_text(yaml.safe_dump(scenario, sort_keys=False), encoding="utf-8")
         scenario = path
     args = [sys.executable, "-m", "workbench", "run", str(scenario), "--out", str(out), "--quiet",
-            *(["--trust"] if trust else [])]
+            *(["--trust"] if trust else []), *(["--profile"] if profile else [])]
     for option, value in (("--allocator", allocator), ("--malloc-conf", malloc_conf), ("--hold", hold),
                           ("--java-home", java_home)):
         if value is not None:

@@ -14,7 +14,8 @@ MIB = 1024 * 1024
 
 def test_every_bundled_scenario_has_a_test_here() -> None:
     tested = {"arrow-intvector", "intvector-grow", "intvector-leak", "intvector-churn-threads", "intvector-large",
-              "direct-bytebuffer", "netty-vs-unsafe", "churn-arenas", "churn-grow-idle", "churn-netty"}
+              "direct-bytebuffer", "netty-vs-unsafe", "churn-arenas", "churn-grow-idle", "churn-netty",
+              "intvector-open-vectors"}
     # The benchmark-only ones are checked by validation here (tests/unit) and run by their benchmark.
     assert set(bundled_scenarios()) == tested | set(BENCHMARK_ONLY)
 
@@ -99,3 +100,17 @@ def test_churn_netty_keeps_the_pooled_memory_after_close(workbench_run: RunScena
     assert measured(report, "arrow.allocated_bytes", at="idle") == 0
     # Netty's arenas keep their chunks: the process stays well above its baseline after everything is closed.
     assert measured(report, "process.anon_rss_bytes", at="idle", delta="baseline") >= 16 * MIB
+
+
+def test_intvector_open_vectors_tells_open_buffers_from_closed_ones(workbench_run: RunScenario) -> None:
+    report = workbench_run("intvector-open-vectors")  # profile: native, from the file
+    churned = report.snapshot("churned").call_sites
+    assert churned is not None and report.profile is not None
+    # Arrow's buffers (a JIT compilation under allocateNew is the JVM's, not Arrow's).
+    arrow = [s for s in churned.sites if s.owner in ("arrow-open", "pool-retained")]
+    # The 20 open vectors: one stack, under the 20 allocate steps (2-21); the 180 closed ones (step 23) are gone.
+    assert [(s.owner, s.bytes, s.count, s.steps, s.step_kind) for s in arrow] == \
+        [("arrow-open", 83_886_080, 20, list(range(2, 22)), "allocate")]
+    assert arrow[0].arrow_accounted_bytes == 83_886_080
+    assert all(23 not in s.steps for s in churned.sites)
+    assert [leak.bytes for leak in report.profile.leaks] == [83_886_080]  # the allocator still holds them at the end

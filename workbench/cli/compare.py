@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from workbench._errors import BadInput, RunFailed
 from workbench.cli._progress import run_progress, runs_progress
@@ -17,6 +18,7 @@ from workbench.report.model import Report
 from workbench.run.run_dir import RunDir
 from workbench.run.signals import Interrupted
 from workbench.report.compare import ComparedRun, compare_to_json, render_compare
+from workbench.report.callsites import findings as call_site_findings
 from workbench.report.text import report_console
 
 
@@ -56,6 +58,8 @@ def compare(
                                         "NMT's own headers cost).")] = None,
     jpype_gc_link: options.JpypeGcLink = False,
     repeat: options.Repeat = 1,
+    profile: options.Profile = False,
+    profile_interval: options.ProfileInterval = None,
 ) -> None:
     """Run one scenario once per allocator, each in a fresh worker, and show them side by side per snapshot.
 
@@ -71,11 +75,13 @@ def compare(
     if len(set(levels)) != len(levels):
         raise BadInput(f"--nmt: {nmt!r} names a level twice")
     variants = [(spec, level) for spec in specs for level in levels]
+    interval_bytes = options.size_bytes("--profile-interval", profile_interval)
     # Everything is resolved (and jemalloc built) before the first run starts, so bad input fails at once.
     prepared = [
         prepare(RunRequest(scenario=scenario, allocator=spec,
                            java_home=str(java_home) if java_home else None, hold_ms=hold_ms,
-                           trust=trust, nmt=level, jpype_gc_link=True if jpype_gc_link else None))
+                           trust=trust, nmt=level, jpype_gc_link=True if jpype_gc_link else None,
+                           profile=profile, profile_interval=interval_bytes))
         for spec, level in variants
     ]
     console = report_console()
@@ -93,6 +99,10 @@ def compare(
     if json_path is not None:
         write_atomically(json_path, compare_to_json(prepared[0].scenario.name, runs))
     render_compare(runs, console)
+    for compared in runs:  # --profile: each run's call sites in one sentence (its report.json has them all)
+        sites = call_site_findings(compared.report)
+        if sites:
+            console.print(Text(f"{compared.label}: {sites[0]}"))
     stopped = next((run.report for run in runs if run.report.interrupted_by is not None), None)
     if stopped is not None and stopped.interrupted_by is not None:
         raise Interrupted(stopped.interrupted_by, out or stopped.run_dir or "runs/", "what was measured")

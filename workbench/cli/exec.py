@@ -11,6 +11,7 @@ from workbench._errors import BadInput, RunFailed
 from workbench.cli import options
 from workbench.report.model import Report
 from workbench.run.external import request_snapshot
+from workbench.run.profile import profile_interval_for
 from workbench.run.program import attach_process, claim_program_run_dir, prepare_program, run_program
 from workbench.run.signals import Interrupted, program_exit_code
 
@@ -41,6 +42,8 @@ def exec_(
     leave_running: Annotated[bool, typer.Option("--leave-running", help="Let the program run on if `workbench exec` "
                                                                         "itself is killed (default: it is killed too).")]
     = False,
+    profile: options.Profile = False,
+    profile_interval: options.ProfileInterval = None,
 ) -> None:
     """Run an unmodified JVM program with the allocator, the C probe, the Java agent and NMT added, and report.
 
@@ -52,7 +55,9 @@ def exec_(
     interval_ms = options.positive_duration_ms("--interval", interval)
     level = options.nmt_level("--nmt", nmt)
     assert level is not None
-    program = prepare_program(command, allocator, malloc_conf, interval_ms, quiet=quiet, nmt=level)
+    interval_bytes = options.size_bytes("--profile-interval", profile_interval)
+    program = prepare_program(command, allocator, malloc_conf, interval_ms, quiet=quiet, nmt=level,
+                              profile_interval=profile_interval_for(profile, interval_bytes))
     run_dir = claim_program_run_dir(program, out)
     result = run_program(program, run_dir, html=html, leave_running=leave_running, text=not quiet)
     _show(result.report, quiet)
@@ -70,12 +75,16 @@ def attach(
     interval: Annotated[str, typer.Option(help="Sampling interval (NMT through jcmd every 10th sample).")] = "200ms",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the report at the end.")] = False,
     html: options.Html = True,
+    profile: options.Profile = False,
+    profile_interval: options.ProfileInterval = None,
 ) -> None:
     """Sample a JVM that is already running with whatever it has: the kernel's view always, the probe's and the
-    agent's when they are loaded, else NMT through `jcmd PID VM.native_memory` (NMT must be on in that JVM)."""
+    agent's when they are loaded, else NMT through `jcmd PID VM.native_memory` (NMT must be on in that JVM).
+    --profile loads async-profiler into it (jcmd PID JVMTI.agent_load) from the start snapshot to the end."""
     interval_ms = options.positive_duration_ms("--interval", interval)
     duration_ms = options.duration_ms("--duration", duration)
-    result = attach_process(pid, duration_ms, interval_ms, out, html=html)
+    interval_bytes = profile_interval_for(profile, options.size_bytes("--profile-interval", profile_interval))
+    result = attach_process(pid, duration_ms, interval_ms, out, html=html, profile_interval=interval_bytes)
     _show(result.report, quiet)
     if result.interrupted_by is not None:
         raise Interrupted(result.interrupted_by, result.report.run_dir or "", what="the report")

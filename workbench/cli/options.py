@@ -10,7 +10,7 @@ import typer
 
 from workbench._errors import BadInput
 from workbench._files import creatable_problem, os_reason
-from workbench.units import parse_duration_ms
+from workbench.units import parse_duration_ms, parse_size
 from workbench.values import NmtLevel, parse_label
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -44,8 +44,26 @@ JpypeGcLink = Annotated[bool, typer.Option(
 Repeat = Annotated[int, typer.Option(
     "--repeat", help="Run it N times, each in a fresh worker: the report shows the median run and "
                                      "every figure's median and min-max; `diff` then tells noise from change.")]
+Profile = Annotated[bool, typer.Option(
+    "--profile", help="Record native call sites with async-profiler (every sampled malloc and free, with Java "
+                      "frames): live bytes by stack at each snapshot, with owners (pool, open Arrow buffers, JVM, "
+                      "...) and leaks; a flame graph in report.html.")]
+ProfileInterval = Annotated[Optional[str], typer.Option(
+    "--profile-interval", help="async-profiler's sampling interval: one malloc recorded per SIZE bytes allocated, "
+                               "and every malloc of at least SIZE (0: every malloc). Default 256KiB. Implies "
+                               "--profile.", metavar="SIZE")]
 Html = Annotated[bool, typer.Option(help="Write report.html into the run directory (`workbench report RUN --format "
                                          "html` draws it later).")]
+
+
+def size_bytes(option: str, value: str | None) -> int | None:
+    """Bytes of a size option (``256KiB``, ``0``); BadInput naming ``option`` otherwise."""
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise BadInput(f"{option}: {exc}") from None
 
 
 def duration_ms(option: str, value: str | None) -> int | None:

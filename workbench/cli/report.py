@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from workbench._errors import EXPECTATIONS_FAILED, BadInput, WorkbenchError
+from workbench.report.callsites_diff import render_call_site_diff
 from workbench.report.diff import diff_reports, regressions, render_diff
 from workbench.report.load import check_samples, load_report
 from workbench.report.model import report_to_json
@@ -80,6 +81,7 @@ def diff(
         raise BadInput(f"{run_a} and {run_b} share no snapshot label: nothing to compare")
     flagged = regressions(diffs, fail_over) if fail_over is not None else []
     render_diff(str(run_a), str(run_b), diffs, report_console(), flagged)
+    render_call_site_diff(a, b, report_console())
     if flagged:
         worst = ", ".join(f"{d.label}/{d.layer}" for d in flagged[:5])
         raise WorkbenchError(f"{len(flagged)} layer(s) grew more than {fail_over:g}%: {worst}", EXPECTATIONS_FAILED)

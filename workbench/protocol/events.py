@@ -149,8 +149,19 @@ class JvmCounters:
     jpype_gc_triggered: int  # _jpype.gcStats()["triggered"]
 
 
+@dataclass(frozen=True)
+class ProfileStopped:
+    """``--profile``: the worker stopped async-profiler's recording after the steps (``error`` when it could not)."""
+
+    kind: ClassVar[str] = "profile"
+    recording: str  # the JFR, complete once stopped
+    marks: str  # profile/marks.tsv: where each step and snapshot began
+    error: str | None = None
+    message: str = ""  # what async-profiler said
+
+
 Event = Union[AllocatorDetected, JvmStarted, StepStarted, SnapshotTaken, VectorChecked, LeakFound, ChurnDone,
-              FillDone, SamplerStopped, StepFailed, Done, JvmCounters]
+              FillDone, SamplerStopped, StepFailed, Done, JvmCounters, ProfileStopped]
 _KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in Event.__args__}  # type: ignore[attr-defined]
 
 

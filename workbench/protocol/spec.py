@@ -26,6 +26,9 @@ class WorkerSpec:
     parent_pid: int  # the workbench process: the worker stops with it
     # libworkbench-probe.so, loaded by the worker as its snapshot reader; None: read in Python (slower, allocates)
     probe_library: str | None = None
+    # --profile: async-profiler's library (its agent is in jvm_options) and its nativemem interval in bytes.
+    profile_library: str | None = None
+    profile_interval: int | None = None
 
     def write(self, path: Path) -> None:
         write_atomically(path, json.dumps({"schema": SCHEMA, **asdict(self)}))

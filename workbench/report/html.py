@@ -27,6 +27,7 @@ from workbench.report.ledger import (
     line_label,
     named_parts,
 )
+from workbench.report.flamegraph import flame_script, render_call_sites_html
 from workbench.report.model import TOP_SIZE_CLASSES, Report, Snapshot
 from workbench.report.text import findings, size_classes_note, table_rows
 from workbench.report.timeline import read_samples
@@ -227,10 +228,20 @@ def _script_assets() -> dict[str, str]:
         "uplot_css": (vendor / "uPlot.min.css").read_text(encoding="utf-8"),
         "timeline_js": (resources.files("workbench.report") / "templates" / "timeline.js").read_text(encoding="utf-8"),
     }
-    assets["script_hashes"] = " ".join(
-        "'sha256-" + base64.b64encode(hashlib.sha256(assets[name].encode("utf-8")).digest()).decode("ascii") + "'"
-        for name in ("uplot_js", "timeline_js"))
+    assets["script_hashes"] = " ".join(_script_hash(assets[name]) for name in ("uplot_js", "timeline_js"))
     return assets
+
+
+def _script_hash(script: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def _allowed_scripts(charts: bool, call_sites_html: str) -> str:
+    """The CSP's script-src: the hashes of exactly the scripts on the page, else 'none'."""
+    hashes = [_script_assets()["script_hashes"]] if charts else []
+    if call_sites_html and "flame-data" in call_sites_html:
+        hashes.append(_script_hash(flame_script()))
+    return " ".join(hashes) or "'none'"
 
 
 def _mappings(snapshot: Snapshot) -> list[MappingRow]:
@@ -293,6 +304,7 @@ def render_html(report: Report, run_dir: Path | None) -> str:
     ledgers = [_ledger(s, s.reconciliation, report.allocator.backend) for s in report.snapshots if s.reconciliation is not None]
     last = report.snapshots[-1] if report.snapshots else None
     template = _environment().get_template("report.html.j2")
+    call_sites_html = render_call_sites_html(report, run_dir)
     return template.render(
         report=report,
         provenance=provenance,
@@ -310,4 +322,6 @@ def render_html(report: Report, run_dir: Path | None) -> str:
         size_classes=size_classes,
         size_classes_note=size_classes_note,
         step_results=[json.dumps(result, sort_keys=True) for result in report.step_results],
+        call_sites_html=call_sites_html,
+        script_src=_allowed_scripts(bool(charts), call_sites_html),
     )

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from workbench.protocol.provenance import Provenance
 from workbench.probes.allocator import AllocatorSnapshot, ConfSetting, SizeClass
 from workbench.probes.arrow import ArrowSnapshot
+from workbench.probes.callsites import ProfileSection, SnapshotCallSites
 from workbench.probes.nmt import NmtSummary
 from workbench.probes.process import ProcessSnapshot
 from workbench.probes.regions import AddressAttribution
@@ -96,6 +97,8 @@ class Snapshot:
     attribution: AddressAttribution | None = None
     # The allocator's allocated at the end of taking this snapshot minus at its start; None: not measured.
     own_allocated_bytes: int | None = None
+    # --profile: live native memory by allocating stack, with owners; None: not profiled.
+    call_sites: SnapshotCallSites | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,7 @@ class Report:
     program: ProgramSection | None = None
     expectations: list[ExpectationResult] = field(default_factory=list)
     repeats: RepeatSection | None = None
+    profile: ProfileSection | None = None  # --profile: how the call sites were recorded, the leaks at the end
     schema: str = SCHEMA
 
     @property

@@ -8,6 +8,8 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.figures import BY_KEY, FIGURES, Figure
+from workbench.report import callsites
+from workbench.report.callsites_text import render_call_sites
 from workbench.report.ledger import OWNER_LABELS, explain_owner, named_parts
 from workbench.report.model import JvmSection, Report, Snapshot, settings_line
 from workbench.units import format_bytes
@@ -79,7 +81,7 @@ def findings(report: Report) -> list[str]:
             f"pyarrow reads '{report.checks.vector}' zero-copy: its data buffer is at {report.checks.pyarrow_address:#x}, "
             f"{same} Java's; sum {report.checks.sum:,} (Java: {report.checks.java_sum:,})."
         )
-    return lines
+    return lines + callsites.findings(report)
 
 
 def nmt_pushed_classes(report: Report) -> str | None:
@@ -170,6 +172,7 @@ def render_text(report: Report, console: Console) -> None:
         console.print(Text(f"Second line of a cell: change since '{report.baseline}'.", style="dim"))
     if report.repeats is not None:
         render_spread(report, console)
+    render_call_sites(report, console)
     for line in findings(report):
         console.print(Text(f"\u2022 {line}"))
     render_ledger(report, console)

@@ -15,14 +15,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench._errors import BadInput
+from workbench._errors import BadInput, RunFailed
 from workbench.probes import jvm_agent, native_probe
 from workbench.protocol.lifetime import die_with_parent
 from workbench.report.model import Report, RunError
 from workbench.run.environment import (
     CheckedSettings, allocator_environment, allocator_preload, check_allocator_settings, preload_environment, preload_mismatch,
 )
+from workbench.protocol.callsites import PROFILE_DIR, RECORDING_FILE
 from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
+from workbench.run.profile import Profiling
 from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
@@ -51,6 +53,7 @@ class PreparedProgram:
     nmt: str = "summary"  # off, summary, detail
     spec: AllocatorSpec | None = None  # the allocator as named, with its settings
     settings: CheckedSettings = CheckedSettings(None)
+    profiling: Profiling | None = None  # --profile: async-profiler's agent added too
 
     @property
     def allocator_label(self) -> str:
@@ -64,7 +67,7 @@ class ProgramResult:
 
 
 def prepare_program(command: list[str], allocator: str, malloc_conf: str | None, interval_ms: int,
-                    quiet: bool = False, nmt: str = "summary") -> PreparedProgram:
+                    quiet: bool = False, nmt: str = "summary", profile_interval: int | None = None) -> PreparedProgram:
     """Resolve the program, the allocator and the probe and agent (built on first use); BadInput before anything
     starts."""
     if not command:
@@ -78,9 +81,10 @@ def prepare_program(command: list[str], allocator: str, malloc_conf: str | None,
     choice = resolve_allocator(spec.name, quiet=quiet)
     settings = check_allocator_settings(choice, spec, "--allocator", malloc_conf)
     probe = ensure_probe(quiet=quiet)
-    agent_jar = kernels_classpath(quiet=quiet)[0]
-    return PreparedProgram(command, java, choice, settings.malloc_conf, probe, agent_jar,
-                           private_dir(native_probe.probe_dir()), interval_ms, nmt, spec, settings)
+    classpath = kernels_classpath(quiet=quiet)
+    profiling = Profiling.start(classpath, profile_interval) if profile_interval is not None else None
+    return PreparedProgram(command, java, choice, settings.malloc_conf, probe, classpath[0],
+                           private_dir(native_probe.probe_dir()), interval_ms, nmt, spec, settings, profiling)
 
 
 def claim_program_run_dir(program: PreparedProgram, out: Path | None) -> RunDir:
@@ -94,7 +98,11 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     dumps = run_dir.path / "allocator"
     dumps.mkdir(exist_ok=True)
     nmt = [f"-XX:NativeMemoryTracking={program.nmt}"] if program.nmt != "off" else []
-    argv = [program.java, *nmt, f"-javaagent:{program.agent_jar}=dir={program.sockets}",
+    profiler: list[str] = []
+    if program.profiling is not None:
+        (run_dir.path / PROFILE_DIR).mkdir(exist_ok=True)
+        profiler = [program.profiling.option(str(run_dir.path / PROFILE_DIR / RECORDING_FILE))]
+    argv = [program.java, *nmt, *profiler, f"-javaagent:{program.agent_jar}=dir={program.sockets}",
             f"-Dworkbench.agent.hold={AGENT_HOLD_MS}", f"-Dworkbench.agent.exit-hold={AGENT_EXIT_HOLD_MS}",
             f"-XX:ErrorFile={run_dir.path}/hs_err_pid%p.log",
             *program.command[1:]]
@@ -106,6 +114,8 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     # The program dies with `workbench exec` (even by SIGKILL) unless the user asked to leave it running.
     process = subprocess.Popen(argv, env=env, preexec_fn=None if leave_running else lambda: die_with_parent(parent))
     sampler = ExternalSampler(process.pid, run_dir.path, interval_s=program.interval_ms / 1000)
+    # A snapshot's t_ms (monotonic, from the sampler's start) on the wall clock, for the recording's marks.
+    wall_offset_ns = time.time_ns() - time.monotonic_ns()
     received: list[str] = []
 
     def forward(signal_name: str) -> None:
@@ -158,8 +168,27 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     report = dataclasses.replace(report, allocator=dataclasses.replace(
         report.allocator, spec=program.allocator_label, settings=program.settings.readback,
         environment=allocator_environment(program.allocator, program.settings)))
+    if program.profiling is not None:
+        report = program.profiling.finish_program(
+            report, run_dir.path, Path(program.java), program.nmt != "off",
+            lambda t_ms: wall_offset_ns + int((sampler.started * 1000 + t_ms) * 1_000_000))
     run_dir.finish(report, html)
     return ProgramResult(report, exit_code)
+
+
+def _load_profiler(jcmd: str, pid: int, profiling: Profiling, run_dir: Path, action: str) -> None:
+    """``jcmd PID JVMTI.agent_load <async-profiler> <action>,...``: loading it again with other options is how
+    async-profiler's own launcher talks to it, so ``stop`` writes the recording and ends it."""
+    option = profiling.option(str(run_dir / PROFILE_DIR / RECORDING_FILE)).split("=", 1)[1]
+    if action == "stop":
+        option = f"stop,file={run_dir / PROFILE_DIR / RECORDING_FILE}"
+    # Quoted: the diagnostic command would take "start,event=..." apart at its '=' as a named argument.
+    result = subprocess.run([jcmd, str(pid), "JVMTI.agent_load", str(profiling.agent.library), f'"{option}"'],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    said = (result.stdout + result.stderr).strip()
+    if result.returncode != 0 or "return code: 0" not in said:
+        raise RunFailed(f"attach --profile: jcmd could not {action} async-profiler in process {pid}: "
+                        f"{' '.join(said.splitlines()[-2:]) or f'exit {result.returncode}'}")
 
 
 def _exit_snapshot(sampler: ExternalSampler, sockets: Path, waiting: socket.socket) -> None:
@@ -211,9 +240,10 @@ class AttachResult:
 
 
 def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Path | None,
-                   html: bool = True) -> AttachResult:
+                   html: bool = True, profile_interval: int | None = None) -> AttachResult:
     """Sample a running JVM with what it has: the kernel's view always, the probe's and the agent's when loaded,
-    else NMT through `jcmd PID VM.native_memory`."""
+    else NMT through `jcmd PID VM.native_memory`. With ``profile_interval``, async-profiler is loaded into it
+    (``jcmd PID JVMTI.agent_load``) to record call sites from the start snapshot on, and stopped at the end."""
     cmdline_path = Path(f"/proc/{pid}/cmdline")
     if not cmdline_path.exists():
         raise BadInput(f"attach: no process {pid}")
@@ -226,8 +256,19 @@ def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Pat
     if not has_agent and jcmd is None:
         raise BadInput("attach: no Java agent in that JVM and no jcmd found (install a JDK: apt-get install "
                        "openjdk-17-jdk-headless)")
+    profiling = None
+    if profile_interval is not None:
+        if jcmd is None:
+            raise BadInput("attach --profile: no jcmd found to load async-profiler into that JVM (install a JDK: "
+                           "apt-get install openjdk-17-jdk-headless)")
+        profiling = Profiling.start(kernels_classpath(), profile_interval)
     run_dir = RunDir.claim(run_dir_name(f"attach-{pid}", None, None), out)
     sampler = ExternalSampler(pid, run_dir.path, interval_s=interval_ms / 1000, use_jcmd=not has_agent, jcmd=jcmd)
+    wall_offset_ns = time.time_ns() - time.monotonic_ns()
+    if profiling is not None:
+        assert jcmd is not None
+        (run_dir.path / PROFILE_DIR).mkdir(exist_ok=True)
+        _load_profiler(jcmd, pid, profiling, run_dir.path, "start")
     received: list[str] = []
 
     def stop(signal_name: str) -> None:
@@ -245,9 +286,17 @@ def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Pat
             timer.cancel()
         if Path(f"/proc/{pid}").exists():
             sampler.take("end")
+            if profiling is not None:
+                assert jcmd is not None
+                _load_profiler(jcmd, pid, profiling, run_dir.path, "stop")
     java_home = str(Path(java).resolve().parents[1]) if java and Path(java).exists() else ""
     interrupted = received[0] if received else None
     report = external_report(sampler, argv, argv, None, None, None, java_home, run_dir, interrupted_by=interrupted)
+    if profiling is not None:
+        reader = Path(java_home) / "bin" / "java" if java_home else Path(shutil.which("java") or "java")
+        report = profiling.finish_program(
+            report, run_dir.path, reader, nmt=any(s.nmt for s in report.snapshots),
+            epoch_ns=lambda t_ms: wall_offset_ns + int((sampler.started * 1000 + t_ms) * 1_000_000))
     run_dir.finish(report, html)
     return AttachResult(report, interrupted)
 

@@ -25,6 +25,7 @@ from workbench.run.environment import (
 )
 from workbench.run.expectations import check_expectations
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
+from workbench.run.profile import Profiling, profile_interval_for
 from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench._errors import BadInput
@@ -51,6 +52,8 @@ class RunRequest:
     trust: bool = False  # --trust: the file may run programs, load native code, write files (see scenario.trust)
     nmt: str | None = None  # --nmt: off, summary, detail
     jpype_gc_link: bool | None = None  # --jpype-gc-link
+    profile: bool = False  # --profile: native call sites (also the scenario's `profile: native`)
+    profile_interval: int | None = None  # --profile-interval, bytes (implies --profile)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class PreparedRun:
     malloc_conf_option: str = "--malloc-conf"  # where malloc_conf came from, for messages
     spec: AllocatorSpec | None = None  # the allocator as named, with its settings
     settings: CheckedSettings = CheckedSettings(None)  # the allocator's settings, checked and read back
+    profile_interval: int | None = None  # bytes, when the run records native call sites
 
     @property
     def allocator_label(self) -> str:
@@ -105,8 +109,9 @@ def prepare(request: RunRequest) -> PreparedRun:
         REGIONS_LOG_OPTION,
         *scenario.jvm.options,
     ]
+    interval = profile_interval_for(request.profile or scenario.profile == "native", request.profile_interval)
     return PreparedRun(scenario, source, allocator, settings.malloc_conf, jdk, jvm_options, malloc_conf_option, spec,
-                       settings)
+                       settings, profile_interval=interval)
 
 
 def claim_run_dir(run: PreparedRun, out: Path | None) -> RunDir:
@@ -122,15 +127,19 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     snapshot; then report.json, timeline.parquet and (with ``html``) report.html.
     """
     classpath = kernels_classpath(quiet=quiet)
+    profiling = Profiling.start(classpath, run.profile_interval) if run.profile_interval is not None else None
+    jvm_options = [*run.jvm_options, *([profiling.option()] if profiling else [])]
     WorkerSpec(
         scenario=run.scenario.model_dump(mode="json", by_alias=True),
         java_home=str(run.jdk.home),
         jvm_library=str(run.jdk.library),
-        jvm_options=run.jvm_options,
+        jvm_options=jvm_options,
         classpath=classpath,
         run_dir=str(run_dir.path),
         parent_pid=os.getpid(),
         probe_library=_snapshot_library(quiet),
+        profile_library=str(profiling.agent.library) if profiling else None,
+        profile_interval=run.profile_interval,
     ).write(run_dir.spec)
     read_end, write_end = os.pipe()
     events: list[Event] = []
@@ -185,7 +194,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
             environment=allocator_environment(run.allocator, run.settings),
         ),
         JvmSection(
-            java_home=str(run.jdk.home), version=None, vm=None, options=run.jvm_options,
+            java_home=str(run.jdk.home), version=None, vm=None, options=jvm_options,
             allocation_manager=run.scenario.allocation_manager, nmt=None, pyarrow_memory_pool=None,
         ),
         worker_exit_code=exit_code,
@@ -195,6 +204,9 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         hs_err=str(hs_err) if hs_err else None,
         interrupted_by=stopper.signal_name,
     )
+    if profiling is not None:
+        report = profiling.finish(report, events, run_dir.path, run.jdk.home / "bin" / "java",
+                                  nmt=run.scenario.jvm.nmt != "off")
     if run.scenario.expect:
         report = dataclasses.replace(
             report, expectations=check_expectations(report_to_dict(report), list(run.scenario.expect))

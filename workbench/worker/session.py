@@ -58,6 +58,7 @@ from workbench.scenario.model import (
     ThreadsSpec,
     TransferSpec,
 )
+from workbench.worker.profiler import recorder_for
 from workbench.worker.sampler import Sampler
 from workbench.protocol.spec import WorkerSpec
 
@@ -116,6 +117,8 @@ class Session:
         self._kept_texts: dict[str, _Asked] = {}
         self._raw_dirs: set[str] = set()  # raw kinds whose folder exists
         self.reader: SnapshotLibrary | None = None
+        self.recorder = recorder_for(spec)  # --profile: marks on async-profiler's recording
+        self._warming = False  # the warm-up's snapshots are marked nowhere
 
     def run(self) -> None:
         # Loaded before the JVM starts its threads (the library reads its environment once, at load).
@@ -134,6 +137,9 @@ class Session:
             self.report_open_allocators()
             self._count_collections()
         finally:
+            stopped = self.recorder.stop()
+            if stopped is not None:
+                self.emit(stopped)
             if sampler is not None:
                 sampler.stop()
                 self.emit(SamplerStopped(samples=sampler.samples, cost_ms=round(sampler.cost_s * 1000, 3),
@@ -160,6 +166,7 @@ class Session:
         for index, step in enumerate(self.scenario.steps):
             kind, argument = _kind_and_argument(step)
             self.step_index = index
+            self.recorder.step(index)
             shown = f"{argument} ms" if kind == "hold" else str(argument) if kind in ("snapshot", "close", "verify") \
                 else None
             self.emit(StepStarted(index=index, step=kind, argument=shown))
@@ -234,10 +241,12 @@ class Session:
         # (In the system's temporary directory: a run directory that fills up fails at the run's own first file.)
         self.run_dir, self.emit = Path(tempfile.mkdtemp(prefix="workbench-warm-up-")), \
             lambda event: None if encode(event) else None
+        self._warming = True
         try:
             for _ in range(times):
                 self._snapshot("warm-up before the steps")
         finally:
+            self._warming = False
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.run_dir, self.emit = run_dir, emit
             # The JVM's texts asked here are kept (they say so): their bytes are allocated before the steps, too.
@@ -253,6 +262,8 @@ class Session:
             allocator_probe.leave_own_arena(self.allocator_probe, previous)
 
     def _take_snapshot(self, label: str, keep: bool) -> None:
+        if not self._warming:
+            self.recorder.snapshot(label)
         reader = self.reader
         began = time.perf_counter()
         allocated_before = self._allocated_now()

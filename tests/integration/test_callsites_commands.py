@@ -1,0 +1,51 @@
+"""``--profile`` through the other commands: attach (async-profiler loaded into a running JVM) and compare."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import ROOT, by_label, run_workbench
+
+pytestmark = [pytest.mark.jvm, pytest.mark.slow]
+
+
+def test_attach_profile_records_what_the_running_jvm_allocates_meanwhile(tmp_path: Path) -> None:
+    classes = tmp_path / "classes"
+    subprocess.run(["javac", "-d", str(classes), str(ROOT / "tests" / "integration" / "programs" / "AttachedMain.java")],
+                   check=True)
+    program = subprocess.Popen(["java", "-cp", str(classes), "AttachedMain", "3000"], stdout=subprocess.PIPE,
+                               text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert program.stdout is not None and program.stdout.readline().strip() == "ready"
+        out = tmp_path / "run"
+        result = run_workbench("attach", str(program.pid), "--profile", "--duration", "4500ms", "--quiet",
+                               "--out", str(out))
+        assert result.returncode == 0, result.stderr
+    finally:
+        program.kill()
+        program.wait()
+    report = json.loads((out / "report.json").read_text())
+    assert report["profile"]["error"] is None
+    end = by_label(report)["end"]["call_sites"]
+    kept = [s for s in end["sites"] if "AttachedMain.allocate" in s["frames"]]
+    # Allocated after the start snapshot, live at the end: its exact size (rounded up to 8 by Unsafe), its own frames.
+    assert [(s["bytes"], s["owner"], s["name"], s["delta_bytes"]) for s in kept] == \
+        [(2_222_224, "direct-buffer", "AttachedMain.allocate under AttachedMain.main", 2_222_224)]
+    assert by_label(report)["start"]["call_sites"]["live_bytes"] < 2_222_224
+
+
+def test_compare_profile_gives_each_allocator_its_call_sites(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    result = run_workbench("compare", "arrow-intvector", "--allocators", "glibc,jemalloc", "--profile", "--hold", "0",
+                           "--quiet", "--out", str(out), "--json", str(tmp_path / "compare.json"))
+    assert result.returncode == 0, result.stderr
+    for allocator in ("glibc", "jemalloc"):
+        assert f"{allocator}: At 'allocator-closed'" in result.stdout
+    runs = json.loads((tmp_path / "compare.json").read_text())["runs"]
+    for run in runs:
+        closed = by_label(run["report"])["allocator-closed"]["call_sites"]
+        assert closed["owners"]["pool-retained"] == 4 * 1024 * 1024

@@ -1,0 +1,65 @@
+"""The terminal report's call-site section (``--profile``): the last snapshot's top stacks, the largest growth
+between snapshots."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from workbench.probes.callsites import CallSite
+from workbench.report.callsites import OWNER_NAMES, step_short
+from workbench.report.model import Report
+from workbench.units import format_bytes
+
+TOP_SHOWN = 8
+GROWTH_PER_SNAPSHOT = 2
+
+
+def _owner(site: CallSite) -> Text:
+    text = Text(site.owner, style="bold red" if site.leak else "")
+    if site.leak:
+        text.append(" (leak)")
+    return text
+
+
+def render_call_sites(report: Report, console: Console) -> None:
+    """The call-site tables, when the run was profiled; nothing otherwise."""
+    profiled = [s for s in report.snapshots if s.call_sites is not None]
+    if not profiled or report.profile is None:
+        return
+    last = profiled[-1]
+    sites = last.call_sites
+    assert sites is not None
+    profile = report.profile
+    interval = (f"one malloc recorded per {format_bytes(profile.interval_bytes)} allocated and every larger one"
+                if profile.interval_bytes else "every malloc")
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, title_justify="left", title=Text(
+        f"Native call sites at '{last.label}': {format_bytes(sites.live_bytes)} live in {sites.stacks:,} stacks "
+        f"({profile.tool}, {interval})", style="bold"))
+    for column, justify in (("live", "right"), ("count", "right"), ("since previous", "right"), ("owner", "left"),
+                            ("step", "left"), ("allocated by", "left")):
+        table.add_column(column, justify=justify, no_wrap=column != "allocated by")  # type: ignore[arg-type]
+    for site in sites.sites[:TOP_SHOWN]:
+        table.add_row(format_bytes(site.bytes), f"{site.count:,}", format_bytes(site.delta_bytes, signed=True),
+                      _owner(site), step_short(site), site.name)
+    console.print(table)
+    owners = " · ".join(f"{OWNER_NAMES[o]} {format_bytes(b)}" for o, b in sorted(sites.owners.items(),
+                                                                                   key=lambda item: -item[1]))
+    console.print(Text(f"By owner: {owners}. Every stack of every snapshot: {report.run_dir or '.'}/profile/"
+                       "collapsed/<label>.txt.", style="dim"))
+    growth = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, title_justify="left",
+                   title=Text("Largest changes between snapshots", style="bold"))
+    for column, justify in (("snapshot", "left"), ("change", "right"), ("live", "right"), ("owner", "left"),
+                            ("step", "left"), ("allocated by", "left")):
+        growth.add_column(column, justify=justify, no_wrap=column != "allocated by")  # type: ignore[arg-type]
+    rows = 0
+    for snapshot in profiled[1:]:
+        assert snapshot.call_sites is not None
+        for site in snapshot.call_sites.growth[:GROWTH_PER_SNAPSHOT]:
+            growth.add_row(snapshot.label, format_bytes(site.delta_bytes, signed=True), format_bytes(site.bytes),
+                           _owner(site), step_short(site), site.name)
+            rows += 1
+    if rows:
+        console.print(growth)
