@@ -112,5 +112,7 @@ def test_intvector_open_vectors_tells_open_buffers_from_closed_ones(workbench_ru
     assert [(s.owner, s.bytes, s.count, s.steps, s.step_kind) for s in arrow] == \
         [("arrow-open", 83_886_080, 20, list(range(2, 22)), "allocate")]
     assert arrow[0].arrow_accounted_bytes == 83_886_080
-    assert all(23 not in s.steps for s in churned.sites)
+    # Nothing Arrow allocated in step 23 is live (the worker's own Python objects go through malloc and may be
+    # sampled in any step: those are the interpreter's, not the vectors').
+    assert all(23 not in s.steps for s in churned.sites if any("org.apache.arrow" in f for f in s.frames))
     assert [leak.bytes for leak in report.profile.leaks] == [83_886_080]  # the allocator still holds them at the end
