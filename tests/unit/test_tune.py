@@ -175,3 +175,27 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], message: str) -> None
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.output
+
+
+class _AnyTarget(_FakeTarget):
+    def run(self, spec: str, run_dir: Path, repeat: int, on_run: object) -> TrialResult:
+        self.ran.append(spec)
+        memory = (100 + len(spec)) * MIB  # any configuration: a figure of its own
+        return _result(spec, [memory] * repeat, [1000.0 + 10 * spec.count(":")] * repeat)
+
+
+def test_a_space_larger_than_the_budget_is_sampled_after_each_allocators_defaults(tmp_path: Path) -> None:
+    from workbench.tune.session import _mode
+
+    space = build_space({"glibc": {"arena_max": ["default", 1, 2, 4]},
+                         "jemalloc": {"background_thread": ["default", True], "dirty_decay_ms": ["default", 0, 1000]}},
+                        "space")
+    assert space.size() == 10 and _mode(space, 5) == ("sampler", 5) and _mode(space, 10) == ("grid", None)
+    config = StudyConfig(target={"scenario": "fake"}, space=space.to_json(), repeat=1, memory="idle",
+                         speed="throughput", mode="sampler", budget_trials=5)
+    study = create_study(f"sqlite:///{tmp_path / 'study.db'}", "s", config, space)
+    target = _AnyTarget()
+    assert run_trials(study, config, target, tmp_path, None, Progress()) == (5, None)
+    assert target.ran[:2] == ["glibc", "jemalloc"]  # the references, queued first
+    assert set(target.ran) <= {spec.text() for spec in space.configurations()}
+    assert len(study.get_trials()) == 5 and all(t.state.name == "COMPLETE" for t in study.get_trials())

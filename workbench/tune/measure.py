@@ -20,6 +20,7 @@ from workbench.report.repeats import with_repeats
 from workbench.report.timeline import read_samples
 from workbench.run.run_dir import RunDir, run_dir_name
 from workbench.scenario.model import ChurnStep, RepeatStep, Scenario, ThreadsStep
+from workbench.toolchain.allocators import AllocatorChoice
 
 SpeedKind = Literal["throughput", "wall"]
 # The figures kept per snapshot for every trial (the per-allocator tables and tune.json).
@@ -158,6 +159,26 @@ def measure(spec: str, reports: list[Report], dirs: list[str], speeds: list[floa
     )
 
 
+def repeated(spec: str, run_dir: Path, repeat: int, on_run: Callable[[int], None] | None, name: str,
+             allocator: AllocatorChoice, once: Callable[[RunDir], tuple[Report, float | None]]) -> TrialResult:
+    """``repeat`` runs by ``once`` (a report and its speed), each into its own ``repeat-K`` run directory; stops at
+    an interrupt. The trial's figures are measured over them."""
+    reports: list[Report] = []
+    dirs: list[str] = []
+    speeds: list[float | None] = []
+    for index in range(repeat):
+        if on_run is not None:
+            on_run(index)
+        sub = RunDir.claim(run_dir_name(name, allocator, None), run_dir / f"repeat-{index + 1}")
+        report, speed = once(sub)
+        reports.append(report)
+        dirs.append(str(sub.path))
+        speeds.append(speed)
+        if report.interrupted_by is not None:
+            break
+    return measure(spec, reports, dirs, speeds, run_dir, reports[-1].interrupted_by is not None)
+
+
 @dataclass(frozen=True)
 class ScenarioTarget:
     """A scenario, run as `workbench run` runs it."""
@@ -195,26 +216,18 @@ class ScenarioTarget:
 
         prepared = self._prepare(spec)
         seconds = churn_seconds(prepared.scenario.steps)
-        reports: list[Report] = []
-        dirs: list[str] = []
-        speeds: list[float | None] = []
-        for index in range(repeat):
-            if on_run is not None:
-                on_run(index)
+
+        def once(sub: RunDir) -> tuple[Report, float | None]:
             events: list[Event] = []
-            sub = RunDir.claim(run_dir_name(self.name, prepared.allocator, None), run_dir / f"repeat-{index + 1}")
             report = execute(prepared, sub, quiet=True, on_event=events.append, html=False)
-            reports.append(report)
-            dirs.append(str(sub.path))
+            if report.status != "ok":
+                return report, None
             if seconds > 0:
-                allocations = sum(e.allocations for e in events if isinstance(e, ChurnDone))
-                speeds.append(allocations / seconds if report.status == "ok" else None)
-            else:
-                stopped = next((e for e in events if isinstance(e, SamplerStopped)), None)
-                speeds.append(stopped.steps_ms if stopped is not None and report.status == "ok" else None)
-            if report.interrupted_by is not None:
-                break
-        return measure(spec, reports, dirs, speeds, run_dir, reports[-1].interrupted_by is not None)
+                return report, sum(e.allocations for e in events if isinstance(e, ChurnDone)) / seconds
+            stopped = next((e for e in events if isinstance(e, SamplerStopped)), None)
+            return report, stopped.steps_ms if stopped is not None else None
+
+        return repeated(spec, run_dir, repeat, on_run, self.name, prepared.allocator, once)
 
 
 @dataclass(frozen=True)
@@ -239,22 +252,14 @@ class ProgramTarget:
         from workbench.run.program import run_program
 
         program = self._prepare(spec)
-        reports: list[Report] = []
-        dirs: list[str] = []
-        speeds: list[float | None] = []
-        for index in range(repeat):
-            if on_run is not None:
-                on_run(index)
-            sub = RunDir.claim(run_dir_name("exec", program.allocator, None), run_dir / f"repeat-{index + 1}")
+
+        def once(sub: RunDir) -> tuple[Report, float | None]:
             began = time.monotonic()
             result = run_program(program, sub, html=False)
-            wall_ms = (time.monotonic() - began) * 1000
+            wall_ms = round((time.monotonic() - began) * 1000, 3)
             report = result.report
             if result.exit_code != 0 and report.error is None:
                 report = dataclasses.replace(report, status="failed")
-            reports.append(report)
-            dirs.append(str(sub.path))
-            speeds.append(round(wall_ms, 3) if report.status == "ok" and result.exit_code == 0 else None)
-            if report.interrupted_by is not None:
-                break
-        return measure(spec, reports, dirs, speeds, run_dir, reports[-1].interrupted_by is not None)
+            return report, wall_ms if report.status == "ok" else None
+
+        return repeated(spec, run_dir, repeat, on_run, "exec", program.allocator, once)
