@@ -18,7 +18,7 @@ from workbench.probes import jvm_agent, native_probe
 from workbench.protocol.lifetime import die_with_parent
 from workbench.report.model import Report, RunError
 from workbench.run.environment import allocator_preload, check_malloc_conf, preload_environment, preload_mismatch
-from workbench.protocol.callsites import PROFILE_DIR, RECORDING_FILE
+from workbench.protocol.callsites import PROFILE_DIR, RECORDING_FILE, agent_arguments
 from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
 from workbench.run.profile import Profiling
 from workbench.run.run_dir import RunDir, crash_line, run_dir_name
@@ -152,9 +152,9 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
 def _load_profiler(jcmd: str, pid: int, profiling: Profiling, run_dir: Path, action: str) -> None:
     """``jcmd PID JVMTI.agent_load <async-profiler> <action>,...``: loading it again with other options is how
     async-profiler's own launcher talks to it, so ``stop`` writes the recording and ends it."""
-    option = profiling.option(str(run_dir / PROFILE_DIR / RECORDING_FILE)).split("=", 1)[1]
-    if action == "stop":
-        option = f"stop,file={run_dir / PROFILE_DIR / RECORDING_FILE}"
+    recording = str(run_dir / PROFILE_DIR / RECORDING_FILE)
+    profiling.option(recording)  # BadInput for a path async-profiler cannot take
+    option = agent_arguments(action, profiling.interval, recording)
     # Quoted: the diagnostic command would take "start,event=..." apart at its '=' as a named argument.
     result = subprocess.run([jcmd, str(pid), "JVMTI.agent_load", str(profiling.agent.library), f'"{option}"'],
                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
