@@ -29,7 +29,7 @@ from workbench.report.ledger import (  # noqa: E402
     named_parts,
 )
 from workbench.report.model import TOP_SIZE_CLASSES, Report, Snapshot  # noqa: E402
-from workbench.report.flamegraph import render_call_sites_html  # noqa: E402
+from workbench.report.flamegraph import call_sites_context  # noqa: E402
 from workbench.report.text import findings, size_classes_note, table_rows  # noqa: E402
 from workbench.report.timeline import read_samples  # noqa: E402
 from workbench.units import format_bytes  # noqa: E402
@@ -282,5 +282,5 @@ def render_html(report: Report, run_dir: Path | None) -> str:
         size_classes=size_classes,
         size_classes_note=size_classes_note,
         step_results=[json.dumps(result, sort_keys=True) for result in report.step_results],
-        call_sites_html=render_call_sites_html(report, run_dir),
+        call_sites=call_sites_context(report, run_dir),
     )

@@ -64,11 +64,12 @@ class Profiling:
         except ValueError as error:
             raise BadInput(f"--profile: {error}") from None
 
-    def section(self, run_dir: Path, error: str | None = None, **figures: object) -> ProfileSection:
+    def section(self, run_dir: Path, error: str | None = None) -> ProfileSection:
+        """How this run recorded, with ``error`` when it has no call sites."""
         profile = run_dir / PROFILE_DIR
         return ProfileSection(tool=f"async-profiler {self.agent.version}", interval_bytes=self.interval,
                               recording=str(profile / RECORDING_FILE), callsites=str(profile / CALLSITES_FILE),
-                              error=error, **figures)  # type: ignore[arg-type]
+                              error=error)
 
     def finish(self, report: Report, events: Sequence[Event], run_dir: Path, java: Path, nmt: bool) -> Report:
         """The report with call sites at each snapshot, from the worker's recording; a recording that could not be
@@ -102,19 +103,18 @@ class Profiling:
             recording = read_call_sites(java, self.classpath, run_dir, nmt, self.interval)
         except BadRecording as error:
             return dataclasses.replace(report, profile=self.section(run_dir, str(error)))
-        return attach(report, recording, run_dir, steps, self.section(
-            run_dir, mallocs=recording.recording.mallocs, frees=recording.recording.frees,
-            nmt_header_bytes=recording.recording.nmt_header_bytes, marks=recording.recording.marks,
-            marks_on_recording_clock=recording.recording.marks_on_recording_clock))
+        info = recording.recording
+        return attach(report, recording, run_dir, steps, dataclasses.replace(
+            self.section(run_dir), mallocs=info.mallocs, frees=info.frees, nmt_header_bytes=info.nmt_header_bytes,
+            marks=info.marks, marks_on_recording_clock=info.marks_on_recording_clock))
 
 
-def read_call_sites(java: Path, classpath: list[str], run_dir: Path, nmt: bool, interval: int,
-                    marks: Path | None = None) -> Recording:
+def read_call_sites(java: Path, classpath: list[str], run_dir: Path, nmt: bool, interval: int) -> Recording:
     """Run the Java reader over ``profile/native.jfr`` with the marks; BadRecording when it fails."""
     profile = run_dir / PROFILE_DIR
     out = profile / CALLSITES_FILE
     command = [str(java), "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", ":".join(classpath), READER_CLASS,
-               str(profile / RECORDING_FILE), str(marks or profile / MARKS_FILE), str(out),
+               str(profile / RECORDING_FILE), str(profile / MARKS_FILE), str(out),
                str(NMT_MALLOC_OVERHEAD_BYTES if nmt else 0), str(interval)]
     try:
         result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,8 +101,7 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     # The program dies with `workbench exec` (even by SIGKILL) unless the user asked to leave it running.
     process = subprocess.Popen(argv, env=env, preexec_fn=None if leave_running else lambda: die_with_parent(parent))
     sampler = ExternalSampler(process.pid, run_dir.path, interval_s=program.interval_ms / 1000)
-    # A snapshot's t_ms (monotonic, from the sampler's start) on the wall clock, for the recording's marks.
-    wall_offset_ns = time.time_ns() - time.monotonic_ns()
+    wall_clock = _wall_clock(sampler)
     received: list[str] = []
 
     def forward(signal_name: str) -> None:
@@ -142,11 +142,17 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
                              str(Path(program.java).resolve().parents[1]), run_dir,
                              interrupted_by=received[0] if received else None, error=error)
     if program.profiling is not None:
-        report = program.profiling.finish_program(
-            report, run_dir.path, Path(program.java), program.nmt != "off",
-            lambda t_ms: wall_offset_ns + int((sampler.started * 1000 + t_ms) * 1_000_000))
+        report = program.profiling.finish_program(report, run_dir.path, Path(program.java), program.nmt != "off",
+                                                  wall_clock)
     run_dir.finish(report, html)
     return ProgramResult(report, exit_code)
+
+
+def _wall_clock(sampler: ExternalSampler) -> Callable[[float], int]:
+    """A snapshot's ``t_ms`` (monotonic, from the sampler's start) on the wall clock in nanoseconds, as the
+    recording's events are: the marks of `exec` and `attach`, which cannot mark the recording itself."""
+    offset_ns = time.time_ns() - time.monotonic_ns()
+    return lambda t_ms: offset_ns + int((sampler.started * 1000 + t_ms) * 1_000_000)
 
 
 def _load_profiler(jcmd: str, pid: int, profiling: Profiling, run_dir: Path, action: str) -> None:
@@ -237,7 +243,7 @@ def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Pat
         profiling = Profiling.start(kernels_classpath(), profile_interval)
     run_dir = RunDir.claim(run_dir_name(f"attach-{pid}", None, None), out)
     sampler = ExternalSampler(pid, run_dir.path, interval_s=interval_ms / 1000, use_jcmd=not has_agent, jcmd=jcmd)
-    wall_offset_ns = time.time_ns() - time.monotonic_ns()
+    wall_clock = _wall_clock(sampler)
     if profiling is not None:
         assert jcmd is not None
         (run_dir.path / PROFILE_DIR).mkdir(exist_ok=True)
@@ -267,9 +273,8 @@ def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Pat
     report = external_report(sampler, argv, argv, None, None, None, java_home, run_dir, interrupted_by=interrupted)
     if profiling is not None:
         reader = Path(java_home) / "bin" / "java" if java_home else Path(shutil.which("java") or "java")
-        report = profiling.finish_program(
-            report, run_dir.path, reader, nmt=any(s.nmt for s in report.snapshots),
-            epoch_ns=lambda t_ms: wall_offset_ns + int((sampler.started * 1000 + t_ms) * 1_000_000))
+        report = profiling.finish_program(report, run_dir.path, reader, nmt=any(s.nmt for s in report.snapshots),
+                                          epoch_ns=wall_clock)
     run_dir.finish(report, html)
     return AttachResult(report, interrupted)
 
