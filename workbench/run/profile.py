@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench._errors import BadInput
+from workbench._errors import BadInput, RunFailed
 from workbench._files import write_atomically
 from workbench.probes.callsites import ProfileSection
 from workbench.protocol.callsites import (
     CALLSITES_FILE, COLLAPSED_DIR, DEFAULT_INTERVAL_BYTES, MARKS_FILE, NMT_MALLOC_OVERHEAD_BYTES, PROFILE_DIR,
-    READER_CLASS, RECORDING_FILE, BadRecording, Recording, agent_option, read_recording,
+    READER_CLASS, RECORDING_FILE, BadRecording, Recording, agent_arguments, agent_option, read_recording,
 )
 from workbench.protocol.events import Event, ProfileStopped, StepStarted
 from workbench.report.callsites import classify
@@ -71,6 +72,21 @@ class Profiling:
                               recording=str(profile / RECORDING_FILE), callsites=str(profile / CALLSITES_FILE),
                               error=error)
 
+    def load_into(self, jcmd: str, pid: int, run_dir: Path, action: str) -> None:
+        """``jcmd PID JVMTI.agent_load <async-profiler> <action>,...`` (`attach`): loading it again with other options
+        is how async-profiler's own launcher talks to it, so ``stop`` writes the recording and ends it. RunFailed
+        when the JVM refuses."""
+        recording = str(run_dir / PROFILE_DIR / RECORDING_FILE)
+        self.option(recording)  # BadInput for a path async-profiler cannot take
+        # Quoted: the diagnostic command would take "start,event=..." apart at its '=' as a named argument.
+        arguments = f'"{agent_arguments(action, self.interval, recording)}"'
+        result = subprocess.run([jcmd, str(pid), "JVMTI.agent_load", str(self.agent.library), arguments],
+                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+        said = (result.stdout + result.stderr).strip()
+        if result.returncode != 0 or "return code: 0" not in said:
+            raise RunFailed(f"attach --profile: jcmd could not {action} async-profiler in process {pid}: "
+                            f"{' '.join(said.splitlines()[-2:]) or f'exit {result.returncode}'}")
+
     def finish(self, report: Report, events: Sequence[Event], run_dir: Path, java: Path, nmt: bool) -> Report:
         """The report with call sites at each snapshot, from the worker's recording; a recording that could not be
         stopped or read leaves the report as it was, with ``profile.error`` saying why."""
@@ -107,6 +123,13 @@ class Profiling:
         return attach(report, recording, run_dir, steps, dataclasses.replace(
             self.section(run_dir), mallocs=info.mallocs, frees=info.frees, nmt_header_bytes=info.nmt_header_bytes,
             marks=info.marks, marks_on_recording_clock=info.marks_on_recording_clock))
+
+
+def wall_clock_of(started_monotonic_s: float) -> Callable[[float], int]:
+    """A snapshot's ``t_ms`` (monotonic, since ``started_monotonic_s``) on the wall clock in nanoseconds, as the
+    recording's events are: the marks of `exec` and `attach`, which cannot mark the recording itself."""
+    offset_ns = time.time_ns() - time.monotonic_ns()
+    return lambda t_ms: offset_ns + int((started_monotonic_s * 1000 + t_ms) * 1_000_000)
 
 
 def read_call_sites(java: Path, classpath: list[str], run_dir: Path, nmt: bool, interval: int) -> Recording:
