@@ -96,6 +96,8 @@ def test_exec_profile_gives_call_sites_under_the_programs_own_main(tmp_path: Pat
                            ":".join([str(classes), *classpath]), "ProfiledMain")
     assert result.returncode == 0, result.stderr
     assert "kept 3333333" in result.stdout
+    assert "Profiling started" not in result.stdout  # async-profiler speaks into profile/async-profiler.log
+    assert (out / "profile" / "async-profiler.log").read_text().strip() == "Profiling started"
     report = json.loads((out / "report.json").read_text())
     assert report["profile"]["error"] is None
     exit_sites = by_label(report)["exit"]["call_sites"]["sites"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,17 +19,29 @@ def test_attach_profile_records_what_the_running_jvm_allocates_meanwhile(tmp_pat
     classes = tmp_path / "classes"
     subprocess.run(["javac", "-d", str(classes), str(ROOT / "tests" / "integration" / "programs" / "AttachedMain.java")],
                    check=True)
-    program = subprocess.Popen(["java", "-cp", str(classes), "AttachedMain", "3000"], stdout=subprocess.PIPE,
+    go = tmp_path / "go"
+    program = subprocess.Popen(["java", "-cp", str(classes), "AttachedMain", str(go)], stdout=subprocess.PIPE,
                                text=True, stdin=subprocess.DEVNULL)
+    out = tmp_path / "run"
+    attach = None
     try:
         assert program.stdout is not None and program.stdout.readline().strip() == "ready"
-        out = tmp_path / "run"
-        result = run_workbench("attach", str(program.pid), "--profile", "--duration", "4500ms", "--quiet",
-                               "--out", str(out))
-        assert result.returncode == 0, result.stderr
+        attach = subprocess.Popen([sys.executable, "-m", "workbench", "attach", str(program.pid), "--profile",
+                                   "--duration", "8s", "--quiet", "--out", str(out)], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        # async-profiler is loaded just before the start snapshot: allocate once that snapshot is written.
+        deadline = time.monotonic() + 60
+        while not (out / "smaps" / "start.txt").exists() and attach.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        go.touch()
+        assert program.stdout.readline().startswith("allocated")
+        _, stderr = attach.communicate(timeout=120)
+        assert attach.returncode == 0, stderr
     finally:
         program.kill()
         program.wait()
+        if attach is not None and attach.poll() is None:
+            attach.kill()
     report = json.loads((out / "report.json").read_text())
     assert report["profile"]["error"] is None
     end = by_label(report)["end"]["call_sites"]

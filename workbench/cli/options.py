@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Optional, get_args
 
 import typer
@@ -56,24 +57,23 @@ Html = Annotated[bool, typer.Option(help="Write report.html into the run directo
                                          "html` draws it later).")]
 
 
-def size_bytes(option: str, value: str | None) -> int | None:
-    """Bytes of a size option (``256KiB``, ``0``); BadInput naming ``option`` otherwise."""
+def _parsed(option: str, value: str | None, parse: Callable[[str], int]) -> int | None:
     if value is None:
         return None
     try:
-        return parse_size(value)
+        return parse(value)
     except ValueError as exc:
         raise BadInput(f"{option}: {exc}") from None
+
+
+def size_bytes(option: str, value: str | None) -> int | None:
+    """Bytes of a size option (``256KiB``, ``0``); BadInput naming ``option`` otherwise."""
+    return _parsed(option, value, parse_size)
 
 
 def duration_ms(option: str, value: str | None) -> int | None:
     """Milliseconds of a duration option (``500ms``, ``2s``); BadInput naming ``option`` otherwise."""
-    if value is None:
-        return None
-    try:
-        return parse_duration_ms(value)
-    except ValueError as exc:
-        raise BadInput(f"{option}: {exc}") from None
+    return _parsed(option, value, parse_duration_ms)
 
 
 def positive_duration_ms(option: str, value: str) -> int:

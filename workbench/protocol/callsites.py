@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 
 PROFILE_DIR = "profile"  # in the run directory
 RECORDING_FILE = "native.jfr"
+AGENT_LOG = "async-profiler.log"  # what async-profiler says ("Profiling started"), not the program's stdout
 MARKS_FILE = "marks.tsv"
 CALLSITES_FILE = "callsites.json"
 COLLAPSED_DIR = "collapsed"  # profile/collapsed/<label>.txt: every live stack of that snapshot, collapsed
@@ -31,10 +32,19 @@ NMT_MALLOC_OVERHEAD_BYTES = 18
 
 def agent_option(library: Path, interval: int, recording: str) -> str:
     """``-agentpath:`` that starts async-profiler's native-memory recording when the JVM starts; ``recording`` is
-    where the JFR goes, relative to the JVM's working directory (no commas: agent options are comma-separated)."""
+    where the JFR goes, relative to the JVM's working directory (no commas: agent options are comma-separated);
+    async-profiler's messages go to ``async-profiler.log`` beside it."""
     if "," in recording or "," in str(library) or "=" in str(library):
         raise ValueError(f"a path with ',' or '=' cannot be passed to async-profiler's agent: {library}, {recording}")
-    return f"-agentpath:{library}=start,event=nativemem,nativemem={interval},file={recording}"
+    return f"-agentpath:{library}={agent_arguments('start', interval, recording)}"
+
+
+def agent_arguments(action: str, interval: int, recording: str) -> str:
+    """async-profiler's options for ``action`` (``start`` or ``stop``) of a native-memory recording."""
+    log = f"{recording.rpartition('/')[0] or '.'}/{AGENT_LOG}"
+    if action == "stop":
+        return f"stop,file={recording},log={log}"
+    return f"{action},event=nativemem,nativemem={interval},file={recording},log={log}"
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-import jinja2
-
 from workbench.protocol.callsites import CALLSITES_FILE, PROFILE_DIR, BadRecording, read_recording
 from workbench.report.callsites import OWNER_NAMES, step_short
 from workbench.report.model import Report
@@ -130,17 +128,19 @@ def flame_script() -> str:
     return (resources.files("workbench.report") / "templates" / "flamegraph.js").read_text(encoding="utf-8")
 
 
-def render_call_sites_html(report: Report, run_dir: Path | None) -> str:
-    """The section, or "" when the run recorded no call sites."""
+def call_sites_context(report: Report, run_dir: Path | None) -> dict[str, Any] | None:
+    """What templates/flamegraph.html.j2 (included by report.html.j2 as ``call_sites``) draws; None when the run
+    recorded no call sites."""
     data = flame_data(report, run_dir)
     if data is None and report.profile is None:
-        return ""
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("workbench.report", "templates"), autoescape=True,
-                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    owners = {label: [(OWNER_NAMES[o], format_bytes(b)) for o, b in sorted(s.call_sites.owners.items(),
-                                                                            key=lambda item: -item[1])]
-              for label, s in ((s.label, s) for s in report.snapshots) if s.call_sites is not None}
-    return environment.get_template("flamegraph.html.j2").render(
-        profile=report.profile, data_json=_script_json(data) if data else None, source=data["source"] if data else "",
-        rows=_rows(report), owners=owners, labels=[s["label"] for s in data["snapshots"]] if data else [],
-        interval=format_bytes(report.profile.interval_bytes) if report.profile else "", flame_js=flame_script())
+        return None
+    owners = {s.label: [(OWNER_NAMES[o], format_bytes(b)) for o, b in sorted(s.call_sites.owners.items(),
+                                                                              key=lambda item: -item[1])]
+              for s in report.snapshots if s.call_sites is not None}
+    return {
+        "profile": report.profile, "data_json": _script_json(data) if data else None,
+        "source": data["source"] if data else "", "rows": _rows(report), "owners": owners,
+        "labels": [s["label"] for s in data["snapshots"]] if data else [],
+        "interval": format_bytes(report.profile.interval_bytes) if report.profile else "",
+        "flame_js": flame_script() if data else None,
+    }

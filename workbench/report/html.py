@@ -27,7 +27,7 @@ from workbench.report.ledger import (
     line_label,
     named_parts,
 )
-from workbench.report.flamegraph import flame_script, render_call_sites_html
+from workbench.report.flamegraph import call_sites_context, flame_script
 from workbench.report.model import TOP_SIZE_CLASSES, Report, Snapshot
 from workbench.report.text import findings, size_classes_note, table_rows
 from workbench.report.timeline import read_samples
@@ -236,10 +236,10 @@ def _script_hash(script: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def _allowed_scripts(charts: bool, call_sites_html: str) -> str:
+def _allowed_scripts(charts: bool, call_sites: dict[str, Any] | None) -> str:
     """The CSP's script-src: the hashes of exactly the scripts on the page, else 'none'."""
     hashes = [_script_assets()["script_hashes"]] if charts else []
-    if call_sites_html and "flame-data" in call_sites_html:
+    if call_sites is not None and call_sites["flame_js"] is not None:
         hashes.append(_script_hash(flame_script()))
     return " ".join(hashes) or "'none'"
 
@@ -304,7 +304,7 @@ def render_html(report: Report, run_dir: Path | None) -> str:
     ledgers = [_ledger(s, s.reconciliation, report.allocator.backend) for s in report.snapshots if s.reconciliation is not None]
     last = report.snapshots[-1] if report.snapshots else None
     template = _environment().get_template("report.html.j2")
-    call_sites_html = render_call_sites_html(report, run_dir)
+    call_sites = call_sites_context(report, run_dir)
     return template.render(
         report=report,
         provenance=provenance,
@@ -322,6 +322,6 @@ def render_html(report: Report, run_dir: Path | None) -> str:
         size_classes=size_classes,
         size_classes_note=size_classes_note,
         step_results=[json.dumps(result, sort_keys=True) for result in report.step_results],
-        call_sites_html=call_sites_html,
-        script_src=_allowed_scripts(bool(charts), call_sites_html),
+        call_sites=call_sites,
+        script_src=_allowed_scripts(bool(charts), call_sites),
     )

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench._errors import BadInput
+from workbench._errors import BadInput, RunFailed
 from workbench._files import write_atomically
 from workbench.probes.callsites import ProfileSection
 from workbench.protocol.callsites import (
     CALLSITES_FILE, COLLAPSED_DIR, DEFAULT_INTERVAL_BYTES, MARKS_FILE, NMT_MALLOC_OVERHEAD_BYTES, PROFILE_DIR,
-    READER_CLASS, RECORDING_FILE, BadRecording, Recording, agent_option, read_recording,
+    READER_CLASS, RECORDING_FILE, BadRecording, Recording, agent_arguments, agent_option, read_recording,
 )
 from workbench.protocol.events import Event, ProfileStopped, StepStarted
 from workbench.report.callsites import classify
@@ -64,11 +65,27 @@ class Profiling:
         except ValueError as error:
             raise BadInput(f"--profile: {error}") from None
 
-    def section(self, run_dir: Path, error: str | None = None, **figures: object) -> ProfileSection:
+    def section(self, run_dir: Path, error: str | None = None) -> ProfileSection:
+        """How this run recorded, with ``error`` when it has no call sites."""
         profile = run_dir / PROFILE_DIR
         return ProfileSection(tool=f"async-profiler {self.agent.version}", interval_bytes=self.interval,
                               recording=str(profile / RECORDING_FILE), callsites=str(profile / CALLSITES_FILE),
-                              error=error, **figures)  # type: ignore[arg-type]
+                              error=error)
+
+    def load_into(self, jcmd: str, pid: int, run_dir: Path, action: str) -> None:
+        """``jcmd PID JVMTI.agent_load <async-profiler> <action>,...`` (`attach`): loading it again with other options
+        is how async-profiler's own launcher talks to it, so ``stop`` writes the recording and ends it. RunFailed
+        when the JVM refuses."""
+        recording = str(run_dir / PROFILE_DIR / RECORDING_FILE)
+        self.option(recording)  # BadInput for a path async-profiler cannot take
+        # Quoted: the diagnostic command would take "start,event=..." apart at its '=' as a named argument.
+        arguments = f'"{agent_arguments(action, self.interval, recording)}"'
+        result = subprocess.run([jcmd, str(pid), "JVMTI.agent_load", str(self.agent.library), arguments],
+                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+        said = (result.stdout + result.stderr).strip()
+        if result.returncode != 0 or "return code: 0" not in said:
+            raise RunFailed(f"attach --profile: jcmd could not {action} async-profiler in process {pid}: "
+                            f"{' '.join(said.splitlines()[-2:]) or f'exit {result.returncode}'}")
 
     def finish(self, report: Report, events: Sequence[Event], run_dir: Path, java: Path, nmt: bool) -> Report:
         """The report with call sites at each snapshot, from the worker's recording; a recording that could not be
@@ -102,19 +119,25 @@ class Profiling:
             recording = read_call_sites(java, self.classpath, run_dir, nmt, self.interval)
         except BadRecording as error:
             return dataclasses.replace(report, profile=self.section(run_dir, str(error)))
-        return attach(report, recording, run_dir, steps, self.section(
-            run_dir, mallocs=recording.recording.mallocs, frees=recording.recording.frees,
-            nmt_header_bytes=recording.recording.nmt_header_bytes, marks=recording.recording.marks,
-            marks_on_recording_clock=recording.recording.marks_on_recording_clock))
+        info = recording.recording
+        return attach(report, recording, run_dir, steps, dataclasses.replace(
+            self.section(run_dir), mallocs=info.mallocs, frees=info.frees, nmt_header_bytes=info.nmt_header_bytes,
+            marks=info.marks, marks_on_recording_clock=info.marks_on_recording_clock))
 
 
-def read_call_sites(java: Path, classpath: list[str], run_dir: Path, nmt: bool, interval: int,
-                    marks: Path | None = None) -> Recording:
+def wall_clock_of(started_monotonic_s: float) -> Callable[[float], int]:
+    """A snapshot's ``t_ms`` (monotonic, since ``started_monotonic_s``) on the wall clock in nanoseconds, as the
+    recording's events are: the marks of `exec` and `attach`, which cannot mark the recording itself."""
+    offset_ns = time.time_ns() - time.monotonic_ns()
+    return lambda t_ms: offset_ns + int((started_monotonic_s * 1000 + t_ms) * 1_000_000)
+
+
+def read_call_sites(java: Path, classpath: list[str], run_dir: Path, nmt: bool, interval: int) -> Recording:
     """Run the Java reader over ``profile/native.jfr`` with the marks; BadRecording when it fails."""
     profile = run_dir / PROFILE_DIR
     out = profile / CALLSITES_FILE
     command = [str(java), "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", ":".join(classpath), READER_CLASS,
-               str(profile / RECORDING_FILE), str(marks or profile / MARKS_FILE), str(out),
+               str(profile / RECORDING_FILE), str(profile / MARKS_FILE), str(out),
                str(NMT_MALLOC_OVERHEAD_BYTES if nmt else 0), str(interval)]
     try:
         result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,

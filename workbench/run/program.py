@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench._errors import BadInput, RunFailed
+from workbench._errors import BadInput
 from workbench.probes import jvm_agent, native_probe
 from workbench.protocol.lifetime import die_with_parent
 from workbench.report.model import Report, RunError
@@ -24,7 +24,7 @@ from workbench.run.environment import (
 )
 from workbench.protocol.callsites import PROFILE_DIR, RECORDING_FILE
 from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
-from workbench.run.profile import Profiling
+from workbench.run.profile import Profiling, wall_clock_of
 from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
@@ -114,8 +114,7 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     # The program dies with `workbench exec` (even by SIGKILL) unless the user asked to leave it running.
     process = subprocess.Popen(argv, env=env, preexec_fn=None if leave_running else lambda: die_with_parent(parent))
     sampler = ExternalSampler(process.pid, run_dir.path, interval_s=program.interval_ms / 1000)
-    # A snapshot's t_ms (monotonic, from the sampler's start) on the wall clock, for the recording's marks.
-    wall_offset_ns = time.time_ns() - time.monotonic_ns()
+    wall_clock = wall_clock_of(sampler.started)
     received: list[str] = []
 
     def forward(signal_name: str) -> None:
@@ -169,26 +168,10 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
         report.allocator, spec=program.allocator_label, settings=program.settings.readback,
         environment=allocator_environment(program.allocator, program.settings)))
     if program.profiling is not None:
-        report = program.profiling.finish_program(
-            report, run_dir.path, Path(program.java), program.nmt != "off",
-            lambda t_ms: wall_offset_ns + int((sampler.started * 1000 + t_ms) * 1_000_000))
+        report = program.profiling.finish_program(report, run_dir.path, Path(program.java), program.nmt != "off",
+                                                  wall_clock)
     run_dir.finish(report, html)
     return ProgramResult(report, exit_code)
-
-
-def _load_profiler(jcmd: str, pid: int, profiling: Profiling, run_dir: Path, action: str) -> None:
-    """``jcmd PID JVMTI.agent_load <async-profiler> <action>,...``: loading it again with other options is how
-    async-profiler's own launcher talks to it, so ``stop`` writes the recording and ends it."""
-    option = profiling.option(str(run_dir / PROFILE_DIR / RECORDING_FILE)).split("=", 1)[1]
-    if action == "stop":
-        option = f"stop,file={run_dir / PROFILE_DIR / RECORDING_FILE}"
-    # Quoted: the diagnostic command would take "start,event=..." apart at its '=' as a named argument.
-    result = subprocess.run([jcmd, str(pid), "JVMTI.agent_load", str(profiling.agent.library), f'"{option}"'],
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
-    said = (result.stdout + result.stderr).strip()
-    if result.returncode != 0 or "return code: 0" not in said:
-        raise RunFailed(f"attach --profile: jcmd could not {action} async-profiler in process {pid}: "
-                        f"{' '.join(said.splitlines()[-2:]) or f'exit {result.returncode}'}")
 
 
 def _exit_snapshot(sampler: ExternalSampler, sockets: Path, waiting: socket.socket) -> None:
@@ -264,11 +247,11 @@ def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Pat
         profiling = Profiling.start(kernels_classpath(), profile_interval)
     run_dir = RunDir.claim(run_dir_name(f"attach-{pid}", None, None), out)
     sampler = ExternalSampler(pid, run_dir.path, interval_s=interval_ms / 1000, use_jcmd=not has_agent, jcmd=jcmd)
-    wall_offset_ns = time.time_ns() - time.monotonic_ns()
+    wall_clock = wall_clock_of(sampler.started)
     if profiling is not None:
         assert jcmd is not None
         (run_dir.path / PROFILE_DIR).mkdir(exist_ok=True)
-        _load_profiler(jcmd, pid, profiling, run_dir.path, "start")
+        profiling.load_into(jcmd, pid, run_dir.path, "start")
     received: list[str] = []
 
     def stop(signal_name: str) -> None:
@@ -288,15 +271,14 @@ def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Pat
             sampler.take("end")
             if profiling is not None:
                 assert jcmd is not None
-                _load_profiler(jcmd, pid, profiling, run_dir.path, "stop")
+                profiling.load_into(jcmd, pid, run_dir.path, "stop")
     java_home = str(Path(java).resolve().parents[1]) if java and Path(java).exists() else ""
     interrupted = received[0] if received else None
     report = external_report(sampler, argv, argv, None, None, None, java_home, run_dir, interrupted_by=interrupted)
     if profiling is not None:
         reader = Path(java_home) / "bin" / "java" if java_home else Path(shutil.which("java") or "java")
-        report = profiling.finish_program(
-            report, run_dir.path, reader, nmt=any(s.nmt for s in report.snapshots),
-            epoch_ns=lambda t_ms: wall_offset_ns + int((sampler.started * 1000 + t_ms) * 1_000_000))
+        report = profiling.finish_program(report, run_dir.path, reader, nmt=any(s.nmt for s in report.snapshots),
+                                          epoch_ns=wall_clock)
     run_dir.finish(report, html)
     return AttachResult(report, interrupted)
 

@@ -1,7 +1,9 @@
 import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
 
-/** A program for `workbench attach --profile`: it says "ready", waits, then allocates a direct buffer of an unusual
- * size from its own method and keeps it while it waits again, so the allocation falls between attach's snapshots. */
+/** A program for `workbench attach --profile`: it says "ready", waits until the file named by its argument exists,
+ * then allocates a direct buffer of an unusual size from its own method and keeps it until it is killed. */
 public final class AttachedMain {
     static final int KEPT_BYTES = 2_222_222;
 
@@ -12,13 +14,15 @@ public final class AttachedMain {
     }
 
     public static void main(String[] args) throws Exception {
-        long waitMs = Long.parseLong(args[0]);
+        Path go = Path.of(args[0]);
         System.out.println("ready");
         System.out.flush();
-        Thread.sleep(waitMs);
+        while (!Files.exists(go)) {
+            Thread.sleep(20);
+        }
         ByteBuffer kept = allocate();
         System.out.println("allocated " + kept.capacity());
         System.out.flush();
-        Thread.sleep(waitMs);
+        Thread.sleep(120_000);
     }
 }
