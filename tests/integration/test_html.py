@@ -206,13 +206,20 @@ def test_html_shows_largest_mappings_and_jemalloc_size_classes_of_the_last_snaps
     live_bytes = [int(row.find_elements(By.TAG_NAME, "td")[3].get_attribute("title").removesuffix(" B")
                       .replace(",", "")) for row in size_rows]
     assert live_bytes == sorted(live_bytes, reverse=True) and live_bytes[-1] > 0
-    # The report holds every live size class, parsed once by the worker from the statistics it kept on disk; all
-    # together they are exactly what jemalloc's own totals say is allocated: the keys are read right.
+    # The report holds every live size class, read by the worker's snapshot reader through mallctl; the statistics
+    # kept on disk are jemalloc's own dump, printed a moment later (a new stats epoch, while the JVM's threads run):
+    # the two agree class by class except for the few classes that changed in between, which shows the keys are read
+    # right (measured: 1-2 of ~60 classes differ, by one or two extents).
     stats_text = (jemalloc_run.run_dir / "allocator" / f"{last.label}.json").read_text()
-    assert last.size_classes is not None and last.size_classes == jemalloc_size_classes(stats_text)
+    dumped = jemalloc_size_classes(stats_text)
+    assert last.size_classes is not None and dumped is not None
+    ours = {(c.kind, c.size_bytes): c for c in last.size_classes}
+    theirs = {(c.kind, c.size_bytes): c for c in dumped}
+    differing = [key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key)]
+    assert len(differing) <= 4, differing
     assert [c.bytes for c in last.size_classes[:15]] == live_bytes
-    assert sum(c.bytes for c in last.size_classes) == json.loads(stats_text)["jemalloc"]["stats"]["allocated"] \
-        > sum(live_bytes)
+    allocated = json.loads(stats_text)["jemalloc"]["stats"]["allocated"]
+    assert abs(sum(c.bytes for c in last.size_classes) - allocated) <= 512 * 1024 and allocated > sum(live_bytes)
     assert all(s.size_classes for s in jemalloc_run.report.snapshots)
 
 
