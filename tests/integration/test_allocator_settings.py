@@ -13,7 +13,7 @@ from workbench.toolchain.allocators import find_system_allocator, resolve_alloca
 from workbench.toolchain.settings import parse_spec
 
 needs_tcmalloc = pytest.mark.skipif(find_system_allocator("tcmalloc") is None, reason="tcmalloc is not installed")
-needs_mimalloc = pytest.mark.skipif(find_system_allocator("mimalloc") is None, reason="mimalloc is not installed")
+needs_mimalloc = pytest.mark.skipif(find_system_allocator("system:mimalloc") is None, reason="mimalloc is not installed")
 
 
 def _checked(text: str) -> list[tuple[str, str, object]]:

@@ -15,6 +15,7 @@ from workbench.run.run_dir import RunDir
 from workbench.run.scenario import RunRequest, execute, prepare
 from workbench.toolchain.allocators import find_system_allocator
 from workbench.toolchain.maven import kernels_entry
+from workbench.toolchain.probe import sources_hash
 
 LIBZ = Path("/lib/x86_64-linux-gnu/libz.so.1")
 EXPECTED_ALLOCATOR = "(expected an allocator: a shared library that defines malloc and free)"
@@ -165,7 +166,7 @@ def cache_with_copies(tmp_path: Path, copied: str) -> tuple[dict[str, str], Path
 @pytest.mark.jvm
 def test_a_damaged_cached_probe_is_rebuilt_and_the_run_works(tmp_path: Path) -> None:
     env, area = cache_with_copies(tmp_path, "probe")
-    library = next(area.glob("*/libworkbench-probe.so"))
+    library = area / sources_hash()[:16] / "libworkbench-probe.so"  # the entry of these sources (older ones may be cached)
     library.write_bytes(library.read_bytes()[:1000])
     out = tmp_path / "exec"
     result = run_workbench("exec", "--allocator", "glibc", "--out", str(out), "--", "java", "-version", env=env)

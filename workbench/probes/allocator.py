@@ -253,6 +253,8 @@ class JemallocBackend:
         stats = {name: self._read_size(f"stats.{name}") for name in self.STATS}
         narenas = ctypes.c_uint()
         raw = {"narenas": int(narenas.value)} if self._read("arenas.narenas", narenas) else {}
+        # Of those, the workbench's own (its sampler's and snapshots' allocations: use_own_arena).
+        raw["workbench_arenas"] = 0 if self._own_arena is None else 1
         # All arenas merged (MALLCTL_ARENAS_ALL): freed pages kept for reuse, and what the threads' caches hold.
         for name, key in (("pdirty", "dirty_bytes"), ("pmuzzy", "muzzy_bytes")):
             pages = self._read_size(f"stats.arenas.4096.{name}")
