@@ -134,20 +134,28 @@ def test_an_early_ctrl_c_exits_130_quietly(tmp_path: Path, hostile_run: Path, co
             "report": ["report", str(hostile_run)], "diff": ["diff", str(hostile_run), str(hostile_run)],
             "help": ["--help"], "run": ["run", "arrow-intvector", "--out", str(tmp_path / "out")]}[command]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    ready, ready_w = os.pipe()
-    process = subprocess.Popen([sys.executable, "-c", _CHILD, str(ready_w), *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,))
-    os.close(ready_w)
-    try:
-        assert os.read(ready, 1) == b"!"
-        time.sleep(delay)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        os.close(ready)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    for _ in range(5):
+        ready, ready_w = os.pipe()
+        process = subprocess.Popen([sys.executable, "-c", _CHILD, str(ready_w), *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,))
+        os.close(ready_w)
+        try:
+            assert os.read(ready, 1) == b"!"
+            time.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            os.close(ready)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        # With no delay the signal can land before main()'s handler is in place: in this test's own child, between
+        # its write and the call of main(), or in the call that installs the handler (the traceback then ends there).
+        # Nothing of the workbench has run yet; that is Python's own Ctrl-C, try again.
+        text = stderr.decode()
+        if not (text.endswith('File "<string>", line 3, in <module>\nKeyboardInterrupt\n')
+                or "previous = _signal.signal(_signal.SIGINT, _interrupted_early)" in text):
+            break
     assert "Traceback" not in stderr.decode(), stderr.decode()
     assert process.returncode == 130, stderr.decode()
     assert stderr.decode() in ("", "workbench: interrupted\n") or (
