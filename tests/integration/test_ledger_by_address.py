@@ -43,6 +43,26 @@ MEASURED_OVER: dict[tuple[str, str, str], str] = {
         "+3,006,464 B at 'idle' vs bound 1,048,576 B: positive, the other anonymous mappings grew by more than "
         "tcmalloc's resident; which mapping grew is not located (tcmalloc's mappings are not found by address)"),
 }
+# The scenarios added on 2026-12-01 evening (tune's churn scenarios, the call-site scenario), one full run each in
+# CI here; over the bound, with what was measured (which mapping grew is not located):
+_NOT_LOCATED = "positive: the other anonymous mappings grew by more than any owner found; which mapping is not located"
+_PROFILED = ("positive at 'after-gc' under every allocator on JDK 17 (+2.6 to +4.5 MB): not located; this scenario alone "
+             "runs async-profiler (profile: native), whose own memory has no owner in the ledger yet")
+MEASURED_OVER.update({
+    ("churn-arenas", "glibc", "17"): f"+3,403,776 B at 'churned' vs bound 1,202,667 B (16 threads); {_NOT_LOCATED}",
+    ("churn-arenas", "glibc", "25"): f"+3,244,032 B at 'churned' vs bound 1,098,383 B (16 threads); {_NOT_LOCATED}",
+    ("churn-arenas", "tcmalloc", "25"): f"+2,551,808 B at 'churned' vs bound 1,048,576 B; {_NOT_LOCATED}",
+    ("churn-grow-idle", "glibc", "25"): f"+9,809,920 B at 'grown' vs bound 1,727,201 B; {_NOT_LOCATED}",
+    ("churn-grow-idle", "tcmalloc", "25"): f"+4,145,152 B at 'grown' vs bound 1,246,003 B; {_NOT_LOCATED}",
+    ("churn-netty", "glibc", "25"): f"+9,912,320 B at 'churned' vs bound 1,860,812 B; {_NOT_LOCATED}",
+    ("intvector-open-vectors", "jemalloc", "17"): f"+4,538,368 B vs bound 2,085,191 B; {_PROFILED}",
+    ("intvector-open-vectors", "glibc", "17"): f"+4,542,464 B vs bound 2,195,537 B; {_PROFILED}",
+    ("intvector-open-vectors", "tcmalloc", "17"): f"+2,605,056 B vs bound 2,213,724 B; {_PROFILED}",
+    ("intvector-open-vectors", "mimalloc", "17"): f"+4,534,272 B vs bound 2,098,954 B; {_PROFILED}",
+    ("intvector-open-vectors", "tcmalloc", "25"): "-2,256,896 B at 'after-gc' vs bound 2,049,720 B; negative: "
+                                                  "tcmalloc's resident, claimed whole, counts more than the kernel has",
+})
+NEW_SCENARIOS = ("churn-arenas", "churn-grow-idle", "churn-netty", "intvector-open-vectors")
 # Within the bound in the one full run made here, but by a thin margin (over half the bound): not yet a gate.
 THIN_MARGIN = {
     ("direct-bytebuffer", "tcmalloc", "25"): "+3,174,400 B of a 5,456,609 B bound at 'released'",
@@ -65,6 +85,9 @@ def _combinations() -> list[object]:
                 elif combination in THIN_MARGIN:
                     marks = [pytest.mark.xfail(strict=False, reason=f"within in one run, thin margin: "
                                                                     f"{THIN_MARGIN[combination]}")]
+                elif scenario in NEW_SCENARIOS:
+                    marks = [pytest.mark.xfail(strict=False, reason="within the bound in the one full run made here "
+                                                                    "(2026-12-01): not yet a gate")]
                 params.append(pytest.param(*combination, marks=marks, id=f"{scenario}-{allocator}-{jdk}"))
     return params
 
