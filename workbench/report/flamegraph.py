@@ -8,6 +8,7 @@ directory); when that file is not there (a report.json moved elsewhere) from the
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from dataclasses import dataclass
@@ -123,8 +124,10 @@ def _script_json(data: object) -> str:
         "&", "\\u0026")
 
 
+@functools.cache
 def flame_script() -> str:
-    """The flame graph's script, exactly as inlined (the page's Content-Security-Policy allows it by its hash)."""
+    """The flame graph's script, exactly as inlined (the page's Content-Security-Policy allows it by its hash); read
+    once per process, like report.html's other scripts."""
     return (resources.files("workbench.report") / "templates" / "flamegraph.js").read_text(encoding="utf-8")
 
 
