@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from workbench._errors import RunFailed
+from workbench._errors import BadInput, RunFailed
 
 PARTIAL_SUFFIX = ".partial"
 _PREFIX_BYTES = 80  # of the target's name in its temporary's name, which must stay within NAME_MAX itself
@@ -79,6 +79,23 @@ def read_regular(path: Path, limit: int) -> bytes:
     if size > limit:
         raise NotRead("size", f"more than {limit:,} bytes")
     return b"".join(chunks)
+
+
+def read_text(path: Path, what: str, limit: int) -> str:
+    """A regular file's UTF-8 text, at most ``limit`` bytes (a FIFO or a device is refused before reading); BadInput
+    otherwise, one line naming the file and ``what`` was expected (e.g. "a workbench report.json")."""
+    try:
+        data = read_regular(path, limit)
+    except NotRead as refused:
+        if refused.kind == "error":
+            raise BadInput(f"{path}: cannot read {what}: {refused.detail}") from None
+        if refused.kind == "not-regular":
+            raise BadInput(f"{path}: not a regular file (expected {what})") from None
+        raise BadInput(f"{path}: {refused.detail} (expected {what} of at most {limit:,} bytes)") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}; expected {what})") from None
 
 
 def sha256_file(path: Path) -> str:

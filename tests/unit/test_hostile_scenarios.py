@@ -68,7 +68,7 @@ def test_a_huge_file_is_refused_by_its_size(tmp_path: Path) -> None:
     huge = tmp_path / "huge.yaml"
     huge.write_text("# " + "x" * (2 << 20) + "\n")
     code, out = load_in_child(huge)
-    assert code == 2 and out == (f"{huge}: {huge.stat().st_size:,} bytes (expected a scenario file of at most "
+    assert code == 2 and out == (f"{huge}: {huge.stat().st_size:,} bytes (expected a YAML scenario file of at most "
                                  "1,048,576 bytes)")
 
 

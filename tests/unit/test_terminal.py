@@ -99,7 +99,7 @@ def test_file_names_with_undecodable_bytes_are_one_line(tmp_path: Path) -> None:
     name = os.fsencode(tmp_path) + b"/\xff\xfe.yaml"
     for env in ({"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}, ASCII):
         _, stderr = ascii_ok(workbench("validate", name, env=env), code=2)
-        assert stderr == f"{tmp_path}/\\udcff\\udcfe.yaml: cannot read scenario file: No such file or directory\n"
+        assert stderr == f"{tmp_path}/\\udcff\\udcfe.yaml: cannot read a YAML scenario file: No such file or directory\n"
         _, stderr = ascii_ok(workbench("report", name, env=env), code=2)
         assert stderr == (f"workbench: {tmp_path}/\\udcff\\udcfe.yaml: no such run directory (expected a run "
                           "directory written by `workbench run`, or its report.json)\n")

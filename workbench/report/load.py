@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from workbench._errors import BadInput
-from workbench._files import NotRead, read_regular
+from workbench._files import read_text
 from workbench.figures import BY_KEY, SAMPLED
 from workbench.protocol.layout import SAMPLES
 from workbench.report.model import SCHEMA, Report, report_from_dict
@@ -53,7 +53,7 @@ def report_file(path: Path) -> Path:
 def load_report(path: Path) -> Report:
     """The report of a run directory (or of a report.json given directly); BadInput for anything else."""
     report_path = report_file(path)
-    text = _read_text(report_path, "a workbench report.json", MAX_REPORT_BYTES)
+    text = read_text(report_path, "a workbench report.json", MAX_REPORT_BYTES)
     if text.count(",") + text.count("[") + text.count("{") > MAX_VALUES:
         raise BadInput(f"{report_path}: more than {MAX_VALUES:,} values (expected a workbench report.json; a run's "
                        "has about 600 a snapshot)")
@@ -110,7 +110,7 @@ def check_samples(run_dir: Path) -> str | None:
     path = run_dir / SAMPLES
     if not os.path.lexists(path):
         return None
-    text = _read_text(path, "a run's samples.jsonl", MAX_SAMPLES_BYTES)
+    text = read_text(path, "a run's samples.jsonl", MAX_SAMPLES_BYTES)
     lines = text.split("\n")
     complete = text.endswith("\n")
     count = 0
@@ -153,22 +153,6 @@ def _check_sample(path: Path, number: int, sample: Any) -> None:
         value = sample.get(column)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise BadInput(f"{path}:{number}: {column}: expected an integer or null, got {_shown(value)}")
-
-
-def _read_text(path: Path, what: str, limit: int) -> str:
-    """A regular file's UTF-8 text, at most ``limit`` bytes (a FIFO or a device is refused before reading)."""
-    try:
-        data = read_regular(path, limit)
-    except NotRead as refused:
-        if refused.kind == "error":
-            raise BadInput(f"{path}: cannot read {what}: {refused.detail}") from None
-        if refused.kind == "not-regular":
-            raise BadInput(f"{path}: not a regular file (expected {what})") from None
-        raise BadInput(f"{path}: {refused.detail} (expected {what} of at most {limit:,} bytes)") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}; expected {what})") from None
 
 
 def _depth(value: Any) -> int:

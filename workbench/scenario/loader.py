@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from workbench._errors import BadInput
-from workbench._files import NotRead, read_regular
+from workbench._files import read_text
 from workbench._resources import scenarios_dir
 from workbench.scenario.model import COMPARISONS, STEP_TYPES, Comparison, Scenario
 from workbench.units import parse_size
@@ -98,24 +98,6 @@ def _shown(value: object) -> str:
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 5] + "...'"
 
 
-def _read_bounded(path: Path) -> str:
-    """The file's text: a regular file of at most MAX_FILE_BYTES (a FIFO, a device or /dev/zero is refused before
-    anything is read from it)."""
-    try:
-        data = read_regular(path, MAX_FILE_BYTES)
-    except NotRead as refused:
-        if refused.kind == "error":
-            raise BadInput(f"{path}: cannot read scenario file: {refused.detail}") from None
-        if refused.kind == "not-regular":
-            raise BadInput(f"{path}: not a regular file (expected a YAML scenario file)") from None
-        raise BadInput(f"{path}: {refused.detail} (expected a scenario file of at most {MAX_FILE_BYTES:,} "
-                       "bytes)") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{path}: cannot read scenario file: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
 def _expanded_size(path: Path, root: yaml.Node) -> None:
     """Refuse a document whose aliases expand to more than MAX_NODES nodes, counted without expanding them."""
     sizes: dict[int, int] = {}
@@ -149,7 +131,7 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 def load_scenario(path: Path) -> Scenario:
     """Parse and validate a scenario file (safe YAML loader; nothing in it is ever executed; size, depth and alias
     expansion bounded; duplicate keys refused)."""
-    text = _read_bounded(path)
+    text = read_text(path, "a YAML scenario file", MAX_FILE_BYTES)
     try:
         loader = _UniqueKeyLoader(text)
         try:
