@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build jemalloc's shared library and headers from a release source tree into PREFIX.
 #   build.sh SOURCE_DIR PREFIX [CONFIGURE_ARGS...]
-# Each phase starts with a "==> phase" line, which workbench/build/jemalloc.py turns into progress.
+# Each phase starts with a "==> phase" line, which workbench/toolchain/source_build.py turns into progress.
 # This file's content is part of the cache key of every build made with it: a change rebuilds.
 set -euo pipefail
 
