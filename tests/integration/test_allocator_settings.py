@@ -12,7 +12,7 @@ from workbench.run.environment import check_allocator_settings
 from workbench.toolchain.allocators import find_system_allocator, resolve_allocator
 from workbench.toolchain.settings import parse_spec
 
-needs_tcmalloc = pytest.mark.skipif(find_system_allocator("tcmalloc") is None, reason="tcmalloc is not installed")
+needs_tcmalloc = pytest.mark.skipif(find_system_allocator("system:tcmalloc") is None, reason="tcmalloc is not installed")
 needs_mimalloc = pytest.mark.skipif(find_system_allocator("system:mimalloc") is None, reason="mimalloc is not installed")
 
 
@@ -29,7 +29,7 @@ def test_glibc_reads_its_tunables_back_through_the_dynamic_loader() -> None:
 
 @needs_tcmalloc
 def test_tcmalloc_reads_back_what_its_numeric_properties_report() -> None:
-    assert _checked("tcmalloc@max_total_thread_cache_bytes:8MiB,aggressive_decommit:true,release_rate:10") == [
+    assert _checked("system:tcmalloc@max_total_thread_cache_bytes:8MiB,aggressive_decommit:true,release_rate:10") == [
         ("max_total_thread_cache_bytes", "8388608", 8388608), ("aggressive_decommit", "true", True),
         ("release_rate", "10", None)]  # tcmalloc has no C call that reports its release rate
 
