@@ -42,7 +42,7 @@ def probe_under(preload: list[Path], size: int = ODD_SIZE) -> dict:  # type: ign
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("name", ["system:jemalloc", "system:tcmalloc", "glibc"])
+@pytest.mark.parametrize("name", ["system:jemalloc", "tcmalloc", "system:tcmalloc", "glibc"])
 def test_backend_sees_one_odd_sized_allocation(name: str) -> None:
     choice = resolve_allocator(name)
     result = probe_under([choice.library] if choice.library else [])
