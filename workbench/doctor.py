@@ -29,6 +29,7 @@ from workbench.toolchain.jemalloc import BUILD_TOOLS as JEMALLOC_BUILD_TOOLS
 from workbench.toolchain.jemalloc import JEMALLOC
 from workbench.toolchain.mimalloc import MIMALLOC
 from workbench.toolchain.source_build import Recipe
+from workbench.toolchain.tcmalloc import TCMALLOC
 from workbench.toolchain.maven import cached_kernels, kernels_classpath, kernels_entry
 
 JVM_DIR = Path("/usr/lib/jvm")
@@ -369,6 +370,7 @@ def run_checks(build: bool) -> Iterator[Check]:
     yield kernels
     jemalloc, jemalloc_cached = _built_check(JEMALLOC, build, True, "about 90 s")
     yield jemalloc
+    yield _built_check(TCMALLOC, build, False, "about 60 s")[0]
     yield _built_check(MIMALLOC, build, False, "about 5 s")[0]
     yield from _system_allocator_checks()
     yield _toolchain_check(jemalloc_cached)

@@ -42,7 +42,7 @@ def probe_under(preload: list[Path], size: int = ODD_SIZE) -> dict:  # type: ign
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("name", ["system:jemalloc", "tcmalloc", "glibc"])
+@pytest.mark.parametrize("name", ["system:jemalloc", "tcmalloc", "system:tcmalloc", "glibc"])
 def test_backend_sees_one_odd_sized_allocation(name: str) -> None:
     choice = resolve_allocator(name)
     result = probe_under([choice.library] if choice.library else [])
@@ -84,7 +84,7 @@ def test_glibc_reports_its_arenas_and_leaves_unknown_fields_null() -> None:
 
 def test_detection_follows_the_first_preloaded_allocator_in_either_order() -> None:
     jemalloc = resolve_allocator("system:jemalloc").library
-    tcmalloc = resolve_allocator("tcmalloc").library
+    tcmalloc = resolve_allocator("system:tcmalloc").library
     assert probe_under([jemalloc, tcmalloc])["info"]["backend"] == "jemalloc"  # type: ignore[list-item]
     assert probe_under([tcmalloc, jemalloc])["info"]["backend"] == "tcmalloc"  # type: ignore[list-item]
 

@@ -12,7 +12,7 @@ from workbench.run.environment import check_allocator_settings
 from workbench.toolchain.allocators import find_system_allocator, resolve_allocator
 from workbench.toolchain.settings import parse_spec
 
-needs_tcmalloc = pytest.mark.skipif(find_system_allocator("tcmalloc") is None, reason="tcmalloc is not installed")
+needs_tcmalloc = pytest.mark.skipif(find_system_allocator("system:tcmalloc") is None, reason="tcmalloc is not installed")
 needs_mimalloc = pytest.mark.skipif(find_system_allocator("system:mimalloc") is None, reason="mimalloc is not installed")
 
 
@@ -27,9 +27,10 @@ def test_glibc_reads_its_tunables_back_through_the_dynamic_loader() -> None:
         ("arena_max", "2", 2), ("trim_threshold", "1048576", 1048576), ("mmap_threshold", "131072", 131072)]
 
 
-@needs_tcmalloc
-def test_tcmalloc_reads_back_what_its_numeric_properties_report() -> None:
-    assert _checked("tcmalloc@max_total_thread_cache_bytes:8MiB,aggressive_decommit:true,release_rate:10") == [
+@pytest.mark.parametrize("name", ["tcmalloc", pytest.param("system:tcmalloc", marks=needs_tcmalloc)])
+def test_tcmalloc_reads_back_what_its_numeric_properties_report(name: str) -> None:
+    # The build of the workbench and Debian's alike.
+    assert _checked(f"{name}@max_total_thread_cache_bytes:8MiB,aggressive_decommit:true,release_rate:10") == [
         ("max_total_thread_cache_bytes", "8388608", 8388608), ("aggressive_decommit", "true", True),
         ("release_rate", "10", None)]  # tcmalloc has no C call that reports its release rate
 

@@ -40,7 +40,7 @@ def test_bad_scenario_file_names_file_line_and_field(tmp_path: Path) -> None:
 def test_unknown_allocator_exits_2() -> None:
     result = run_workbench("run", "arrow-intvector", "--allocator", "hoard")
     assert result.returncode == 2
-    assert_one_line_error(result.stderr, "--allocator hoard: unknown allocator", "jemalloc, system:jemalloc, tcmalloc, mimalloc, system:mimalloc, glibc")
+    assert_one_line_error(result.stderr, "--allocator hoard: unknown allocator", "jemalloc, system:jemalloc, tcmalloc, system:tcmalloc, mimalloc, system:mimalloc, glibc")
 
 
 def test_missing_library_path_exits_2() -> None:

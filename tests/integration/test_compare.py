@@ -56,7 +56,7 @@ def test_compare_bad_allocator_fails_before_any_run() -> None:
     assert "running" not in result.stdout
     assert result.stderr.strip() == (
         "workbench: --allocator hoard: unknown allocator (expected one of: jemalloc, system:jemalloc, tcmalloc, "
-        "mimalloc, system:mimalloc, glibc, or a path to a .so)"
+        "system:tcmalloc, mimalloc, system:mimalloc, glibc, or a path to a .so)"
     )
 
 

@@ -12,7 +12,7 @@ from tests.integration.conftest import JDK17, JDK25, run_workbench
 
 pytestmark = [pytest.mark.slow, pytest.mark.jvm]
 
-BACKEND_OF = {"system:jemalloc": "jemalloc", "tcmalloc": "tcmalloc", "system:mimalloc": "mimalloc", "glibc": "glibc"}
+BACKEND_OF = {"system:jemalloc": "jemalloc", "system:tcmalloc": "tcmalloc", "system:mimalloc": "mimalloc", "glibc": "glibc"}
 
 
 def doctor_json(env: dict[str, str] | None = None, expect_exit: int = 0) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def test_a_library_that_malloc_does_not_resolve_into_fails_the_run(tmp_path: Pat
 
 
 @pytest.mark.jvm
-@pytest.mark.parametrize("name", ["system:jemalloc", "tcmalloc"])
+@pytest.mark.parametrize("name", ["system:jemalloc", "system:tcmalloc"])
 def test_real_allocators_given_as_files_still_pass(tmp_path: Path, name: str) -> None:
     library = find_system_allocator(name)
     if library is None:

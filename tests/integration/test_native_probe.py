@@ -35,7 +35,7 @@ MIMALLOC_SIZE = 48 * 1024 * 1024 + 4093
 DUMP_EXTENSION = {"jemalloc": "json", "tcmalloc": "txt", "mimalloc": "txt", "glibc": "xml"}
 LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
 # (allocator, preload order); glibc has nothing preloaded but the probe, so it has one order.
-CASES = [(name, order) for name in ("system:jemalloc", "tcmalloc", "system:mimalloc") for order in ("probe_first",
+CASES = [(name, order) for name in ("system:jemalloc", "system:tcmalloc", "system:mimalloc") for order in ("probe_first",
                                                                                              "allocator_first")]
 CASES.append(("glibc", "probe_only"))
 

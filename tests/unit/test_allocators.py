@@ -25,7 +25,7 @@ def test_missing_jemalloc_names_the_package_to_install(monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize(("name", "soname", "backend"), [
-    ("tcmalloc", "libtcmalloc_minimal.so.4", "tcmalloc"), ("system:mimalloc", "libmimalloc.so.2", "mimalloc"),
+    ("system:tcmalloc", "libtcmalloc_minimal.so.4", "tcmalloc"), ("system:mimalloc", "libmimalloc.so.2", "mimalloc"),
 ])
 def test_other_system_allocators(name: str, soname: str, backend: str) -> None:
     choice = resolve_allocator(name)
@@ -34,5 +34,5 @@ def test_other_system_allocators(name: str, soname: str, backend: str) -> None:
 
 
 def test_unknown_allocator_lists_the_names() -> None:
-    with pytest.raises(BadInput, match=r"hoard: unknown allocator \(expected one of: jemalloc, system:jemalloc, tcmalloc"):
+    with pytest.raises(BadInput, match=r"hoard: unknown allocator \(expected one of: jemalloc, system:jemalloc, tcmalloc, system:tcmalloc"):
         resolve_allocator("hoard")

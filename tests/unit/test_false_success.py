@@ -28,7 +28,8 @@ def scenario(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize(("text", "line"), [
     ("allocator: hoard\nsteps: [gc]\n", "s.yaml:3: allocator: unknown allocator 'hoard' (expected one of: jemalloc, "
-                                        "system:jemalloc, tcmalloc, mimalloc, system:mimalloc, glibc, or a path to a .so)"),
+                                        "system:jemalloc, tcmalloc, system:tcmalloc, mimalloc, system:mimalloc, glibc, or a "
+                                        "path to a .so)"),
     ("steps:\n  - direct_buffer: {name: b, size: 2GiB}\n",
      "s.yaml:4: steps[0].direct_buffer.size: input should be less than or equal to 2147483647, got '2GiB'"),
     ("steps:\n  - root_allocator: {limit: 9223372036854775808}\n",

@@ -1,4 +1,4 @@
-"""``workbench build [jemalloc|mimalloc|kernels]``."""
+"""``workbench build [jemalloc|tcmalloc|mimalloc|kernels]``."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from workbench.toolchain import source_build
 from workbench.toolchain.jemalloc import DEFAULT_CONFIGURE_ARGS, JEMALLOC
 from workbench.toolchain.maven import build_kernels, kernels_entry, project_hash
 from workbench.toolchain.mimalloc import MIMALLOC
+from workbench.toolchain.tcmalloc import TCMALLOC
 
-_FROM_THE_SYSTEM = "tcmalloc comes from the system (apt-get install libtcmalloc-minimal4)"
-RECIPES = {recipe.name: recipe for recipe in (JEMALLOC, MIMALLOC)}
+RECIPES = {recipe.name: recipe for recipe in (JEMALLOC, TCMALLOC, MIMALLOC)}
 KERNELS = "kernels"
 
 
@@ -43,17 +43,17 @@ def _build_kernels(classpath_only: bool) -> None:
 
 def build(
     what: Annotated[
-        str, typer.Argument(help="What to build: jemalloc or mimalloc (from source), or kernels (the Java kernels, "
-                                 "with Maven).")
+        str, typer.Argument(help="What to build: jemalloc, tcmalloc or mimalloc (from source), or kernels (the "
+                                 "Java kernels, with Maven).")
     ] = "jemalloc",
     version: Annotated[
         Optional[str], typer.Option(help="The release, e.g. 5.3.0 (default: the one Debian's source has).")
     ] = None,
     configure: Annotated[
         Optional[str],
-        typer.Option(help="Arguments for jemalloc's ./configure or mimalloc's cmake, as one string (default: "
-                          f"{' '.join(DEFAULT_CONFIGURE_ARGS)!r}; mimalloc "
-                          f"{' '.join(MIMALLOC.default_args)!r})."),
+        typer.Option(help="Arguments for jemalloc's or tcmalloc's ./configure or mimalloc's cmake, as one string "
+                          f"(default: {' '.join(DEFAULT_CONFIGURE_ARGS)!r}; tcmalloc "
+                          f"{' '.join(TCMALLOC.default_args)!r}; mimalloc {' '.join(MIMALLOC.default_args)!r})."),
     ] = None,
     source: Annotated[
         Optional[Path], typer.Option(help="A release tarball or its unpacked directory (default: Debian's).")
@@ -62,9 +62,9 @@ def build(
         bool, typer.Option("--classpath", help="With kernels: print only the classpath, for java -cp \"$(...)\".")
     ] = False,
 ) -> None:
-    """Build jemalloc or mimalloc from its source release, or the Java kernels with Maven, into the per-user cache, or show the build already cached.
+    """Build jemalloc, tcmalloc or mimalloc from its source release, or the Java kernels with Maven, into the per-user cache, or show the build already cached.
 
-    jemalloc and mimalloc without --source: Debian's source package, fetched by apt-get with a private state (no root needed). Both are patched to keep the address ranges they map, so that the ledger reads the kernel's residency of their pages; mimalloc is built with statistics (MI_STAT=2). Debian's own libraries stay available as system:jemalloc and system:mimalloc.
+    jemalloc, tcmalloc and mimalloc without --source: Debian's source package (jemalloc, google-perftools, mimalloc), fetched by apt-get with a private state (no root needed). Each is patched to keep the address ranges it maps, so that the ledger reads the kernel's residency of their pages; tcmalloc is gperftools' tcmalloc_minimal only; mimalloc is built with statistics (MI_STAT=2). Debian's own libraries stay available as system:jemalloc, system:tcmalloc and system:mimalloc.
 
     A build is reused while its recipe, patches, arguments and source are the same and its library is unchanged.
 
@@ -76,14 +76,15 @@ def build(
         given = [name for name, value in (("--version", version), ("--configure", configure), ("--source", source))
                  if value is not None]
         if given:
-            raise BadInput(f"{', '.join(given)}: only for building jemalloc or mimalloc, not the Java kernels")
+            raise BadInput(f"{', '.join(given)}: only for building jemalloc, tcmalloc or mimalloc, not the Java "
+                           "kernels")
         _build_kernels(classpath)
         return
     if classpath:
         raise BadInput(f"--classpath: only with `workbench build {KERNELS}`")
     recipe = RECIPES.get(what)
     if recipe is None:
-        raise BadInput(f"{what}: only jemalloc and mimalloc are built from source; {_FROM_THE_SYSTEM}")
+        raise BadInput(f"{what}: expected one of: {', '.join(RECIPES)} (built from source) or {KERNELS}")
     try:
         configure_args = recipe.default_args if configure is None else tuple(shlex.split(configure))
     except ValueError as exc:

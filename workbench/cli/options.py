@@ -17,7 +17,9 @@ from workbench.values import NmtLevel, parse_label
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 ALLOCATOR_HELP = ("jemalloc (built from source by the workbench on first use), system:jemalloc (Debian's "
-                  "libjemalloc2), tcmalloc, mimalloc (built from source with statistics on first use), "
+                  "libjemalloc2), tcmalloc (gperftools' tcmalloc_minimal, built from source on first use), "
+                  "system:tcmalloc (Debian's libtcmalloc-minimal4), mimalloc (built from source with statistics on "
+                  "first use), "
                   "system:mimalloc (Debian's libmimalloc2.0), glibc (nothing preloaded), or a path to a .so; settings "
                   "as NAME@key:value,..., e.g. glibc@arena_max:2 or jemalloc@background_thread:true,dirty_decay_ms:1000 "
                   "(docs/allocators.md lists each allocator's keys).")

@@ -3,9 +3,9 @@
 Each backend maps its figures onto the same six fields (see docs/allocators.md for what each means per allocator);
 a field an allocator has no figure for is None. ``raw`` keeps the backend's own figures under their own names.
 
-The allocators the workbench builds (jemalloc, mimalloc: see ``toolchain/source_build.py``) also keep the address
-ranges they have mapped (``workbench_mapped_ranges``, native/mapped-ranges/), so that what the kernel has resident of
-exactly their pages can be read; the distributions' builds do not (``mapped_ranges()`` is None).
+The allocators the workbench builds (jemalloc, tcmalloc, mimalloc: see ``toolchain/source_build.py``) also keep the
+address ranges they have mapped (``workbench_mapped_ranges``, native/mapped-ranges/), so that what the kernel has
+resident of exactly their pages can be read; the distributions' builds do not (``mapped_ranges()`` is None).
 """
 
 from __future__ import annotations
@@ -295,7 +295,8 @@ class JemallocBackend:
 
 
 class TcmallocBackend:
-    """gperftools' tcmalloc through ``MallocExtension_GetNumericProperty``."""
+    """gperftools' tcmalloc through ``MallocExtension_GetNumericProperty``; a workbench build (``workbench build
+    tcmalloc``) also keeps the ranges it obtained from the system."""
 
     PROPERTIES = (
         "generic.current_allocated_bytes", "generic.heap_size", "generic.total_physical_bytes",
@@ -316,6 +317,7 @@ class TcmallocBackend:
         self._get_stats = library.MallocExtension_GetStats
         self._get_stats.argtypes = [ctypes.c_char_p, ctypes.c_int]
         self._get_stats.restype = None
+        self._ranges = _MappedRanges(library)
 
     def raw_statistics(self) -> tuple[str, str] | None:
         """``MallocExtension_GetStats``: the page heap, caches and size classes as text."""
@@ -327,7 +329,7 @@ class TcmallocBackend:
         return None
 
     def mapped_ranges(self) -> list[tuple[int, int]] | None:
-        return None
+        return self._ranges.read()
 
     def snapshot(self) -> AllocatorSnapshot:
         raw = {}

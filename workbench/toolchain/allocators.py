@@ -39,14 +39,14 @@ class SystemAllocator:
 SYSTEM_ALLOCATORS: Mapping[str, SystemAllocator] = MappingProxyType({
     a.name: a for a in (
         SystemAllocator("system:jemalloc", ("libjemalloc.so.2",), "libjemalloc2", "jemalloc"),
-        SystemAllocator("tcmalloc", ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"), "libtcmalloc-minimal4",
+        SystemAllocator("system:tcmalloc", ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"), "libtcmalloc-minimal4",
                         "tcmalloc"),
         SystemAllocator("system:mimalloc", ("libmimalloc.so.2",), "libmimalloc2.0", "mimalloc"),
     )
 })
-NAMES = ("jemalloc", "system:jemalloc", "tcmalloc", "mimalloc", "system:mimalloc", "glibc")
-# Built from source into the cache on first use (toolchain/jemalloc.py, toolchain/mimalloc.py).
-BUILT = ("jemalloc", "mimalloc")
+NAMES = ("jemalloc", "system:jemalloc", "tcmalloc", "system:tcmalloc", "mimalloc", "system:mimalloc", "glibc")
+# Built from source into the cache on first use (toolchain/jemalloc.py, toolchain/tcmalloc.py, toolchain/mimalloc.py).
+BUILT = ("jemalloc", "tcmalloc", "mimalloc")
 
 
 def _ldconfig_paths() -> dict[str, Path]:
@@ -120,8 +120,8 @@ def check_allocator(name: str, option: str = "--allocator") -> None:
 
 
 def resolve_allocator(name: str, quiet: bool = False, option: str = "--allocator") -> AllocatorChoice:
-    """The library for an allocator name (see NAMES) or a path to a shared library; builds jemalloc or mimalloc on
-    first use.
+    """The library for an allocator name (see NAMES) or a path to a shared library; builds jemalloc, tcmalloc or
+    mimalloc on first use.
     BadInput (see :func:`check_allocator`) names ``option``, where the name came from."""
     check_allocator(name, option)
     if name == "glibc":
@@ -130,6 +130,10 @@ def resolve_allocator(name: str, quiet: bool = False, option: str = "--allocator
         from workbench.toolchain.jemalloc import ensure_jemalloc
 
         return _built_choice(ensure_jemalloc(quiet=quiet))
+    if name == "tcmalloc":
+        from workbench.toolchain.tcmalloc import ensure_tcmalloc
+
+        return _built_choice(ensure_tcmalloc(quiet=quiet))
     if name == "mimalloc":
         from workbench.toolchain.mimalloc import ensure_mimalloc
 
@@ -151,11 +155,14 @@ def _built_choice(built: BuiltAllocator) -> AllocatorChoice:
 
 
 def ready_allocator(name: str, option: str = "--allocator") -> AllocatorChoice | None:
-    """Like :func:`resolve_allocator`, but never builds: None for a jemalloc or mimalloc that is not built yet."""
+    """Like :func:`resolve_allocator`, but never builds: None for a jemalloc, tcmalloc or mimalloc that is not built
+    yet."""
     if name in BUILT:
         from workbench.toolchain.jemalloc import cached_jemalloc
         from workbench.toolchain.mimalloc import lookup_mimalloc
+        from workbench.toolchain.tcmalloc import lookup_tcmalloc
 
-        built = cached_jemalloc() if name == "jemalloc" else lookup_mimalloc().built
+        built = (cached_jemalloc() if name == "jemalloc" else
+                 lookup_tcmalloc().built if name == "tcmalloc" else lookup_mimalloc().built)
         return _built_choice(built) if built is not None else None
     return resolve_allocator(name, option=option)
