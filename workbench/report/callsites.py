@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workbench.probes.callsites import OWNERS, CallSite, Owner, SnapshotCallSites
+from workbench.probes.callsites import OWNERS, ArrowBuffer, CallSite, Owner, SnapshotCallSites
 from workbench.protocol.callsites import RecordedSite, RecordedStack, Recording
 from workbench.report.model import Report, Snapshot
 
@@ -307,11 +307,42 @@ def findings(report: Report) -> list[str]:
                 lines.append(_arrow_sentence(snapshot.label, site))
         if mentions[-1][0] is not last:
             lines.append(f"Nothing allocated by {mentions[-1][1].name} is still live at '{last.label}'.")
+    lines += buffer_findings(report)
     for site in report.profile.leaks if report.profile else []:
         lines.append(f"Leak: {site.bytes:,} B in {site.count:,} allocation(s) from {step_name(site)} by "
                      f"{site.name} are still live at '{last.label}' and owned by nothing that will free them "
                      f"({leak_reason(site)}).")
     return lines
+
+
+def buffer_findings(report: Report) -> list[str]:
+    """``--profile-buffers``: the open Arrow buffers of the last snapshot that listed them, by the call site that
+    holds them and the steps that allocated them."""
+    if report.profile is None or not report.profile.arrow_debug:
+        return []
+    listed = [s for s in report.snapshots if s.call_sites is not None and s.call_sites.arrow_buffers is not None]
+    if not listed:
+        return ["Arrow's debug allocator was on (--profile-buffers), but no snapshot listed its buffers."]
+    last = listed[-1]
+    assert last.call_sites is not None and last.call_sites.arrow_buffers is not None
+    buffers = last.call_sites.arrow_buffers
+    said = (f"Arrow's debug allocator (--profile-buffers; its logs take Java heap, measured too) lists "
+            f"{len(buffers):,} open buffer(s) at '{last.label}', {sum(b.bytes for b in buffers):,} B")
+    if not buffers:
+        return [said + "."]
+    groups: dict[tuple[str | None, str | None, str], list[ArrowBuffer]] = {}
+    for buffer in buffers:
+        groups.setdefault((buffer.call_site, buffer.join, buffer.allocated_at), []).append(buffer)
+    parts = []
+    for (call_site, join, at), members in sorted(groups.items(), key=lambda item: -sum(b.bytes for b in item[1])):
+        steps = sorted({b.step for b in members if b.step is not None})
+        kinds = sorted({b.step_kind for b in members if b.step_kind})
+        shown = (f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}" if steps
+                 else "before the first step") + (f" ({', '.join(kinds)})" if kinds else "")
+        held = (f"held by the call site {call_site} (joined by {join})" if call_site
+                else "in no recorded call site")
+        parts.append(f"{len(members):,} of {sum(b.bytes for b in members):,} B allocated at {at} in {shown}, {held}")
+    return [said + ": " + "; ".join(parts) + "."]
 
 
 def _arrow_sentence(label: str, site: CallSite) -> str:

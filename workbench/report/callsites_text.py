@@ -63,3 +63,29 @@ def render_call_sites(report: Report, console: Console) -> None:
             rows += 1
     if rows:
         console.print(growth)
+    render_arrow_buffers(report, console)
+
+
+def render_arrow_buffers(report: Report, console: Console) -> None:
+    """``--profile-buffers``: the open Arrow buffers of the last snapshot that listed them."""
+    listed = [s for s in report.snapshots if s.call_sites is not None and s.call_sites.arrow_buffers is not None]
+    if not listed or report.profile is None or not report.profile.arrow_debug:
+        return
+    last = listed[-1]
+    assert last.call_sites is not None and last.call_sites.arrow_buffers is not None
+    buffers = last.call_sites.arrow_buffers
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, title_justify="left", title=Text(
+        f"Open Arrow buffers at '{last.label}': {len(buffers):,}, {format_bytes(sum(b.bytes for b in buffers))} "
+        "(Arrow's debug allocator is on: -Darrow.memory.debug.allocator=true; its logs are on the Java heap)",
+        style="bold"))
+    for column, justify in (("ledger", "right"), ("allocator", "left"), ("size", "right"), ("step", "left"),
+                            ("allocated at (Arrow's stack)", "left"), ("native call site", "left"), ("join", "left")):
+        table.add_column(column, justify=justify, no_wrap=column != "native call site")  # type: ignore[arg-type]
+    for buffer in buffers[:TOP_SHOWN]:
+        step = "start-up" if buffer.step is None else f"{buffer.step} {buffer.step_kind or ''}".strip()
+        table.add_row(str(buffer.ledger), buffer.allocator, format_bytes(buffer.bytes), step, buffer.allocated_at,
+                      buffer.call_site or "(none recorded)", buffer.join or "-")
+    console.print(table)
+    if len(buffers) > TOP_SHOWN:
+        console.print(Text(f"{len(buffers) - TOP_SHOWN:,} more in report.json (snapshots[].call_sites."
+                           "arrow_buffers).", style="dim"))
