@@ -45,6 +45,11 @@ def test_the_twenty_open_vectors_are_named_with_their_step_stack_and_call_site(t
         assert ledgers is None or names == ledgers
         ledgers = names
     assert len({address for _, address in ledgers or []}) == 20
+    # The worker's own Python objects (PYTHONMALLOC=malloc) are the workbench's, not the application's.
+    for snapshot in report["snapshots"]:
+        assert snapshot["call_sites"]["owners"].get("workbench", 0) > 0
+        assert not [s for s in snapshot["call_sites"]["sites"] if s["owner"] == "other"
+                    and any(f in ("PyUnicode_New", "new_keys_object", "PyType_GenericAlloc") for f in s["frames"])]
     assert (out / "profile" / "arrow-buffers.tsv").read_text().count("\n") == 60
     assert any(line.startswith("Arrow's debug allocator (--profile-buffers") and "20 open buffer(s) at 'after-gc'"
                in line and f"held by the call site {CHUNK_SITE} (joined by address)" in line

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 # Who keeps a call site's live bytes (docs/report.md#native-call-sites).
-Owner = Literal["pool-retained", "arrow-open", "direct-buffer", "jvm", "other"]
-OWNERS: tuple[Owner, ...] = ("pool-retained", "arrow-open", "direct-buffer", "jvm", "other")
+Owner = Literal["pool-retained", "arrow-open", "direct-buffer", "jvm", "workbench", "other"]
+OWNERS: tuple[Owner, ...] = ("pool-retained", "arrow-open", "direct-buffer", "jvm", "workbench", "other")
 
 
 @dataclass(frozen=True)

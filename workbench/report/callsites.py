@@ -8,7 +8,9 @@ Owners (docs/report.md#native-call-sites):
 - ``arrow-open``: allocated by Arrow and still accounted by it: buffers that are open;
 - ``direct-buffer``: ``ByteBuffer.allocateDirect`` outside Arrow and Netty, freed when its buffer is collected;
 - ``jvm``: the JVM's own (compiler arenas, class loading and zip, GC, symbols, threads);
-- ``other``: everything else (the application's Unsafe or JNI mallocs, Python, pyarrow).
+- ``workbench``: the worker's own Python interpreter (PYTHONMALLOC=malloc sends its objects through malloc), JPype
+  and the snapshot reader: no Java frame but JPype's, and no library but those (and the C library or the allocator);
+- ``other``: everything else (the application's Unsafe or JNI mallocs, pyarrow).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ TOP_SITES = 20  # per snapshot, by live bytes, in the report
 TOP_GROWTH = 10  # per snapshot, by growth since the previous one
 OWNER_NAMES: dict[str, str] = {
     "pool-retained": "pool-retained", "arrow-open": "open Arrow buffers", "direct-buffer": "direct ByteBuffers",
-    "jvm": "JVM internal", "other": "application/other",
+    "jvm": "JVM internal", "workbench": "the workbench's own", "other": "application/other",
 }
 # Frames that only pass an allocation on: a call site is named after the first frame above them.
 _WRAPPERS = frozenset({
@@ -34,6 +36,11 @@ _WRAPPERS = frozenset({
     "je_malloc", "je_calloc", "je_realloc", "PyMem_RawMalloc", "PyMem_Malloc", "PyObject_Malloc", "_PyObject_Malloc",
 })
 _JDK_PACKAGES = ("java.", "javax.", "jdk.", "sun.", "com.sun.")
+# Libraries a malloc passes through on its way in, whoever asked for it.
+_MALLOC_LIBRARIES = ("libc.", "libstdc++", "libjemalloc", "libtcmalloc", "libmimalloc", "libgcc_s", "ld-linux")
+# The worker's own: its interpreter (``python3.11`` is the executable, ``libpython3.11.so`` its library), JPype's
+# extension (``_jpype.cpython-311-x86_64-linux-gnu.so``) and the snapshot reader (``libworkbench-probe.so``).
+_WORKBENCH_LIBRARIES = ("libpython", "python3", "_jpype", "libworkbench")
 # Java frames through which memory is handed out as such (not a class loaded or a method compiled on the way).
 _ALLOCATING = ("jdk.internal.misc.Unsafe.allocateMemory", "jdk.internal.misc.Unsafe.reallocateMemory",
                "sun.misc.Unsafe.allocateMemory", "sun.misc.Unsafe.reallocateMemory", "java.nio.DirectByteBuffer.<init>",
@@ -109,6 +116,14 @@ def _kind(stack: RecordedStack) -> _Kind:
         return _Kind("other", "Netty pool (not Arrow's)", innermost(chunk or pool), under)
     if allocating and any(frames[i] in ("java.nio.ByteBuffer.allocateDirect", "java.nio.DirectByteBuffer.<init>") for i in java):
         return _Kind("direct-buffer", "", innermost(app) or "ByteBuffer.allocateDirect", short_frame(frames[app[0]]) if app else "")
+    # JPype's own Java code calling back into the interpreter (its class wrappers) is the workbench's too.
+    bridge = all(frames[i].startswith("org.jpype.") for i in java)
+    if bridge and stack.libraries and all(lib.startswith(_MALLOC_LIBRARIES + _WORKBENCH_LIBRARIES)
+                                            for lib in stack.libraries) \
+            and any(lib.startswith(_WORKBENCH_LIBRARIES) for lib in stack.libraries):
+        part = "JPype" if java or any(lib.startswith("_jpype") for lib in stack.libraries) else \
+            "snapshot reader" if any(lib.startswith("libworkbench") for lib in stack.libraries) else "Python"
+        return _Kind("workbench", part, native_top[-1] if native_top else "?", "")
     text = " ".join(frames)
     through_jvm = "libjvm.so" in stack.libraries and not any(
         f in ("Unsafe_AllocateMemory0", "Unsafe_ReallocateMemory0") for f in frames)
@@ -118,8 +133,7 @@ def _kind(stack: RecordedStack) -> _Kind:
                 return _Kind("jvm", part, (native_top or [innermost(java)])[-1], under if app else "")
         if through_jvm:
             return _Kind("jvm", "other JVM", (native_top or [innermost(java)])[-1], under if app else "")
-    library = next((lib for lib in stack.libraries if not lib.startswith(("libc.", "libstdc++", "libjemalloc",
-                                                                            "libtcmalloc", "libmimalloc"))), "")
+    library = next((lib for lib in stack.libraries if not lib.startswith(_MALLOC_LIBRARIES)), "")
     by = innermost(app) or (native_top[-1] if native_top else innermost(java))
     # The application's own Unsafe malloc (not the JDK's, e.g. sun.nio.fs.NativeBuffer's cache) is freed by nothing
     # but its freeMemory: a leak when left at the end.
@@ -135,7 +149,7 @@ def stack_name(stack: RecordedStack) -> str:
 def _name(kind: _Kind, frames: list[str]) -> str:
     """What allocated a call site, in a few words: ``PoolArena$DirectArena.newChunk under
     BaseFixedWidthVector.allocateNew``, ``IndexSet::initialize (compiler)``."""
-    if kind.group == "jvm":
+    if kind.group in ("jvm", "workbench"):
         return f"{kind.by or '?'} ({kind.detail})"
     if kind.under and kind.under != kind.by:
         return f"{kind.by} under {kind.under}"
@@ -231,7 +245,8 @@ def _owner(kind: _Kind, site: RecordedSite, shares: dict[int, int]) -> tuple[Own
         return ("arrow-open" if share is None or share >= site.bytes else "pool-retained"), share
     if kind.group == "arrow":
         return ("arrow-open" if share is None or share > 0 else "other"), share
-    owner: Owner = kind.group if kind.group in ("direct-buffer", "jvm") else "other"  # type: ignore[assignment]
+    groups = ("direct-buffer", "jvm", "workbench")
+    owner: Owner = kind.group if kind.group in groups else "other"  # type: ignore[assignment]
     return owner, None
 
 
