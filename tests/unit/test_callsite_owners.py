@@ -20,6 +20,13 @@ PYARROW = RecordedStack(
     frames=["_start", "PyEval_EvalCode", "arrow::PoolBuffer::Reserve", "arrow::SystemAllocator::AllocateAligned",
             "posix_memalign"],
     kinds="NNCCN", libraries=["libarrow.so.1800", "libpython3.11.so.1.0", "libc.so.6"])
+JSON_MODULE = RecordedStack(
+    frames=["_start", "_PyEval_EvalFrameDefault", "PySequence_Tuple", "_PyTuple_Resize", "_PyObject_GC_Resize"],
+    kinds="NNNNN", libraries=["libpython3.11.so.1.0", "_json.cpython-311-x86_64-linux-gnu.so", "libc.so.6",
+                              "python3.11"])
+PYARROW_MODULE = RecordedStack(
+    frames=["_start", "__pyx_pw_7pyarrow_3lib_foreign_buffer", "arrow::Buffer::Make", "malloc"], kinds="NNCN",
+    libraries=["lib.cpython-311-x86_64-linux-gnu.so", "libarrow.so.1800", "libpython3.11.so.1.0", "libc.so.6"])
 APP_JNI = RecordedStack(
     frames=["Main.main", "Java_Main_native", "PyUnicode_New", "malloc"], kinds="JNNN",
     libraries=["libpython3.11.so.1.0", "libc.so.6"], java_frames=1)
@@ -37,8 +44,10 @@ def _owners(stack: RecordedStack) -> tuple[str, str, str]:
 def test_the_interpreters_own_objects_are_the_workbenchs() -> None:
     assert _owners(PYTHON) == ("workbench", "Python", "new_keys_object (Python)")
     assert _owners(JPYPE_BRIDGE) == ("workbench", "JPype", "PyType_GenericAlloc (JPype)")
+    assert _owners(JSON_MODULE)[:2] == ("workbench", "Python")  # an extension module of the interpreter's
 
 
 def test_pyarrow_and_an_applications_jni_stay_other() -> None:
     assert _owners(PYARROW)[0] == "other"
+    assert _owners(PYARROW_MODULE)[0] == "other"
     assert _owners(APP_JNI)[0] == "other"

@@ -74,6 +74,12 @@ def short_frame(frame: str, java: bool = True) -> str:
     return f"{owner.rsplit('.', 1)[-1]}.{method}"
 
 
+def _is_workbench_library(library: str) -> bool:
+    """The interpreter, its extension modules (``_json.cpython-311-x86_64-linux-gnu.so``; pyarrow's come with
+    libarrow, which is not one of these, so a stack through it stays the application's), JPype, the probe."""
+    return library.startswith(_WORKBENCH_LIBRARIES) or ".cpython-" in library
+
+
 def _is_app(frame: str) -> bool:
     return not frame.startswith(_JDK_PACKAGES)
 
@@ -118,9 +124,9 @@ def _kind(stack: RecordedStack) -> _Kind:
         return _Kind("direct-buffer", "", innermost(app) or "ByteBuffer.allocateDirect", short_frame(frames[app[0]]) if app else "")
     # JPype's own Java code calling back into the interpreter (its class wrappers) is the workbench's too.
     bridge = all(frames[i].startswith("org.jpype.") for i in java)
-    if bridge and stack.libraries and all(lib.startswith(_MALLOC_LIBRARIES + _WORKBENCH_LIBRARIES)
-                                            for lib in stack.libraries) \
-            and any(lib.startswith(_WORKBENCH_LIBRARIES) for lib in stack.libraries):
+    if bridge and stack.libraries and all(lib.startswith(_MALLOC_LIBRARIES) or _is_workbench_library(lib)
+                                          for lib in stack.libraries) \
+            and any(_is_workbench_library(lib) for lib in stack.libraries):
         part = "JPype" if java or any(lib.startswith("_jpype") for lib in stack.libraries) else \
             "snapshot reader" if any(lib.startswith("libworkbench") for lib in stack.libraries) else "Python"
         return _Kind("workbench", part, native_top[-1] if native_top else "?", "")
