@@ -58,3 +58,25 @@ def test_allocated_at_skips_arrows_memory_package() -> None:
 
 def test_a_missing_file_lists_nothing(tmp_path: Path) -> None:
     assert read_ledgers(tmp_path / "none.tsv") == [] and read_step_marks(tmp_path / "none.tsv") == []
+
+
+def test_profile_buffers_turns_on_profiling_and_arrows_debug_allocator() -> None:
+    from workbench.run.scenario import RunRequest, prepare
+
+    plain = prepare(RunRequest(scenario="arrow-intvector", allocator="glibc"))
+    assert plain.profile_interval is None and not plain.profile_buffers
+    assert "-Darrow.memory.debug.allocator=true" not in plain.jvm_options
+    run = prepare(RunRequest(scenario="arrow-intvector", allocator="glibc", profile_buffers=True))
+    assert run.profile_buffers and run.profile_interval == 256 * 1024  # --profile implied, at its default
+    assert run.jvm_options.count("-Darrow.memory.debug.allocator=true") == 1
+
+
+def test_the_scenario_key_profile_buffers_is_the_same(tmp_path: Path) -> None:
+    from workbench.run.scenario import RunRequest, prepare
+
+    source = Path(__file__).parents[2] / "scenarios" / "intvector-open-vectors.yaml"
+    scenario = tmp_path / "buffers.yaml"
+    scenario.write_text(source.read_text().replace("profile: native", "profile: buffers"))
+    run = prepare(RunRequest(scenario=str(scenario), allocator="glibc", trust=True))
+    assert run.profile_buffers and run.profile_interval is not None
+    assert "-Darrow.memory.debug.allocator=true" in run.jvm_options
