@@ -15,8 +15,8 @@ from workbench._errors import BadInput, RunFailed
 from workbench._files import write_atomically
 from workbench.probes.callsites import ProfileSection
 from workbench.protocol.callsites import (
-    ARROW_BUFFERS_FILE, CALLSITES_FILE, COLLAPSED_DIR, DEFAULT_INTERVAL_BYTES, MARKS_FILE, NMT_MALLOC_OVERHEAD_BYTES, PROFILE_DIR,
-    READER_CLASS, RECORDING_FILE, BadRecording, Recording, agent_arguments, agent_option, read_recording,
+    ARROW_BUFFERS_FILE, CALLSITES_FILE, COLLAPSED_DIR, DEFAULT_INTERVAL_BYTES, MARKS_FILE, NMT_MALLOC_OVERHEAD_BYTES,
+    PROFILE_DIR, READER_CLASS, RECORDING_FILE, BadRecording, Recording, agent_arguments, agent_option, read_recording,
 )
 from workbench.protocol.events import Event, ProfileStopped, StepStarted
 from workbench.report.arrow_buffers import join_buffers, read_ledgers, read_step_marks
