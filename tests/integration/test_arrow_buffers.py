@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import by_label, run_json
+from tests.integration.conftest import JDK17, JDK25, by_label, run_json
 from workbench.report.load import load_report
 from workbench.report.text import findings
 
@@ -16,9 +16,15 @@ FOUR_MIB = 4 * 1024 * 1024
 CHUNK_SITE = "PoolArena$DirectArena.newChunk under BaseFixedWidthVector.allocateNew"
 
 
-def test_the_twenty_open_vectors_are_named_with_their_step_stack_and_call_site(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jdk", ["17", "25"])
+def test_the_twenty_open_vectors_are_named_with_their_step_stack_and_call_site(tmp_path: Path, jdk: str) -> None:
+    home = {"17": JDK17, "25": JDK25}[jdk]
+    if not home.is_dir():
+        pytest.skip(f"no JDK {jdk} installed ({home})")
     out = tmp_path / "run"
-    report = run_json(tmp_path, "intvector-open-vectors", "--profile-buffers", "--out", str(out))
+    report = run_json(tmp_path, "intvector-open-vectors", "--profile-buffers", "--java-home", str(home), "--out",
+                      str(out))
+    assert report["jvm"]["version"].startswith(jdk)
     # It changes what is measured (Arrow's logs are on the Java heap): the report says it is on.
     assert report["profile"]["arrow_debug"] is True
     assert "-Darrow.memory.debug.allocator=true" in report["jvm"]["options"]
