@@ -67,3 +67,19 @@ def test_without_profile_buffers_no_buffers_are_listed(tmp_path: Path) -> None:
     assert report["profile"]["arrow_debug"] is False
     assert not any("arrow.memory.debug" in option for option in report["jvm"]["options"])
     assert all(s["call_sites"]["arrow_buffers"] is None for s in report["snapshots"])
+
+
+def test_a_buffer_inside_nettys_chunk_is_joined_with_the_chunk(tmp_path: Path) -> None:
+    report = run_json(tmp_path, "arrow-intvector", "--profile-buffers", "--hold", "0")
+    snapshots = by_label(report)
+    for label in ("allocated", "filled", "held"):
+        [buffer] = snapshots[label]["call_sites"]["arrow_buffers"]
+        # Arrow's 512 KiB buffer lies in the pool's 4 MiB chunk (malloc'd in the same step): the chunk's call site,
+        # of which Arrow accounts only this buffer, so the rest is the pool's.
+        assert (buffer["bytes"], buffer["step"], buffer["join"], buffer["chunk_bytes"], buffer["native_step"]) == \
+            (524288, 2, "address", FOUR_MIB + 18, 2)
+        assert (buffer["call_site"], buffer["call_site_owner"]) == (CHUNK_SITE, "pool-retained")
+    # Closed: Arrow lists nothing, while the pool keeps its chunk.
+    for label in ("vector-closed", "allocator-closed"):
+        assert snapshots[label]["call_sites"]["arrow_buffers"] == []
+    assert snapshots["allocator-closed"]["call_sites"]["owners"]["pool-retained"] == FOUR_MIB
