@@ -57,6 +57,10 @@ def test_the_twenty_open_vectors_are_named_with_their_step_stack_and_call_site(t
         assert not [s for s in snapshot["call_sites"]["sites"] if s["owner"] == "other"
                     and any(f in ("PyUnicode_New", "new_keys_object", "PyType_GenericAlloc") for f in s["frames"])]
     assert (out / "profile" / "arrow-buffers.tsv").read_text().count("\n") == 60
+    # report.html: a table per snapshot that listed buffers, with the snapshot's call sites (baseline: none open).
+    page = (out / "report.html").read_text()
+    assert page.count('<table class="arrow-buffers">') == 3 and "Open Arrow buffers at 'baseline': 0" in page
+    assert "Open Arrow buffers at 'after-gc': 20" in page and page.count("<td>address</td>") == 60
     assert any(line.startswith("Arrow's debug allocator (--profile-buffers") and "20 open buffer(s) at 'after-gc'"
                in line and f"held by the call site {CHUNK_SITE} (joined by address)" in line
                for line in findings(load_report(out)))
