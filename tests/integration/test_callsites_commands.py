@@ -59,6 +59,10 @@ def test_compare_profile_gives_each_allocator_its_call_sites(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     for allocator in ("glibc", "jemalloc"):
         assert f"{allocator}: At 'allocator-closed'" in result.stdout
+    # The owners side by side: the pool's 4 MiB chunk under both allocators, in one row.
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert "Native call sites by owner at 'allocator-closed' (live bytes)" in " ".join(lines)
+    assert "owner glibc jemalloc" in lines and "pool-retained 4.0 MiB 4.0 MiB" in lines
     runs = json.loads((tmp_path / "compare.json").read_text())["runs"]
     for run in runs:
         closed = by_label(run["report"])["allocator-closed"]["call_sites"]

@@ -19,6 +19,7 @@ from workbench.run.run_dir import RunDir
 from workbench.run.signals import Interrupted
 from workbench.report.compare import ComparedRun, compare_to_json, render_compare
 from workbench.report.callsites import findings as call_site_findings
+from workbench.report.callsites_text import render_compare_call_sites
 from workbench.report.text import report_console
 
 
@@ -99,6 +100,7 @@ def compare(
     if json_path is not None:
         write_atomically(json_path, compare_to_json(prepared[0].scenario.name, runs))
     render_compare(runs, console)
+    render_compare_call_sites([(run.label, run.report) for run in runs], console)
     for compared in runs:  # --profile: each run's call sites in one sentence (its report.json has them all)
         sites = call_site_findings(compared.report)
         if sites:

@@ -51,6 +51,11 @@ Profile = Annotated[bool, typer.Option(
     "--profile", help="Record native call sites with async-profiler (every sampled malloc and free, with Java "
                       "frames): live bytes by stack at each snapshot, with owners (pool, open Arrow buffers, JVM, "
                       "...) and leaks; a flame graph in report.html.")]
+ProfileBuffers = Annotated[bool, typer.Option(
+    "--profile-buffers", help="With --profile (implied), also turn on Arrow's debug allocator "
+                              "(-Darrow.memory.debug.allocator=true): each snapshot names the Arrow buffers still open, "
+                              "with the stack Arrow recorded and the native call site holding them. It keeps a log per "
+                              "buffer on the Java heap, so it changes what is measured (the report says it is on).")]
 ProfileInterval = Annotated[Optional[str], typer.Option(
     "--profile-interval", help="async-profiler's sampling interval: one malloc recorded per SIZE bytes allocated, "
                                "and every malloc of at least SIZE (0: every malloc). Default 256KiB. Implies "

@@ -33,6 +33,7 @@ def run(
     repeat: options.Repeat = 1,
     profile: options.Profile = False,
     profile_interval: options.ProfileInterval = None,
+    profile_buffers: options.ProfileBuffers = False,
 ) -> None:
     """Run a scenario in a JVM under a preloaded allocator and report every layer at each snapshot.
 
@@ -47,7 +48,7 @@ def run(
                                   java_home=str(java_home) if java_home else None, hold_ms=hold_ms,
                                   trust=trust, nmt=options.nmt_level("--nmt", nmt),
                                   jpype_gc_link=True if jpype_gc_link else None, profile=profile,
-                                  profile_interval=options.size_bytes("--profile-interval", profile_interval)))
+                                  profile_buffers=profile_buffers, profile_interval=options.size_bytes("--profile-interval", profile_interval)))
     run_dir = claim_run_dir(prepared, out)
     if repeat == 1:
         with run_progress(prepared.scenario, quiet) as on_event:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 # Who keeps a call site's live bytes (docs/report.md#native-call-sites).
-Owner = Literal["pool-retained", "arrow-open", "direct-buffer", "jvm", "other"]
-OWNERS: tuple[Owner, ...] = ("pool-retained", "arrow-open", "direct-buffer", "jvm", "other")
+Owner = Literal["pool-retained", "arrow-open", "direct-buffer", "jvm", "workbench", "other"]
+OWNERS: tuple[Owner, ...] = ("pool-retained", "arrow-open", "direct-buffer", "jvm", "workbench", "other")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,28 @@ class CallSite:
 
 
 @dataclass(frozen=True)
+class ArrowBuffer:
+    """An Arrow buffer still open at a snapshot, as Arrow's debug allocator recorded it (``--profile-buffers``),
+    joined with the native call site whose live malloc holds it."""
+
+    allocator: str  # the Arrow allocator that accounts it
+    ledger: int  # Arrow's ledger id: one allocation from the allocation manager
+    bytes: int  # the ledger's size
+    buffers: int  # ArrowBufs open on it (slices included)
+    address: int  # the lowest of its buffers' memory addresses
+    frames: list[str]  # the Java stack Arrow recorded when it allocated it, root first, package.Class.method
+    allocated_at: str  # the first frame of that stack outside Arrow's memory package, short
+    step: int | None  # the step Arrow allocated it in (its log's time against the step marks); None: before them
+    step_kind: str | None = None
+    join: Literal["address", "stack"] | None = None  # how the call site was found: the malloc's range holds
+    # ``address``, or (no such malloc recorded) the live Arrow-owned stack sharing the most Java frames; None: neither
+    call_site: str | None = None  # its name, as in ``sites``
+    call_site_owner: Owner | None = None
+    chunk_bytes: int | None = None  # join "address": the malloc holding it, as asked for
+    native_step: int | None = None  # join "address": the step that malloc'd that chunk (a pool's chunk: maybe earlier)
+
+
+@dataclass(frozen=True)
 class SnapshotCallSites:
     """A snapshot's call sites: the totals by owner, the top stacks by live bytes and by growth."""
 
@@ -45,6 +67,7 @@ class SnapshotCallSites:
     growth: list[CallSite]  # the top stacks by bytes grown since the previous snapshot
     stacks: int  # how many stacks had live bytes (all of them are in ``collapsed``)
     collapsed: str  # profile/collapsed/<label>.txt: every live stack, "root;...;leaf bytes"
+    arrow_buffers: list[ArrowBuffer] | None = None  # --profile-buffers: every open Arrow ledger; None: not listed
 
 
 @dataclass(frozen=True)
@@ -62,3 +85,6 @@ class ProfileSection:
     marks_on_recording_clock: int = 0
     leaks: list[CallSite] = field(default_factory=list)  # the last snapshot's sites that nothing will free
     error: str | None = None  # why there are no call sites (the recording could not be stopped or read)
+    # --profile-buffers: Arrow's debug allocator was on (-Darrow.memory.debug.allocator=true). It keeps a log and a
+    # stack per buffer on the Java heap: the run measured that too.
+    arrow_debug: bool = False

@@ -16,6 +16,8 @@ PROFILE_DIR = "profile"  # in the run directory
 RECORDING_FILE = "native.jfr"
 AGENT_LOG = "async-profiler.log"  # what async-profiler says ("Profiling started"), not the program's stdout
 MARKS_FILE = "marks.tsv"
+# --profile-buffers: "label<TAB>allocator<TAB>ledger<TAB>size<TAB>address<TAB>buffers<TAB>created epoch ns<TAB>frames"
+ARROW_BUFFERS_FILE = "arrow-buffers.tsv"
 CALLSITES_FILE = "callsites.json"
 COLLAPSED_DIR = "collapsed"  # profile/collapsed/<label>.txt: every live stack of that snapshot, collapsed
 READER_CLASS = "workbench.profile.NativeCallSites"
@@ -64,12 +66,24 @@ class RecordedStack:
 
 
 @dataclass(frozen=True)
+class RecordedBuffer:
+    """An open Arrow ledger (``--profile-buffers``) and the live malloc whose range holds its address, if any."""
+
+    ledger: int
+    stack: int | None = None  # index into Recording.stacks
+    step: int | None = None  # the step that malloc'd the chunk (-1: before the first step)
+    chunk_address: int | None = None
+    chunk_bytes: int | None = None  # as malloc was asked for it
+
+
+@dataclass(frozen=True)
 class RecordedSnapshot:
     label: str
     t_ns: int
     live_bytes: int
     live_count: int
     sites: list[RecordedSite]  # most bytes first
+    buffers: list[RecordedBuffer] | None = None  # --profile-buffers: every open ledger at this snapshot
 
 
 @dataclass(frozen=True)

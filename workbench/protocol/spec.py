@@ -29,6 +29,7 @@ class WorkerSpec:
     # --profile: async-profiler's library (its agent is in jvm_options) and its nativemem interval in bytes.
     profile_library: str | None = None
     profile_interval: int | None = None
+    profile_buffers: bool = False  # Arrow's debug allocator is on: the open buffers are listed at each snapshot
 
     def write(self, path: Path) -> None:
         write_atomically(path, json.dumps({"schema": SCHEMA, **asdict(self)}))

@@ -8,7 +8,9 @@ Owners (docs/report.md#native-call-sites):
 - ``arrow-open``: allocated by Arrow and still accounted by it: buffers that are open;
 - ``direct-buffer``: ``ByteBuffer.allocateDirect`` outside Arrow and Netty, freed when its buffer is collected;
 - ``jvm``: the JVM's own (compiler arenas, class loading and zip, GC, symbols, threads);
-- ``other``: everything else (the application's Unsafe or JNI mallocs, Python, pyarrow).
+- ``workbench``: the worker's own Python interpreter (PYTHONMALLOC=malloc sends its objects through malloc), JPype
+  and the snapshot reader: no Java frame but JPype's, and no library but those (and the C library or the allocator);
+- ``other``: everything else (the application's Unsafe or JNI mallocs, pyarrow).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workbench.probes.callsites import OWNERS, CallSite, Owner, SnapshotCallSites
+from workbench.probes.callsites import OWNERS, ArrowBuffer, CallSite, Owner, SnapshotCallSites
 from workbench.protocol.callsites import RecordedSite, RecordedStack, Recording
 from workbench.report.model import Report, Snapshot
 
@@ -24,7 +26,7 @@ TOP_SITES = 20  # per snapshot, by live bytes, in the report
 TOP_GROWTH = 10  # per snapshot, by growth since the previous one
 OWNER_NAMES: dict[str, str] = {
     "pool-retained": "pool-retained", "arrow-open": "open Arrow buffers", "direct-buffer": "direct ByteBuffers",
-    "jvm": "JVM internal", "other": "application/other",
+    "jvm": "JVM internal", "workbench": "the workbench's own", "other": "application/other",
 }
 # Frames that only pass an allocation on: a call site is named after the first frame above them.
 _WRAPPERS = frozenset({
@@ -34,6 +36,11 @@ _WRAPPERS = frozenset({
     "je_malloc", "je_calloc", "je_realloc", "PyMem_RawMalloc", "PyMem_Malloc", "PyObject_Malloc", "_PyObject_Malloc",
 })
 _JDK_PACKAGES = ("java.", "javax.", "jdk.", "sun.", "com.sun.")
+# Libraries a malloc passes through on its way in, whoever asked for it.
+_MALLOC_LIBRARIES = ("libc.", "libstdc++", "libjemalloc", "libtcmalloc", "libmimalloc", "libgcc_s", "ld-linux")
+# The worker's own: its interpreter (``python3.11`` is the executable, ``libpython3.11.so`` its library), JPype's
+# extension (``_jpype.cpython-311-x86_64-linux-gnu.so``) and the snapshot reader (``libworkbench-probe.so``).
+_WORKBENCH_LIBRARIES = ("libpython", "python3", "_jpype", "libworkbench")
 # Java frames through which memory is handed out as such (not a class loaded or a method compiled on the way).
 _ALLOCATING = ("jdk.internal.misc.Unsafe.allocateMemory", "jdk.internal.misc.Unsafe.reallocateMemory",
                "sun.misc.Unsafe.allocateMemory", "sun.misc.Unsafe.reallocateMemory", "java.nio.DirectByteBuffer.<init>",
@@ -65,6 +72,12 @@ def short_frame(frame: str, java: bool = True) -> str:
         return frame
     owner, method = frame.rsplit(".", 1)
     return f"{owner.rsplit('.', 1)[-1]}.{method}"
+
+
+def _is_workbench_library(library: str) -> bool:
+    """The interpreter, its extension modules (``_json.cpython-311-x86_64-linux-gnu.so``; pyarrow's come with
+    libarrow, which is not one of these, so a stack through it stays the application's), JPype, the probe."""
+    return library.startswith(_WORKBENCH_LIBRARIES) or ".cpython-" in library
 
 
 def _is_app(frame: str) -> bool:
@@ -109,6 +122,14 @@ def _kind(stack: RecordedStack) -> _Kind:
         return _Kind("other", "Netty pool (not Arrow's)", innermost(chunk or pool), under)
     if allocating and any(frames[i] in ("java.nio.ByteBuffer.allocateDirect", "java.nio.DirectByteBuffer.<init>") for i in java):
         return _Kind("direct-buffer", "", innermost(app) or "ByteBuffer.allocateDirect", short_frame(frames[app[0]]) if app else "")
+    # JPype's own Java code calling back into the interpreter (its class wrappers) is the workbench's too.
+    bridge = all(frames[i].startswith("org.jpype.") for i in java)
+    if bridge and stack.libraries and all(lib.startswith(_MALLOC_LIBRARIES) or _is_workbench_library(lib)
+                                          for lib in stack.libraries) \
+            and any(_is_workbench_library(lib) for lib in stack.libraries):
+        part = "JPype" if java or any(lib.startswith("_jpype") for lib in stack.libraries) else \
+            "snapshot reader" if any(lib.startswith("libworkbench") for lib in stack.libraries) else "Python"
+        return _Kind("workbench", part, native_top[-1] if native_top else "?", "")
     text = " ".join(frames)
     through_jvm = "libjvm.so" in stack.libraries and not any(
         f in ("Unsafe_AllocateMemory0", "Unsafe_ReallocateMemory0") for f in frames)
@@ -118,8 +139,7 @@ def _kind(stack: RecordedStack) -> _Kind:
                 return _Kind("jvm", part, (native_top or [innermost(java)])[-1], under if app else "")
         if through_jvm:
             return _Kind("jvm", "other JVM", (native_top or [innermost(java)])[-1], under if app else "")
-    library = next((lib for lib in stack.libraries if not lib.startswith(("libc.", "libstdc++", "libjemalloc",
-                                                                            "libtcmalloc", "libmimalloc"))), "")
+    library = next((lib for lib in stack.libraries if not lib.startswith(_MALLOC_LIBRARIES)), "")
     by = innermost(app) or (native_top[-1] if native_top else innermost(java))
     # The application's own Unsafe malloc (not the JDK's, e.g. sun.nio.fs.NativeBuffer's cache) is freed by nothing
     # but its freeMemory: a leak when left at the end.
@@ -135,7 +155,7 @@ def stack_name(stack: RecordedStack) -> str:
 def _name(kind: _Kind, frames: list[str]) -> str:
     """What allocated a call site, in a few words: ``PoolArena$DirectArena.newChunk under
     BaseFixedWidthVector.allocateNew``, ``IndexSet::initialize (compiler)``."""
-    if kind.group == "jvm":
+    if kind.group in ("jvm", "workbench"):
         return f"{kind.by or '?'} ({kind.detail})"
     if kind.under and kind.under != kind.by:
         return f"{kind.by} under {kind.under}"
@@ -231,7 +251,8 @@ def _owner(kind: _Kind, site: RecordedSite, shares: dict[int, int]) -> tuple[Own
         return ("arrow-open" if share is None or share >= site.bytes else "pool-retained"), share
     if kind.group == "arrow":
         return ("arrow-open" if share is None or share > 0 else "other"), share
-    owner: Owner = kind.group if kind.group in ("direct-buffer", "jvm") else "other"  # type: ignore[assignment]
+    groups = ("direct-buffer", "jvm", "workbench")
+    owner: Owner = kind.group if kind.group in groups else "other"  # type: ignore[assignment]
     return owner, None
 
 
@@ -307,11 +328,42 @@ def findings(report: Report) -> list[str]:
                 lines.append(_arrow_sentence(snapshot.label, site))
         if mentions[-1][0] is not last:
             lines.append(f"Nothing allocated by {mentions[-1][1].name} is still live at '{last.label}'.")
+    lines += buffer_findings(report)
     for site in report.profile.leaks if report.profile else []:
         lines.append(f"Leak: {site.bytes:,} B in {site.count:,} allocation(s) from {step_name(site)} by "
                      f"{site.name} are still live at '{last.label}' and owned by nothing that will free them "
                      f"({leak_reason(site)}).")
     return lines
+
+
+def buffer_findings(report: Report) -> list[str]:
+    """``--profile-buffers``: the open Arrow buffers of the last snapshot that listed them, by the call site that
+    holds them and the steps that allocated them."""
+    if report.profile is None or not report.profile.arrow_debug:
+        return []
+    listed = [s for s in report.snapshots if s.call_sites is not None and s.call_sites.arrow_buffers is not None]
+    if not listed:
+        return ["Arrow's debug allocator was on (--profile-buffers), but no snapshot listed its buffers."]
+    last = listed[-1]
+    assert last.call_sites is not None and last.call_sites.arrow_buffers is not None
+    buffers = last.call_sites.arrow_buffers
+    said = (f"Arrow's debug allocator (--profile-buffers; its logs take Java heap, measured too) lists "
+            f"{len(buffers):,} open buffer(s) at '{last.label}', {sum(b.bytes for b in buffers):,} B")
+    if not buffers:
+        return [said + "."]
+    groups: dict[tuple[str | None, str | None, str], list[ArrowBuffer]] = {}
+    for buffer in buffers:
+        groups.setdefault((buffer.call_site, buffer.join, buffer.allocated_at), []).append(buffer)
+    parts = []
+    for (call_site, join, at), members in sorted(groups.items(), key=lambda item: -sum(b.bytes for b in item[1])):
+        steps = sorted({b.step for b in members if b.step is not None})
+        kinds = sorted({b.step_kind for b in members if b.step_kind})
+        shown = (f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}" if steps
+                 else "before the first step") + (f" ({', '.join(kinds)})" if kinds else "")
+        held = (f"held by the call site {call_site} (joined by {join})" if call_site
+                else "in no recorded call site")
+        parts.append(f"{len(members):,} of {sum(b.bytes for b in members):,} B allocated at {at} in {shown}, {held}")
+    return [said + ": " + "; ".join(parts) + "."]
 
 
 def _arrow_sentence(label: str, site: CallSite) -> str:

@@ -146,4 +146,17 @@ def call_sites_context(report: Report, run_dir: Path | None) -> dict[str, Any] |
         "labels": [s["label"] for s in data["snapshots"]] if data else [],
         "interval": format_bytes(report.profile.interval_bytes) if report.profile else "",
         "flame_js": flame_script() if data else None,
+        "buffers": _buffer_rows(report),
     }
+
+
+def _buffer_rows(report: Report) -> dict[str, list[dict[str, str]]]:
+    """``--profile-buffers``: each snapshot's open Arrow buffers, as the table shows them; {} when it was off."""
+    if report.profile is None or not report.profile.arrow_debug:
+        return {}
+    return {s.label: [{"ledger": str(b.ledger), "allocator": b.allocator, "bytes": format_bytes(b.bytes),
+                       "exact": f"{b.bytes:,}", "step": "start-up" if b.step is None else
+                       f"{b.step} {b.step_kind or ''}".strip(), "at": b.allocated_at,
+                       "call_site": b.call_site or "(none recorded)", "join": b.join or "-"}
+                      for b in s.call_sites.arrow_buffers]
+            for s in report.snapshots if s.call_sites is not None and s.call_sites.arrow_buffers is not None}

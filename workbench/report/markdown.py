@@ -17,6 +17,7 @@ from workbench.report.ledger import (
     named_parts,
 )
 from workbench.report.model import TOP_SIZE_CLASSES, Report, settings_line
+from workbench.report.callsites_markdown import call_site_section
 from workbench.report.text import findings, size_classes_note, table_rows
 from workbench.units import format_bytes
 
@@ -141,6 +142,7 @@ def render_markdown(report: Report) -> str:
         lines.append("No snapshots were taken.")
     lines += ["", "## Findings", ""]
     lines += [f"- {_escape(line)}" for line in findings(report)] or ["No findings."]
+    lines += ["", *call_site_section(report, _table)] if report.profile is not None else []
     lines += ["", "## Reconciliation", ""]
     ledgers = [(s.label, s.reconciliation) for s in report.snapshots if s.reconciliation is not None]
     for label, reconciliation in ledgers:

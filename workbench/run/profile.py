@@ -15,15 +15,18 @@ from workbench._errors import BadInput, RunFailed
 from workbench._files import write_atomically
 from workbench.probes.callsites import ProfileSection
 from workbench.protocol.callsites import (
-    CALLSITES_FILE, COLLAPSED_DIR, DEFAULT_INTERVAL_BYTES, MARKS_FILE, NMT_MALLOC_OVERHEAD_BYTES, PROFILE_DIR,
-    READER_CLASS, RECORDING_FILE, BadRecording, Recording, agent_arguments, agent_option, read_recording,
+    ARROW_BUFFERS_FILE, CALLSITES_FILE, COLLAPSED_DIR, DEFAULT_INTERVAL_BYTES, MARKS_FILE, NMT_MALLOC_OVERHEAD_BYTES,
+    PROFILE_DIR, READER_CLASS, RECORDING_FILE, BadRecording, Recording, agent_arguments, agent_option, read_recording,
 )
 from workbench.protocol.events import Event, ProfileStopped, StepStarted
+from workbench.report.arrow_buffers import join_buffers, read_ledgers, read_step_marks
 from workbench.report.callsites import classify
 from workbench.report.model import Report
 from workbench.toolchain.profiler import ProfilerAgent, check_platform, ensure_agent
 
 READER_TIMEOUT_S = 900
+# --profile-buffers: Arrow keeps every allocator's ledgers, every ledger's buffers and the stacks that made them.
+ARROW_DEBUG_OPTION = "-Darrow.memory.debug.allocator=true"
 MAX_INTERVAL_BYTES = 1 << 30  # a mark's malloc (at least the interval) is a Java int
 
 
@@ -52,11 +55,12 @@ class Profiling:
     agent: ProfilerAgent
     interval: int
     classpath: list[str]
+    buffers: bool = False  # --profile-buffers: Arrow's debug allocator is on, the worker lists the open buffers
 
     @classmethod
-    def start(cls, classpath: list[str], interval: int) -> Profiling:
+    def start(cls, classpath: list[str], interval: int, buffers: bool = False) -> Profiling:
         """The agent for the kernels' classpath (extracted into the cache on first use)."""
-        return cls(ensure_agent(classpath), interval, classpath)
+        return cls(ensure_agent(classpath), interval, classpath, buffers)
 
     def option(self, recording: str = f"{PROFILE_DIR}/{RECORDING_FILE}") -> str:
         """The ``-agentpath`` that records into ``recording`` (relative: to the JVM's working directory)."""
@@ -70,7 +74,7 @@ class Profiling:
         profile = run_dir / PROFILE_DIR
         return ProfileSection(tool=f"async-profiler {self.agent.version}", interval_bytes=self.interval,
                               recording=str(profile / RECORDING_FILE), callsites=str(profile / CALLSITES_FILE),
-                              error=error)
+                              error=error, arrow_debug=self.buffers)
 
     def load_into(self, jcmd: str, pid: int, run_dir: Path, action: str) -> None:
         """``jcmd PID JVMTI.agent_load <async-profiler> <action>,...`` (`attach`): loading it again with other options
@@ -139,6 +143,8 @@ def read_call_sites(java: Path, classpath: list[str], run_dir: Path, nmt: bool, 
     command = [str(java), "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", ":".join(classpath), READER_CLASS,
                str(profile / RECORDING_FILE), str(profile / MARKS_FILE), str(out),
                str(NMT_MALLOC_OVERHEAD_BYTES if nmt else 0), str(interval)]
+    if (profile / ARROW_BUFFERS_FILE).is_file():
+        command.append(str(profile / ARROW_BUFFERS_FILE))
     try:
         result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                 timeout=READER_TIMEOUT_S, check=False)
@@ -168,5 +174,8 @@ def attach(report: Report, recording: Recording, run_dir: Path, steps: dict[int,
         collapsed[snapshot.label] = str(path)
     by_label, leaks = classify(recording, report.snapshots, steps, arrow_leaked=bool(report.leaks),
                                collapsed=collapsed)
+    if section.arrow_debug:
+        by_label = join_buffers(by_label, recording, read_ledgers(run_dir / PROFILE_DIR / ARROW_BUFFERS_FILE),
+                                read_step_marks(run_dir / PROFILE_DIR / MARKS_FILE), steps)
     snapshots = [dataclasses.replace(s, call_sites=by_label.get(s.label)) for s in report.snapshots]
     return dataclasses.replace(report, snapshots=snapshots, profile=dataclasses.replace(section, leaks=leaks))

@@ -25,7 +25,7 @@ from workbench.run.environment import (
 )
 from workbench.run.expectations import check_expectations
 from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
-from workbench.run.profile import Profiling, profile_interval_for
+from workbench.run.profile import ARROW_DEBUG_OPTION, Profiling, profile_interval_for
 from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench._errors import BadInput
@@ -54,6 +54,7 @@ class RunRequest:
     jpype_gc_link: bool | None = None  # --jpype-gc-link
     profile: bool = False  # --profile: native call sites (also the scenario's `profile: native`)
     profile_interval: int | None = None  # --profile-interval, bytes (implies --profile)
+    profile_buffers: bool = False  # --profile-buffers: also Arrow's debug allocator (implies --profile)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class PreparedRun:
     spec: AllocatorSpec | None = None  # the allocator as named, with its settings
     settings: CheckedSettings = CheckedSettings(None)  # the allocator's settings, checked and read back
     profile_interval: int | None = None  # bytes, when the run records native call sites
+    profile_buffers: bool = False  # Arrow's debug allocator is on: each snapshot lists the open buffers
 
     @property
     def allocator_label(self) -> str:
@@ -109,9 +111,13 @@ def prepare(request: RunRequest) -> PreparedRun:
         REGIONS_LOG_OPTION,
         *scenario.jvm.options,
     ]
-    interval = profile_interval_for(request.profile or scenario.profile == "native", request.profile_interval)
+    buffers = request.profile_buffers or scenario.profile == "buffers"
+    interval = profile_interval_for(request.profile or buffers or scenario.profile == "native",
+                                    request.profile_interval)
+    if buffers:
+        jvm_options.append(ARROW_DEBUG_OPTION)
     return PreparedRun(scenario, source, allocator, settings.malloc_conf, jdk, jvm_options, malloc_conf_option, spec,
-                       settings, profile_interval=interval)
+                       settings, profile_interval=interval, profile_buffers=buffers)
 
 
 def claim_run_dir(run: PreparedRun, out: Path | None) -> RunDir:
@@ -127,7 +133,8 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     snapshot; then report.json, timeline.parquet and (with ``html``) report.html.
     """
     classpath = kernels_classpath(quiet=quiet)
-    profiling = Profiling.start(classpath, run.profile_interval) if run.profile_interval is not None else None
+    profiling = Profiling.start(classpath, run.profile_interval, run.profile_buffers) \
+        if run.profile_interval is not None else None
     jvm_options = [*run.jvm_options, *([profiling.option()] if profiling else [])]
     WorkerSpec(
         scenario=run.scenario.model_dump(mode="json", by_alias=True),
@@ -140,6 +147,7 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         probe_library=_snapshot_library(quiet),
         profile_library=str(profiling.agent.library) if profiling else None,
         profile_interval=run.profile_interval,
+        profile_buffers=run.profile_buffers,
     ).write(run_dir.spec)
     read_end, write_end = os.pipe()
     events: list[Event] = []

@@ -420,7 +420,8 @@ class Scenario(_Strict):
     timeout: Annotated[int, BeforeValidator(parse_duration_ms), PlainSerializer(lambda ms: f"{ms}ms", return_type=str),
                        WithJsonSchema(_DURATION_SCHEMA), Field(gt=0)] = 30 * 60 * 1000
     nmt_every: Annotated[int, Field(ge=1)] = 10
-    # Native call sites: async-profiler records mallocs and frees with their stacks (as `--profile` does).
-    profile: Literal["off", "native"] = "off"
+    # Native call sites: async-profiler records mallocs and frees with their stacks (as `--profile` does); "buffers"
+    # also turns Arrow's debug allocator on (as `--profile-buffers` does) to name the open buffers.
+    profile: Literal["off", "native", "buffers"] = "off"
     steps: Annotated[list[Step], Field(min_length=1)]
     expect: list[Expectation] = []

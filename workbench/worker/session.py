@@ -117,7 +117,7 @@ class Session:
         self._kept_texts: dict[str, _Asked] = {}
         self._raw_dirs: set[str] = set()  # raw kinds whose folder exists
         self.reader: SnapshotLibrary | None = None
-        self.recorder = recorder_for(spec)  # --profile: marks on async-profiler's recording
+        self.recorder = recorder_for(spec, self.roots)  # --profile: marks on async-profiler's recording
         self._warming = False  # the warm-up's snapshots are marked nowhere
 
     def run(self) -> None:

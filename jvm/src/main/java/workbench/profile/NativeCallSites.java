@@ -15,6 +15,7 @@ import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 import jdk.jfr.consumer.RecordedEvent;
 import jdk.jfr.consumer.RecordedFrame;
 import jdk.jfr.consumer.RecordedMethod;
@@ -28,7 +29,8 @@ import jdk.jfr.consumer.RecordingFile;
  * stackTrace) and {@code profiler.Free} (address). Events are put in time order, then swept once: at each snapshot
  * mark, every stack's bytes and count allocated and not yet freed, split by the step that allocated them.
  *
- * <pre>java -cp KERNELS workbench.profile.NativeCallSites RECORDING.jfr MARKS.tsv OUT.json NMT_HEADER INTERVAL</pre>
+ * <pre>java -cp KERNELS workbench.profile.NativeCallSites RECORDING.jfr MARKS.tsv OUT.json NMT_HEADER INTERVAL
+ *     [BUFFERS.tsv]</pre>
  *
  * MARKS.tsv has one line per mark, {@code step<TAB>index<TAB>epoch_ns<TAB>size} or
  * {@code snapshot<TAB>label<TAB>epoch_ns<TAB>size}: where the worker called {@link Marks#mark} with that size, the
@@ -36,6 +38,8 @@ import jdk.jfr.consumer.RecordingFile;
  * NMT_HEADER is what Native Memory Tracking adds to each malloc of libjvm's os::malloc (0 when NMT is off): taken
  * off, so that a 4 MiB chunk reads 4,194,304 B. INTERVAL is async-profiler's nativemem interval in bytes: with one
  * above 0 an allocation smaller than it stands for INTERVAL bytes (it was sampled once per INTERVAL bytes).
+ * BUFFERS.tsv (Arrow's debug allocator, {@link ArrowBuffers}) has {@code label<TAB>ledger line} per open ledger at
+ * each snapshot: each is joined by address with the live malloc whose range holds it (its stack and step).
  */
 public final class NativeCallSites {
     static final String SCHEMA = "workbench.native-callsites/1";
@@ -47,22 +51,25 @@ public final class NativeCallSites {
         long[] time = new long[1 << 16];
         long[] address = new long[1 << 16];
         long[] size = new long[1 << 16];  // the weighted size; -1 for a free
+        long[] raw = new long[1 << 16];  // the size malloc was asked for (the chunk's range, for buffers' addresses)
         int[] stack = new int[1 << 16];
         int[] step = new int[1 << 16];
         int count;
 
-        void add(long t, long addr, long bytes, int stackId) {
+        void add(long t, long addr, long bytes, long rawBytes, int stackId) {
             if (count == time.length) {
                 int grown = count * 2;
                 time = Arrays.copyOf(time, grown);
                 address = Arrays.copyOf(address, grown);
                 size = Arrays.copyOf(size, grown);
+                raw = Arrays.copyOf(raw, grown);
                 stack = Arrays.copyOf(stack, grown);
                 step = Arrays.copyOf(step, grown);
             }
             time[count] = t;
             address[count] = addr;
             size[count] = bytes;
+            raw[count] = rawBytes;
             stack[count] = stackId;
             count++;
         }
@@ -126,8 +133,8 @@ public final class NativeCallSites {
     }
 
     public static void main(String[] args) throws IOException {
-        if (args.length != 5) {
-            System.err.println("usage: NativeCallSites RECORDING.jfr MARKS.tsv OUT.json NMT_HEADER INTERVAL");
+        if (args.length != 5 && args.length != 6) {
+            System.err.println("usage: NativeCallSites RECORDING.jfr MARKS.tsv OUT.json NMT_HEADER INTERVAL [BUFFERS]");
             System.exit(2);
         }
         Path recording = Path.of(args[0]);
@@ -139,7 +146,17 @@ public final class NativeCallSites {
         }
         long nmtHeader = Long.parseLong(args[3]);
         long interval = Long.parseLong(args[4]);
-        Map<String, Object> out = read(recording, marks, nmtHeader, interval);
+        Map<String, List<long[]>> buffers = new HashMap<>();  // label -> (ledger id, address) of its open ledgers
+        if (args.length == 6) {
+            for (String line : Files.readAllLines(Path.of(args[5]), StandardCharsets.UTF_8)) {
+                String[] fields = line.split("\t", -1);
+                if (fields.length >= 5) {
+                    buffers.computeIfAbsent(fields[0], k -> new ArrayList<>())
+                            .add(new long[] {Long.parseLong(fields[2]), Long.parseLong(fields[4])});
+                }
+            }
+        }
+        Map<String, Object> out = read(recording, marks, nmtHeader, interval, buffers);
         ObjectMapper mapper = new ObjectMapper().disable(SerializationFeature.INDENT_OUTPUT);
         Path target = Path.of(args[2]);
         Path partial = target.resolveSibling(target.getFileName() + ".partial");
@@ -147,8 +164,8 @@ public final class NativeCallSites {
         Files.move(partial, target, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     }
 
-    static Map<String, Object> read(Path recording, List<String[]> marks, long nmtHeader, long interval)
-            throws IOException {
+    static Map<String, Object> read(Path recording, List<String[]> marks, long nmtHeader, long interval,
+                                    Map<String, List<long[]>> buffers) throws IOException {
         Events events = new Events();
         List<Stack> stacks = new ArrayList<>();
         Map<String, Integer> byKey = new HashMap<>();
@@ -168,7 +185,7 @@ public final class NativeCallSites {
                 long address = event.getLong("address");
                 if (!malloc) {
                     frees++;
-                    events.add(t, address, -1, -1);
+                    events.add(t, address, -1, 0, -1);
                     continue;
                 }
                 mallocs++;
@@ -193,7 +210,7 @@ public final class NativeCallSites {
                     markerTimes.merge(bytes, t, Math::min);
                 }
                 // Sampled once per `interval` bytes: a smaller allocation stands for the interval's bytes.
-                events.add(t, address, interval > 0 && raw < interval ? interval : bytes, id);
+                events.add(t, address, interval > 0 && raw < interval ? interval : bytes, raw, id);
             }
         }
         if (events.count >= 1 << INDEX_BITS) {
@@ -260,7 +277,11 @@ public final class NativeCallSites {
             if (mark[0].equals("step")) {
                 currentStep = Integer.parseInt(mark[1]);
             } else {
-                snapshots.add(snapshot(mark[1], until, perSite, usedStacks));
+                Map<String, Object> snapshot = snapshot(mark[1], until, perSite, usedStacks);
+                if (buffers.containsKey(mark[1])) {
+                    snapshot.put("buffers", joinBuffers(buffers.get(mark[1]), events, live, usedStacks));
+                }
+                snapshots.add(snapshot);
             }
         }
         List<Map<String, Object>> stackList = new ArrayList<>();
@@ -290,6 +311,27 @@ public final class NativeCallSites {
         out.put("stacks", stackList);
         out.put("snapshots", snapshots);
         return out;
+    }
+
+    /** Each open ledger's live malloc: the one whose range [address, address + size) holds its address. */
+    private static List<Map<String, Object>> joinBuffers(List<long[]> ledgers, Events events, Map<Long, Integer> live,
+                                                         Map<Integer, Integer> usedStacks) {
+        TreeMap<Long, Integer> byAddress = new TreeMap<>(live);
+        List<Map<String, Object>> joined = new ArrayList<>();
+        for (long[] ledger : ledgers) {
+            Map.Entry<Long, Integer> chunk = ledger[1] == 0 ? null : byAddress.floorEntry(ledger[1]);
+            Map<String, Object> buffer = new LinkedHashMap<>();
+            buffer.put("ledger", ledger[0]);
+            if (chunk != null && ledger[1] < chunk.getKey() + events.raw[chunk.getValue()]) {
+                int i = chunk.getValue();
+                buffer.put("stack", usedStacks.get(events.stack[i]));
+                buffer.put("step", events.step[i]);
+                buffer.put("chunk_address", chunk.getKey());
+                buffer.put("chunk_bytes", events.raw[i]);
+            }
+            joined.add(buffer);
+        }
+        return joined;
     }
 
     private static long siteKey(int stack, int step) {
