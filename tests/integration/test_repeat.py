@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +53,53 @@ def test_repeated_runs_keep_every_run_and_diff_tells_noise_from_a_doubled_vector
     grew = run_workbench("diff", str(tmp_path / "a"), str(tmp_path / "c"), "--fail-over", "10")
     assert grew.returncode == 1, grew.stdout
     assert "allocated/arrow.allocated_bytes" in grew.stderr
+
+
+PROGRAM = Path(__file__).resolve().parent / "programs" / "RepeatedMain.java"
+KEPT = 8 * 1024 * 1024 + 77_777  # RepeatedMain's direct buffer, argument 1
+
+
+def _exec(out: Path, classes: Path, factor: int = 1) -> dict[str, Any]:
+    result = run_workbench("exec", "--repeat", "3", "--no-html", "--quiet", "--out", str(out), "--",
+                           "java", "-cp", str(classes), "RepeatedMain", str(factor))
+    assert result.returncode == 0, result.stderr
+    # Each repeat is a fresh run of the program: it printed its line three times, into the program's own stdout.
+    assert result.stdout.splitlines() == [f"kept {8 * 1024 * 1024 * factor + 77_777}"] * 3
+    data: dict[str, Any] = json.loads((out / "report.json").read_text())
+    return data
+
+
+def test_exec_repeat_keeps_every_program_run_and_diff_tells_noise_from_a_doubled_buffer(tmp_path: Path) -> None:
+    classes = tmp_path / "classes"
+    subprocess.run(["javac", "-d", str(classes), str(PROGRAM)], check=True)
+    a = _exec(tmp_path / "a", classes)
+    repeats = a["repeats"]
+    assert repeats["count"] == 3 and repeats["statuses"] == ["ok"] * 3
+    assert [Path(p).name for p in repeats["runs"]] == ["repeat-1", "repeat-2", "repeat-3"]
+    runs = [json.loads((Path(p) / "report.json").read_text()) for p in repeats["runs"]]
+    # Three programs, three JVMs: three process ids, each run with its start and exit snapshots.
+    assert len({run["program"]["pid"] for run in runs}) == 3
+    assert all([s["label"] for s in run["snapshots"]] == ["start", "exit"] for run in runs)
+    by_place = {(s["label"], s["figure"]): s for s in repeats["figures"]}
+    other = by_place[("exit", "nmt.categories.Other.committed_bytes")]
+    # Every run's own figure is kept, in run order, and the direct buffer is in each (NMT Other: the buffer plus
+    # the JVM's own few KiB, measured 2,551 B more than the buffer's bytes over the start's 16 KiB).
+    assert other["values"] == [run["snapshots"][-1]["nmt"]["categories"]["Other"]["committed_bytes"] for run in runs]
+    for value, run in zip(other["values"], runs):
+        start = run["snapshots"][0]["nmt"]["categories"]["Other"]["committed_bytes"]
+        assert KEPT <= value - start <= KEPT + 64 * 1024
+    assert other["min"] <= other["median"] <= other["max"] and sorted(other["values"])[1] == other["median"]
+    rss = by_place[("exit", "process.anon_rss_bytes")]
+    assert rss["values"] == [run["snapshots"][-1]["process"]["anon_rss_bytes"] for run in runs]
+    shown = runs[repeats["shown"]]
+    assert shown["snapshots"][-1]["process"] == a["snapshots"][-1]["process"]  # the report is the median run's
+    assert sorted(rss["values"])[1] == rss["median"] == a["snapshots"][-1]["process"]["anon_rss_bytes"]
+
+    _exec(tmp_path / "b", classes)
+    same = run_workbench("diff", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-over", "10")
+    assert same.returncode == 0, same.stdout + same.stderr
+
+    _exec(tmp_path / "c", classes, 2)  # a 16 MiB buffer: outside the spread of either side
+    grew = run_workbench("diff", str(tmp_path / "a"), str(tmp_path / "c"), "--fail-over", "10")
+    assert grew.returncode == 1, grew.stdout
+    assert "exit/nmt.categories.Other.committed_bytes" in grew.stderr

@@ -222,3 +222,6 @@ def test_repeat_out_of_range_is_one_line_naming_the_option() -> None:
         extra = ["-a", "glibc"] if command == "compare" else []
         assert_one_line_error(invoke(command, "arrow-intvector", *extra, "--repeat", value), 2,
                               f"--repeat: expected a number of runs from 1 to 100, got {value}")
+    # exec refuses it before anything is built or started.
+    assert_one_line_error(invoke("exec", "--repeat", "0", "--", "java", "-version"), 2,
+                          "--repeat: expected a number of runs from 1 to 100, got 0")

@@ -44,22 +44,34 @@ def exec_(
     = False,
     profile: options.Profile = False,
     profile_interval: options.ProfileInterval = None,
+    repeat: Annotated[int, typer.Option(
+        "--repeat", help="Run the program N times, each a fresh run (its own JVM) in the run directory's repeat-K: "
+                         "the report shows the median run and every figure's median and min-max; `diff` then "
+                         "tells noise from change.")] = 1,
 ) -> None:
     """Run an unmodified JVM program with the allocator, the C probe, the Java agent and NMT added, and report.
 
     The program's stdout, stderr and stdin pass through unchanged; `workbench exec` exits with the program's exit
     code (2 for bad input, 3 when the measurement failed, e.g. the allocator asked for is not the one answering
-    malloc). `workbench snapshot PID --label L` takes a labelled snapshot while it runs; `kill -USR1 PID` makes the
-    probe dump the allocator's full statistics into the run directory.
+    malloc; with --repeat, the first run's exit code that was not 0). `workbench snapshot PID --label L` takes a
+    labelled snapshot while it runs; `kill -USR1 PID` makes the probe dump the allocator's full statistics into the
+    run directory.
     """
     interval_ms = options.positive_duration_ms("--interval", interval)
+    repeat = options.repeat_count("--repeat", repeat)
     level = options.nmt_level("--nmt", nmt)
     assert level is not None
     interval_bytes = options.size_bytes("--profile-interval", profile_interval)
     program = prepare_program(command, allocator, malloc_conf, interval_ms, quiet=quiet, nmt=level,
                               profile_interval=profile_interval_for(profile, interval_bytes))
     run_dir = claim_program_run_dir(program, out)
-    result = run_program(program, run_dir, html=html, leave_running=leave_running, text=not quiet)
+    if repeat == 1:
+        result = run_program(program, run_dir, html=html, leave_running=leave_running, text=not quiet)
+    else:
+        from workbench.run.program_repeats import run_program_repeated
+
+        result = run_program_repeated(program, run_dir, repeat, html=html, leave_running=leave_running,
+                                      text=not quiet)
     _show(result.report, quiet)
     if result.report.error is not None:
         raise RunFailed(f"{result.report.error.type}: {result.report.error.message}")

@@ -63,6 +63,9 @@ from workbench.worker.sampler import Sampler
 from workbench.protocol.spec import WorkerSpec
 
 Emit = Callable[[Event], None]
+# Calls of the diagnostic-command path in the warm-up: past HotSpot's C2 thresholds (Tier4InvocationThreshold 5000).
+_JIT_WARM_UP_CALLS = 6000
+_JPYPE_WARM_UP_CALLS = 400  # past C1's threshold (Tier3InvocationThreshold 200) for JPype's per-call Java code
 T = TypeVar("T")
 Vectors = dict[str, tuple[Any, int]]  # name -> (java vector, requested bytes)
 
@@ -231,7 +234,7 @@ class Session:
             jpype_gc_triggered=int(_jpype.gcStats()["triggered"]),
         ))
 
-    def _warm_up(self, times: int = 2) -> None:
+    def _warm_up(self, times: int = 4) -> None:
         """The snapshot path taken ``times`` before the steps, kept nowhere: what its first runs cost once (the
         JVM's class loading and JIT compiles of the NMT and diagnostic-command path, the reader's buffers, the
         allocator's caches) falls before the baseline instead of into the first snapshot-to-snapshot step."""
@@ -243,8 +246,19 @@ class Session:
             lambda event: None if encode(event) else None
         self._warming = True
         try:
-            for _ in range(times):
+            if self.nmt_enabled:
+                self.NativeMemory.warmUp(_JIT_WARM_UP_CALLS)
+                # From Python too: JPype's per-call Java code (its TypeManager's lookups) compiled before the baseline.
+                # (VM.system_properties, a text of a few KiB, was tried: glibc's first step then +78-110 KiB.)
+                for _ in range(_JPYPE_WARM_UP_CALLS):
+                    str(self.NativeMemory.command("vmVersion"))
+            for n in range(times):
                 self._snapshot("warm-up before the steps")
+                if n == times // 2 - 1:
+                    # What the worker holds by now (JPype's classes, the models, the JVM's kept texts) is left out
+                    # of Python's collections from here on: the collection at each snapshot looks at what is new.
+                    gc.collect()
+                    gc.freeze()
         finally:
             self._warming = False
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -266,6 +280,9 @@ class Session:
             self.recorder.snapshot(label)
         reader = self.reader
         began = time.perf_counter()
+        # The worker's own Python garbage freed now, not at whichever later snapshot Python's collector runs in
+        # (±20 KiB of allocated a step); cheap: what existed after the warm-up is frozen out of the collections.
+        gc.collect()
         allocated_before = self._allocated_now()
         requested = sum(requested for _, requested in self.vectors.values())
         arrow = read_arrow(self.roots, requested)

@@ -25,6 +25,17 @@ public final class NativeMemory {
     }
 
     /**
+     * The diagnostic-command path (MBean server, DiagnosticCommand MBean, the JDK's Java side of it) taken
+     * {@code times} with the cheap {@code VM.version}: HotSpot compiles it (C2 as well) now, before the baseline,
+     * rather than during a later snapshot (whose compiler arenas then showed as NMT Arena Chunk +512 KiB).
+     */
+    public static void warmUp(int times) throws Exception {
+        for (int i = 0; i < times; i++) {
+            command("vmVersion");
+        }
+    }
+
+    /**
      * The text of another diagnostic command, by its MBean operation name: {@code systemMap} (JDK 21+),
      * {@code compilerCodecache}, {@code vmMetaspace}; throws where this JDK has no such command.
      */
