@@ -118,6 +118,10 @@ def test_every_snapshot_is_explained_within_the_bound(tmp_path: Path, scenario: 
         assert ledger["owners"] is not None, snapshot["label"]
         if allocator in BY_RECORDED_RANGES:  # its mappings by the ranges it recorded, nothing claimed by figure
             assert snapshot["attribution"]["allocator_mappings"] == "recorded" and ledger["malloc"] is None
+        if allocator == "glibc":  # its heaps by their shape, its mmapped chunks by their headers: nothing claimed
+            chunks = snapshot["attribution"]["glibc_chunks"]
+            assert chunks["how"] == "found" and chunks["found_bytes"] == chunks["hblkhd"], chunks
+            assert snapshot["attribution"]["allocator_mappings"] == "glibc-heaps" and ledger["malloc"] is None
         changes = [owner["delta_bytes"] for owner in ledger["owners"]]
         assert sum(changes) == snapshot["deltas"]["process.anon_rss_bytes"]  # every byte has one owner
         print(f"{scenario} {allocator} JDK {jdk} '{snapshot['label']}': unexplained {ledger['unexplained_bytes']:+,} B,"
