@@ -8,9 +8,10 @@ private pages and the other anonymous mappings.
 The allocator's mappings are found by address when the allocator says where they are (the jemalloc and mimalloc the
 workbench builds record the ranges they map; glibc's arenas have a shape of their own): their resident bytes are
 then the kernel's, and the allocator's own figures stand beside them (``malloc``: allocated, active, its resident,
-dirty pages, size-class rounding), the differences named. Where the allocator's mappings cannot be found (tcmalloc,
-the distributions' jemalloc and mimalloc, glibc's mmapped chunks) its figure nearest the pages it touched is claimed
-from the other anonymous mappings instead (``claim``), uncapped. Of the other anonymous mappings Python's pymalloc
+dirty pages, size-class rounding), the differences named; glibc's mmapped chunks are found by their headers, when they
+add up to its hblkhd (``probes/glibc_chunks.py``). Where the allocator's mappings cannot be found (tcmalloc, the
+distributions' jemalloc and mimalloc, glibc's mmapped chunks at a snapshot where they do not add up) its figure
+nearest the pages it touched is claimed from the other anonymous mappings instead (``claim``), uncapped. Of the other anonymous mappings Python's pymalloc
 pools are named too, and the rest, whatever its sign, is ``unexplained_bytes``.
 """
 
