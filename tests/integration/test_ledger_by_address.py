@@ -20,21 +20,22 @@ JDKS = {"17": JDK17, "25": JDK25}
 # and Temurin 25, every bundled scenario): the worst |unexplained| was +143,360 B (intvector-churn-threads, jemalloc,
 # JDK 17, 'closed'), against the 1 MiB bound; so these are gates, not marks.
 BY_RECORDED_RANGES = ("jemalloc", "mimalloc")
-# glibc and tcmalloc: their mappings are found by shape (glibc's arena heaps) or not at all (tcmalloc), and the
-# allocator's own figure is claimed instead (glibc: hblkhd, its mmapped chunks). One full run each here (2026-12-01);
-# every combination not listed below was within the bound by more than half of it (glibc's worst: +135,168 B). Over
-# the bound, with what was measured:
-_GLIBC_CHUNK = ("negative, so no owner is missing: glibc's hblkhd (its mmapped chunks, claimed whole) grows by more "
-                "than the kernel has in the other anonymous mappings; measured on arrow-intvector: hblkhd +4,198,400 B "
-                "(Netty's 4 MiB chunk plus NMT's header, an mmapped chunk), those mappings +532,480 B (the pages "
-                "Arrow touched); glibc keeps no record of where its chunks are, so they are not found by address")
+# glibc: its heaps by their shape, its mmapped chunks by their headers (exactly hblks/hblkhd at every snapshot,
+# asserted), nothing claimed by figure. One run of every glibc combination here (2026-12-02, `-k glibc`): all within
+# the bound but intvector-open-vectors on JDK 17 (below, as under every allocator); the worst of the others +446,464 B
+# of a 1,100,103 B bound (churn-netty, JDK 25, 'churned'), then +393,216 B of 1,048,576 B (churn-arenas, JDK 17); so
+# these are gates. Before (hblkhd claimed whole, 2026-12-01): arrow-intvector and netty-vs-unsafe on JDK 25 -3.66 MB
+# (Netty's 4 MiB chunk, +532,480 B of it resident), the churn scenarios +3.2..+9.9 MB (an arena heap whose
+# inaccessible rest the kernel had merged with a stack's guard page was not matched by its shape).
+BY_HEADERS = ("glibc",)
+# tcmalloc: its mappings are not found at all, and its own figure is claimed instead. One full run here (2026-12-01);
+# every combination not listed below was within the bound by more than half of it. Over the bound, with what was
+# measured:
 _TCMALLOC = ("negative, so no owner is missing: tcmalloc's resident (total_physical_bytes, claimed whole: its "
              "mappings are not found by address) grows by more than the kernel has in the other anonymous mappings; "
              "measured on arrow-intvector: resident +6,995,968 B, those mappings +2,785,280 B, of which "
              "pageheap_free +2,138,112 B (free page-heap pages it counts) and Netty's 4 MiB chunk, mostly untouched")
 MEASURED_OVER: dict[tuple[str, str, str], str] = {
-    ("arrow-intvector", "glibc", "25"): f"-3,665,920 B at 'allocated' vs bound 1,048,576 B; {_GLIBC_CHUNK}",
-    ("netty-vs-unsafe", "glibc", "25"): f"-3,661,824 B at 'netty' vs bound 1,048,576 B; {_GLIBC_CHUNK}",
     ("arrow-intvector", "tcmalloc", "17"): f"-1,519,616 B at 'allocated' vs bound 1,048,576 B; {_TCMALLOC}",
     ("arrow-intvector", "tcmalloc", "25"): f"-6,639,616 B at 'filled' vs bound 1,048,576 B; {_TCMALLOC}",
     ("intvector-grow", "tcmalloc", "25"): f"-3,821,568 B at 'grown' vs bound 1,048,576 B; {_TCMALLOC}",
@@ -49,18 +50,11 @@ _NOT_LOCATED = "positive: the other anonymous mappings grew by more than any own
 _PROFILED = ("positive at 'after-gc' under every allocator on JDK 17 (+2.6 to +4.5 MB): not located; this scenario alone "
              "runs async-profiler (profile: native), whose own memory has no owner in the ledger yet")
 MEASURED_OVER.update({
-    ("arrow-intvector", "glibc", "17"): (
-        "intermittent: within the bound in most runs, over in 2 of the full runs here: -1,445,888 B (2026-11-30) and "
-        "-1,359,872 B (2026-12-01) at 'allocator-closed', bound 1,048,576 B; negative: glibc's hblkhd (its mmapped "
-        "chunks, claimed whole) grew by more than the kernel has in the other anonymous mappings"),
-    ("churn-arenas", "glibc", "17"): f"+3,403,776 B at 'churned' vs bound 1,202,667 B (16 threads); {_NOT_LOCATED}",
-    ("churn-arenas", "glibc", "25"): f"+3,244,032 B at 'churned' vs bound 1,098,383 B (16 threads); {_NOT_LOCATED}",
     ("churn-arenas", "tcmalloc", "25"): f"+2,551,808 B at 'churned' vs bound 1,048,576 B; {_NOT_LOCATED}",
-    ("churn-grow-idle", "glibc", "25"): f"+9,809,920 B at 'grown' vs bound 1,727,201 B; {_NOT_LOCATED}",
     ("churn-grow-idle", "tcmalloc", "25"): f"+4,145,152 B at 'grown' vs bound 1,246,003 B; {_NOT_LOCATED}",
-    ("churn-netty", "glibc", "25"): f"+9,912,320 B at 'churned' vs bound 1,860,812 B; {_NOT_LOCATED}",
     ("intvector-open-vectors", "jemalloc", "17"): f"+4,538,368 B vs bound 2,085,191 B; {_PROFILED}",
-    ("intvector-open-vectors", "glibc", "17"): f"+4,542,464 B vs bound 2,195,537 B; {_PROFILED}",
+    ("intvector-open-vectors", "glibc", "17"): f"+4,542,464 B vs bound 2,195,537 B (2026-12-02, glibc's chunks found "
+                                               f"by their headers: +4,538,368 B vs 2,201,436 B); {_PROFILED}",
     ("intvector-open-vectors", "tcmalloc", "17"): f"+2,605,056 B vs bound 2,213,724 B; {_PROFILED}",
     ("intvector-open-vectors", "mimalloc", "17"): f"+4,534,272 B vs bound 2,098,954 B; {_PROFILED}",
     ("intvector-open-vectors", "tcmalloc", "25"): "-2,256,896 B at 'after-gc' vs bound 2,049,720 B; negative: "
@@ -89,6 +83,8 @@ def _combinations() -> list[object]:
                 elif combination in THIN_MARGIN:
                     marks = [pytest.mark.xfail(strict=False, reason=f"within in one run, thin margin: "
                                                                     f"{THIN_MARGIN[combination]}")]
+                elif allocator in BY_HEADERS:
+                    pass  # a gate on every scenario (above)
                 elif allocator not in BY_RECORDED_RANGES:
                     # Claimed by the allocator's own figure, not found by address: within in one full run, but over
                     # by a few KiB in others (intvector-churn-threads, tcmalloc, JDK 17: +1,056,768 B at 'idle'
@@ -118,7 +114,7 @@ def test_every_snapshot_is_explained_within_the_bound(tmp_path: Path, scenario: 
         assert ledger["owners"] is not None, snapshot["label"]
         if allocator in BY_RECORDED_RANGES:  # its mappings by the ranges it recorded, nothing claimed by figure
             assert snapshot["attribution"]["allocator_mappings"] == "recorded" and ledger["malloc"] is None
-        if allocator == "glibc":  # its heaps by their shape, its mmapped chunks by their headers: nothing claimed
+        if allocator in BY_HEADERS:  # its heaps by their shape, its mmapped chunks by their headers: nothing claimed
             chunks = snapshot["attribution"]["glibc_chunks"]
             assert chunks["how"] == "found" and chunks["found_bytes"] == chunks["hblkhd"], chunks
             assert snapshot["attribution"]["allocator_mappings"] == "glibc-heaps" and ledger["malloc"] is None
