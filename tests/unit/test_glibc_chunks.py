@@ -136,6 +136,8 @@ def _mapping(start: int, size: int, anon: int, name: str = "", perms: str = "rw-
 
 ARENA = 0x7F4000000000  # 64 MiB aligned
 STACK = 0x7F5000000000
+NEIGHBOUR = 0x7F57FF000000  # 16 MiB below a 64 MiB boundary: someone's mapping the next arena heap merged with
+HEAP_AFTER = NEIGHBOUR + 16 * MIB
 MERGED = 0x7F6000000000  # a chunk merged with someone else's mapping
 JVM_NAMED = 0x7F7000000000
 
@@ -149,6 +151,10 @@ def _process() -> list[Mapping]:
         # Its rest with pages the heap grew into between the read of the mappings and the count of their pages.
         _mapping(ARENA + 3 * MIB, 61 * MIB + 16384, 475_136, perms="---p"),
         _mapping(STACK, 8 * MIB, 69_632),
+        # An arena heap at HEAP_AFTER: its 2 MiB read-write part merged with the 16 MiB before it; its inaccessible
+        # rest up to the next boundary.
+        _mapping(NEIGHBOUR, 18 * MIB, 2 * MIB + 196_608),
+        _mapping(NEIGHBOUR + 18 * MIB, 62 * MIB, 0, perms="---p"),
         _mapping(MERGED, 8 * MIB, 3 * MIB),
         _mapping(JVM_NAMED, 2 * MIB, MIB),
     ]
@@ -160,7 +166,7 @@ REGIONS = [Region(STACK + 800, STACK + 801, "thread-stacks", "stack-pointer"),
 
 def test_candidates_leave_out_heaps_stacks_and_files_and_look_only_at_the_edges_of_what_system_map_names() -> None:
     parts, edges = glibc_chunk_candidates(_process(), REGIONS)
-    assert parts == [(MERGED, MERGED + 8 * MIB), (JVM_NAMED, JVM_NAMED + 2 * MIB)]
+    assert parts == [(NEIGHBOUR, HEAP_AFTER), (MERGED, MERGED + 8 * MIB), (JVM_NAMED, JVM_NAMED + 2 * MIB)]
     assert edges == frozenset({(JVM_NAMED, JVM_NAMED + 2 * MIB)})
 
 
@@ -172,18 +178,22 @@ def _found(resident: int | None = None) -> ChunkSearch:
 def test_found_chunks_are_the_allocators_by_address_and_the_owners_still_sum_to_the_anonymous_rss() -> None:
     mappings = _process()
     split = attribute(mappings, REGIONS, "glibc", ["system-map"], threads=2,
-                      resident_in=lambda ranges: 532_480 if ranges == [_found().ranges[0]] else -1,
+                      resident_in=lambda ranges: {(MERGED, MERGED + 4 * MIB + PAGE): 532_480,
+                                                  (HEAP_AFTER, HEAP_AFTER + 2 * MIB): 1_900_544}[ranges[0]],
                       find_chunks=lambda parts, edges: _found())
     resident = {owner: share.resident_bytes for owner, share in split.owners.items()}
     assert sum(resident.values()) == sum(m.anon_bytes for m in mappings)
-    # [heap] 2 MiB + the arena heap 3 MiB and its rest (matched though merged with a neighbour) + the chunk's
-    # 532,480 B resident.
-    assert resident["malloc-arenas"] == 2 * MIB + 3 * MIB + 475_136 + 532_480
-    assert resident["anonymous-mmaps"] == 3 * MIB - 532_480 and split.split_mappings == 1
+    # [heap] 2 MiB + the arena heap 3 MiB and its rest (matched though merged with a neighbour) + the heap merged
+    # with the mapping before it, its part page by page + the chunk's 532,480 B resident.
+    assert resident["malloc-arenas"] == 2 * MIB + 3 * MIB + 475_136 + 1_900_544 + 532_480
+    assert resident["anonymous-mmaps"] == 3 * MIB - 532_480 + 2 * MIB + 196_608 - 1_900_544
+    assert split.split_mappings == 2
     assert split.glibc_chunks == GlibcChunks("found", 1, 4 * MIB + PAGE, 1, 4 * MIB + PAGE, 532_480)
     claimed = ChunkSearch(GlibcChunks("claimed", 2, 5 * MIB, 1, 4 * MIB + PAGE), [])
-    unsplit = attribute(mappings, REGIONS, "glibc", ["system-map"], threads=2, find_chunks=lambda p, e: claimed)
-    assert unsplit.owners["anonymous-mmaps"].resident_bytes == 3 * MIB and unsplit.glibc_chunks == claimed.chunks
+    unsplit = attribute(mappings, REGIONS, "glibc", ["system-map"], threads=2, find_chunks=lambda p, e: claimed,
+                        resident_in=lambda ranges: 1_900_544)
+    assert unsplit.glibc_chunks == claimed.chunks
+    assert unsplit.owners["anonymous-mmaps"].resident_bytes == 3 * MIB + 2 * MIB + 196_608 - 1_900_544
 
 
 def _view(chunks: GlibcChunks | None, mmaps: int, hblkhd: int, arenas: int = 0) -> AddressView:
