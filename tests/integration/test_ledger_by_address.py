@@ -25,8 +25,10 @@ BY_RECORDED_RANGES = ("jemalloc", "mimalloc")
 # the bound but intvector-open-vectors on JDK 17 (below, as under every allocator); the worst of the others +446,464 B
 # of a 1,100,103 B bound (churn-netty, JDK 25, 'churned'), then +393,216 B of 1,048,576 B (churn-arenas, JDK 17); so
 # these are gates. Before (hblkhd claimed whole, 2026-12-01): arrow-intvector and netty-vs-unsafe on JDK 25 -3.66 MB
-# (Netty's 4 MiB chunk, +532,480 B of it resident), the churn scenarios +3.2..+9.9 MB (an arena heap whose
-# inaccessible rest the kernel had merged with a stack's guard page was not matched by its shape).
+# (Netty's 4 MiB chunk, +532,480 B of it resident), the churn scenarios +3.0..+9.9 MB (arena heaps not matched by
+# their shape: one whose inaccessible rest the kernel had merged with a guard page after it, one whose read-write part
+# it had merged with the mapping before it). What stays under churn-arenas (+393,216 B, both JDKs) is 16 mappings of
+# 1,032,192 B with 24,576 B each: the ended churn threads' stacks glibc keeps for reuse (not malloc's; no owner yet).
 BY_HEADERS = ("glibc",)
 # tcmalloc: its mappings are not found at all, and its own figure is claimed instead. One full run here (2026-12-01);
 # every combination not listed below was within the bound by more than half of it. Over the bound, with what was
