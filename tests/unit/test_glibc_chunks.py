@@ -110,7 +110,8 @@ def test_the_reader_finds_chunks_in_its_own_pages_faulting_nothing_in_and_search
 
         # Figures the chunks do not add up to: claimed, with what was found.
         wrong = search([part], lambda: (3, 30 * PAGE_BYTES), reader)
-        assert wrong == ChunkSearch(GlibcChunks("claimed", 3, 30 * PAGE_BYTES, 3, 26 * PAGE_BYTES, attempts=2), [])
+        assert wrong == ChunkSearch(GlibcChunks("claimed", 3, 30 * PAGE_BYTES, 3, 26 * PAGE_BYTES, attempts=2),
+                                    chunks[:2] + [(base + 50 * PAGE_BYTES, base + 52 * PAGE_BYTES)])
         # The same figures again: the fresh walk that failed on them is not repeated.
         assert search([part], lambda: (3, 30 * PAGE_BYTES), reader).chunks.attempts == 1
         reader.close()
@@ -166,7 +167,7 @@ REGIONS = [Region(STACK + 800, STACK + 801, "thread-stacks", "stack-pointer"),
 
 def test_candidates_leave_out_heaps_stacks_and_files_and_look_only_at_the_edges_of_what_system_map_names() -> None:
     parts, edges = glibc_chunk_candidates(_process(), REGIONS)
-    assert parts == [(NEIGHBOUR, HEAP_AFTER), (MERGED, MERGED + 8 * MIB), (JVM_NAMED, JVM_NAMED + 2 * MIB)]
+    assert parts == [(NEIGHBOUR, NEIGHBOUR + 18 * MIB), (MERGED, MERGED + 8 * MIB), (JVM_NAMED, JVM_NAMED + 2 * MIB)]
     assert edges == frozenset({(JVM_NAMED, JVM_NAMED + 2 * MIB)})
 
 
@@ -227,3 +228,15 @@ def test_chunks_found_at_both_snapshots_claim_nothing_and_one_not_found_claims_h
     assert parts["of which glibc holds"] == (4_198_400, (
         "glibc's mmapped chunks, as it counts them (hblkhd); not found by address here: the chunks found by their "
         "headers (7, 5,378,048 B) are not glibc's own count (hblks 8, hblkhd 9,576,448 B)"))
+
+
+def test_a_chunk_across_a_64_mib_boundary_before_an_inaccessible_mapping_is_a_chunk_not_a_merged_heap() -> None:
+    # A 268 MiB direct buffer's chunk, then someone's inaccessible reservation: the shape of a heap merged with the
+    # mapping before it, but the walk found a chunk there.
+    big = (HEAP_AFTER - 4 * MIB, HEAP_AFTER + 264 * MIB)
+    mappings = [_mapping(big[0], big[1] - big[0], 8 * MIB), _mapping(big[1], 128 * MIB, 0, perms="---p")]
+    found = ChunkSearch(GlibcChunks("found", 1, big[1] - big[0], 1, big[1] - big[0]), [big])
+    split = attribute(mappings, [], "glibc", [], threads=1, find_chunks=lambda parts, edges: found,
+                      resident_in=lambda ranges: -1)
+    assert split.owners["malloc-arenas"].resident_bytes == 8 * MIB and split.split_mappings == 0
+    assert split.glibc_chunks == replace(found.chunks, resident_bytes=8 * MIB)

@@ -54,7 +54,8 @@ class GlibcChunks:
 
 @dataclass(frozen=True)
 class ChunkSearch:
-    """One search: its summary and the ranges of the chunks it found (start, end), sorted."""
+    """One search: its summary and the ranges of the chunks it found by their headers (start, end), sorted; they
+    are glibc's chunks by address only when ``chunks.how`` is "found"."""
 
     chunks: GlibcChunks
     ranges: list[Range]
@@ -322,4 +323,4 @@ def search(parts: list[Range], figures: Callable[[], tuple[int, int]], reader: C
     if not exact and fresh and steady:
         reader.failed_on = after
     return ChunkSearch(GlibcChunks("found" if exact else "claimed", hblks, hblkhd, len(ranges), found_bytes,
-                                   attempts=made), ranges if exact else [])
+                                   attempts=made), ranges)

@@ -263,10 +263,6 @@ def glibc_chunk_candidates(mappings: list[Mapping], regions: list[Region]) -> tu
     named_starts = [r.start for r in named]
     pointers = sorted(r.start for r in regions if r.source == "stack-pointer")
     arenas = _glibc_arena_heaps(mappings)
-    merged, _ = glibc_merged_heaps(mappings)
-    exact = sorted(exact + [Region(low, high, "jvm-other", "start-up-log") for low, high in merged],
-                   key=lambda r: r.start)  # not the JVM's: a heap's part, left out the same way
-    starts = [r.start for r in exact]
     parts: list[tuple[int, int]] = []
     edges: set[tuple[int, int]] = set()
     for mapping in mappings:
@@ -304,9 +300,10 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
     kernel's pagemap) counts in the covered part, at most the mapping's anonymous bytes, and the rest goes to the
     owner the mapping would have without it; so the owners still sum exactly to the anonymous RSS."""
     chunks: GlibcChunks | None = None
+    walked: list[tuple[int, int]] = []
     if backend == "glibc" and find_chunks is not None and allocator_ranges is None:
         search = find_chunks(*glibc_chunk_candidates(mappings, regions))
-        chunks = search.chunks
+        chunks, walked = search.chunks, search.ranges
         if chunks.how == "found":
             allocator_ranges = search.ranges
     ordered = sorted(regions, key=lambda r: r.start)
@@ -315,7 +312,10 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
     range_starts = [low for low, _ in ranges]
     arenas = _glibc_arena_heaps(mappings) if backend == "glibc" else set()
     heaps, rests = glibc_merged_heaps(mappings) if backend == "glibc" else ([], set())
-    arenas |= rests
+    # A chunk across a 64 MiB boundary with an inaccessible mapping after it has a merged heap's shape: not a heap.
+    heaps = [(low, high) for low, high in heaps if not _covered(Mapping(low, high, "", "", 0, 0, 0), walked,
+                                                                 [start for start, _ in walked])]
+    arenas |= {rest for rest in rests if any(high == rest for _, high in heaps)} if heaps else set()
     heap_starts = [low for low, _ in heaps]
     resident = dict.fromkeys(OWNERS, 0)
     size = dict.fromkeys(OWNERS, 0)
