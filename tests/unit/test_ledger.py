@@ -119,7 +119,7 @@ def test_the_json_ledger_has_figures_and_codes_and_no_sentence() -> None:
     ledger = data["snapshots"][1]["reconciliation"]
     assert set(ledger) == {"baseline", "lines", "jvm_mapped_bytes", "unexplained_bytes", "allocator_figure", "owners",
                            "python_pools_delta", "malloc", "rounding", "bound_bytes", "malloc_layer", "sizes",
-                           "workbench_delta"}
+                           "workbench_delta", "glibc_chunks"}
     assert ledger["owners"] is None  # the fabricated run was not attributed by address
     assert ledger["lines"][1] == {"figure": "arrow.allocated_bytes", "bytes": 524_288, "delta_to_next": 3_670_016,
                                   "reason": "netty-chunks"}

@@ -13,8 +13,11 @@ from __future__ import annotations
 import ctypes
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from workbench.probes import glibc_chunks
 
 
 @dataclass(frozen=True)
@@ -460,13 +463,15 @@ class MimallocBackend:
 
 
 class GlibcBackend:
-    """glibc's ptmalloc through ``mallinfo2``, and the arena count from ``malloc_info``."""
+    """glibc's ptmalloc through ``mallinfo2``, and the arena count from ``malloc_info``; its mmapped chunks by their
+    headers (``mmapped_chunks``)."""
 
     def __init__(self, process: ctypes.CDLL, path: str | None) -> None:
         self._process = process
         self._mallinfo2 = process.mallinfo2
         self._mallinfo2.restype = _MallInfo2
         self._mallinfo2.argtypes = []
+        self._chunk_reader: glibc_chunks.ChunkReader | None = None  # opened at the first search
         process.gnu_get_libc_version.restype = ctypes.c_char_p
         self.info = AllocatorInfo("glibc", path, process.gnu_get_libc_version().decode(), None, None)
 
@@ -497,6 +502,18 @@ class GlibcBackend:
 
     def mapped_ranges(self) -> list[tuple[int, int]] | None:
         return None
+
+    def mmapped_chunks(self, parts: list[tuple[int, int]],
+                       edges: frozenset[tuple[int, int]] = frozenset()) -> glibc_chunks.ChunkSearch:
+        """glibc's mmapped chunks in ``parts`` (and at the edges of ``edges``: ``regions.glibc_chunk_candidates``),
+        found by their headers and checked against mallinfo2's hblks and hblkhd (``glibc_chunks.search``)."""
+        if self._chunk_reader is None:
+            self._chunk_reader = glibc_chunks.ChunkReader()
+        return glibc_chunks.search(parts, self._mmapped_figures, self._chunk_reader, edges=edges)
+
+    def _mmapped_figures(self) -> tuple[int, int]:
+        info = self._mallinfo2()
+        return int(info.hblks), int(info.hblkhd)
 
     def snapshot(self) -> AllocatorSnapshot:
         info = self._mallinfo2()
@@ -555,6 +572,13 @@ def leave_own_arena(backend: Backend, previous: int | None) -> None:
     """Back to the arena ``enter_own_arena`` returned."""
     if previous is not None and isinstance(backend, JemallocBackend):
         backend.use_arena(previous)
+
+
+def chunk_finder(backend: Backend) -> Callable[[list[tuple[int, int]], frozenset[tuple[int, int]]],
+                                              glibc_chunks.ChunkSearch] | None:
+    """glibc: the search for its mmapped chunks by their headers (``GlibcBackend.mmapped_chunks``); None for the
+    other allocators (their mappings are recorded, or not found)."""
+    return backend.mmapped_chunks if isinstance(backend, GlibcBackend) else None
 
 
 def detect() -> Backend:

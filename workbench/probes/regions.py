@@ -10,12 +10,14 @@ the mapping its stack pointer is in (``/proc/self/task/*/syscall``, for threads 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from workbench.probes.glibc_chunks import ChunkSearch, GlibcChunks
 from workbench.probes.pages import anonymous_bytes
 from workbench.probes.process import Mapping
 
@@ -182,11 +184,17 @@ class AddressAttribution:
     # The workbench's snapshot reader's own buffers (libworkbench-probe.so's region, inside anonymous-mmaps): their
     # Anonymous bytes by address, from the same read of the mappings; None: not measured (read in Python).
     workbench_buffers_bytes: int | None = None
+    # glibc's mmapped chunks (outside its heaps): "found" by their headers, exactly hblkhd, and then in
+    # malloc-arenas; or "claimed" (hblkhd's change is claimed in the ledger); None: not glibc, or not searched.
+    glibc_chunks: GlibcChunks | None = None
 
 
 def _glibc_arena_heaps(mappings: list[Mapping]) -> set[int]:
     """Starts of the mappings that are glibc arena heaps: a read-write part at a 64 MiB boundary, followed by an
-    inaccessible rest up to the next boundary (or the whole 64 MiB read-write)."""
+    inaccessible rest up to the next boundary at least (the kernel merges it with an inaccessible neighbour, such as
+    the guard page of a thread's stack mapped right after it), or the whole 64 MiB read-write; and the starts of those
+    inaccessible rests: the heap grows into its rest (mprotect), so a page the rest has is one the heap grew into
+    between the read of the mappings and the count of their pages (measured on JDK 17: 475,136 B at 'filled')."""
     starts: set[int] = set()
     for index, mapping in enumerate(mappings):
         if mapping.start % GLIBC_HEAP_MAX or mapping.name or not mapping.perms.startswith("rw"):
@@ -196,9 +204,28 @@ def _glibc_arena_heaps(mappings: list[Mapping]) -> set[int]:
             continue
         following = mappings[index + 1] if index + 1 < len(mappings) else None
         if following is not None and following.start == mapping.end and following.perms.startswith("---") \
-                and following.end == mapping.start + GLIBC_HEAP_MAX:
-            starts.add(mapping.start)
+                and following.end >= mapping.start + GLIBC_HEAP_MAX:
+            starts.update((mapping.start, following.start))
     return starts
+
+
+def glibc_merged_heaps(mappings: list[Mapping]) -> tuple[list[tuple[int, int]], set[int]]:
+    """glibc arena heaps whose read-write part the kernel merged with the mapping before it (measured under
+    churn-arenas: a 14.6 MiB neighbour before a heap's 2.6 MiB): a read-write anonymous mapping across a 64 MiB
+    boundary, followed by an inaccessible rest up to the next boundary at least. The heaps' read-write parts (from
+    the boundary on), and the starts of their rests."""
+    heaps: list[tuple[int, int]] = []
+    rests: set[int] = set()
+    for index, mapping in enumerate(mappings[:-1]):
+        if mapping.name or not mapping.perms.startswith("rw") or mapping.start % GLIBC_HEAP_MAX == 0:
+            continue
+        boundary = (mapping.start // GLIBC_HEAP_MAX + 1) * GLIBC_HEAP_MAX
+        following = mappings[index + 1]
+        if boundary < mapping.end and following.start == mapping.end and following.perms.startswith("---") \
+                and following.end >= boundary + GLIBC_HEAP_MAX:
+            heaps.append((boundary, mapping.end))
+            rests.add(following.start)
+    return heaps, rests
 
 
 def _covered(mapping: Mapping, ranges: list[tuple[int, int]], starts: list[int]) -> list[tuple[int, int]]:
@@ -213,42 +240,126 @@ def _covered(mapping: Mapping, ranges: list[tuple[int, int]], starts: list[int])
     return parts
 
 
+def _outside(low: int, high: int, ordered: list[Region], starts: list[int]) -> list[tuple[int, int]]:
+    """The parts of [low, high) outside the JVM's regions (``ordered`` by start; regions may overlap)."""
+    parts: list[tuple[int, int]] = []
+    at = low
+    index = max(bisect.bisect_right(starts, low) - 1, 0)
+    while index < len(ordered) and ordered[index].start < high:
+        region = ordered[index]
+        if region.end > at:
+            if region.start > at:
+                parts.append((at, region.start))
+            at = max(at, region.end)
+        index += 1
+    if at < high:
+        parts.append((at, high))
+    return parts
+
+
+def glibc_chunk_candidates(mappings: list[Mapping], regions: list[Region]) -> tuple[
+        list[tuple[int, int]], frozenset[tuple[int, int]]]:
+    """Where glibc's mmapped chunks can be: the private read-write anonymous mappings with resident pages, outside
+    glibc's own heaps, the threads' stacks (a mapping holding a stack pointer, ``[stack]``, System.map's stacks),
+    the Java heap and the JVM's regions known by their exact range (the start-up log's, the code heaps', the
+    metaspace nodes'), adjacent ones joined (a chunk the kernel split into two mappings is one range); and of those,
+    the mappings System.map names (its other regions): it names each mapping by the JVM region in it, and the kernel
+    merges a chunk mapped next to one of the JVM's into the same mapping (measured on JDK 25: two 1 MiB chunks in a
+    mapping System.map calls GC, a 516 KiB one in one it calls CODE), so a chunk is looked for only at their edges
+    (inside them the JVM's data has what looks like a header: metaspace, measured)."""
+    exact = sorted((r for r in regions if r.source not in ("stack-pointer", "system-map")
+                    or r.owner in ("java-heap", "thread-stacks")), key=lambda r: r.start)
+    starts = [r.start for r in exact]
+    named = sorted((r for r in regions if r.source == "system-map"), key=lambda r: r.start)
+    named_starts = [r.start for r in named]
+    pointers = sorted(r.start for r in regions if r.source == "stack-pointer")
+    arenas = _glibc_arena_heaps(mappings)
+    parts: list[tuple[int, int]] = []
+    edges: set[tuple[int, int]] = set()
+    for mapping in mappings:
+        if not mapping.anon_bytes or not mapping.perms.startswith("rw") or mapping.perms[3:4] != "p" \
+                or mapping.name and not mapping.name.startswith("[anon:") or mapping.start in arenas:
+            continue
+        at = bisect.bisect_left(pointers, mapping.start)
+        if at < len(pointers) and pointers[at] < mapping.end:
+            continue  # a thread's stack
+        outside = _outside(mapping.start, mapping.end, exact, starts)
+        if outside and _outside(mapping.start, mapping.end, named, named_starts) != [(mapping.start, mapping.end)]:
+            parts.extend(outside)  # a mapping System.map names: on its own, its edges only
+            edges.update(outside)
+            continue
+        for low, high in outside:
+            if parts and parts[-1][1] == low and parts[-1] not in edges:
+                parts[-1] = (parts[-1][0], high)
+            else:
+                parts.append((low, high))
+    return parts, frozenset(edges)
+
+
 def attribute(mappings: list[Mapping], regions: list[Region], backend: str | None, sources: list[str],
               threads: int, allocator_ranges: list[tuple[int, int]] | None = None,
-              resident_in: Callable[[list[tuple[int, int]]], int] = anonymous_bytes) -> AddressAttribution:
+              resident_in: Callable[[list[tuple[int, int]]], int] = anonymous_bytes,
+              find_chunks: Callable[[list[tuple[int, int]], frozenset[tuple[int, int]]], ChunkSearch] | None = None,
+              ) -> AddressAttribution:
     """Each mapping's anonymous bytes to one owner: the JVM region it lies in, else a thread's stack (the mapping
     holding a stack pointer, or ``[stack]``), else the allocator's own mappings (the ranges it recorded, given as
-    ``allocator_ranges``; when glibc answers malloc, ``[heap]`` and its aligned arena heaps), else the private pages
-    of a file mapping, else an anonymous mapping of someone else.
+    ``allocator_ranges``; when glibc answers malloc, ``[heap]``, its aligned arena heaps and the mmapped chunks
+    ``find_chunks`` finds by their headers in ``glibc_chunk_candidates``, when they add up to glibc's own figure),
+    else the private pages of a file mapping, else an anonymous mapping of someone else.
 
     A mapping the allocator's ranges cover only in part is split: the allocator's share is what ``resident_in`` (the
     kernel's pagemap) counts in the covered part, at most the mapping's anonymous bytes, and the rest goes to the
     owner the mapping would have without it; so the owners still sum exactly to the anonymous RSS."""
+    chunks: GlibcChunks | None = None
+    walked: list[tuple[int, int]] = []
+    if backend == "glibc" and find_chunks is not None and allocator_ranges is None:
+        search = find_chunks(*glibc_chunk_candidates(mappings, regions))
+        chunks, walked = search.chunks, search.ranges
+        if chunks.how == "found":
+            allocator_ranges = search.ranges
     ordered = sorted(regions, key=lambda r: r.start)
     starts = [r.start for r in ordered]
     ranges = sorted(allocator_ranges or [])
     range_starts = [low for low, _ in ranges]
     arenas = _glibc_arena_heaps(mappings) if backend == "glibc" else set()
+    heaps, rests = glibc_merged_heaps(mappings) if backend == "glibc" else ([], set())
+    # A chunk across a 64 MiB boundary with an inaccessible mapping after it has a merged heap's shape: not a heap.
+    heaps = [(low, high) for low, high in heaps if not _covered(Mapping(low, high, "", "", 0, 0, 0), walked,
+                                                                 [start for start, _ in walked])]
+    arenas |= {rest for rest in rests if any(high == rest for _, high in heaps)} if heaps else set()
+    heap_starts = [low for low, _ in heaps]
     resident = dict.fromkeys(OWNERS, 0)
     size = dict.fromkeys(OWNERS, 0)
     count = dict.fromkeys(OWNERS, 0)
     shared = 0
     stacks = 0
     split = 0
+    in_ranges = 0  # the anonymous bytes in the allocator's ranges (recorded, or glibc's chunks found)
     unowned: list[UnownedMapping] = []
     for mapping in mappings:
         anon = mapping.anon_bytes
         covered = _covered(mapping, ranges, range_starts) if ranges and not mapping.name.startswith("/") else []
         covered_bytes = sum(high - low for low, high in covered)
-        if covered and covered_bytes == mapping.size_bytes:
+        heap_part = _covered(mapping, heaps, heap_starts) if heaps and not mapping.name else []
+        if heap_part:  # an arena heap merged with its neighbour: its share page by page, as for recorded ranges
+            share = min(resident_in(heap_part), anon) if anon else 0
+            heap_bytes = sum(high - low for low, high in heap_part)
+            resident["malloc-arenas"] += share
+            size["malloc-arenas"] += heap_bytes
+            anon -= share
+            covered_bytes += heap_bytes
+            split += 1
+        if covered and covered_bytes == mapping.size_bytes and not heap_part:
             resident["malloc-arenas"] += anon
+            in_ranges += anon
             size["malloc-arenas"] += mapping.size_bytes
             count["malloc-arenas"] += 1
             continue
         if covered:
             share = min(resident_in(covered), anon) if anon else 0
             resident["malloc-arenas"] += share
-            size["malloc-arenas"] += covered_bytes
+            in_ranges += share
+            size["malloc-arenas"] += sum(high - low for low, high in covered)
             anon -= share
             split += 1
         overlaps: dict[Owner, int] = {}
@@ -278,10 +389,12 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
         size[owner] += mapping.size_bytes - covered_bytes
         count[owner] += 1
     found: Literal["recorded", "glibc-heaps"] | None = (
-        "recorded" if allocator_ranges is not None else "glibc-heaps" if backend == "glibc" else None)
+        "glibc-heaps" if backend == "glibc" else "recorded" if allocator_ranges is not None else None)
+    if chunks is not None and chunks.how == "found":
+        chunks = dataclasses.replace(chunks, resident_bytes=in_ranges)
     return AddressAttribution(
         owners={o: OwnerResident(resident[o], size[o], count[o]) for o in OWNERS},
         sources=sources, stacks_found=stacks, threads=threads, shared_mappings=shared,
         allocator_mappings=found, split_mappings=split,
-        unowned=sorted(unowned, key=lambda m: m.anon_bytes, reverse=True)[:UNOWNED_SHOWN],
+        unowned=sorted(unowned, key=lambda m: m.anon_bytes, reverse=True)[:UNOWNED_SHOWN], glibc_chunks=chunks,
     )

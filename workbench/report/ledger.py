@@ -8,9 +8,11 @@ private pages and the other anonymous mappings.
 The allocator's mappings are found by address when the allocator says where they are (the workbench's jemalloc,
 tcmalloc, mimalloc record the ranges they map; glibc's arenas have a shape of their own): their resident bytes are
 then the kernel's, and the allocator's own figures stand beside them (``malloc``: allocated, active, its resident,
-dirty pages, size-class rounding), the differences named. Where the allocator's mappings cannot be found (the
-distributions' jemalloc, tcmalloc, mimalloc; glibc's mmapped chunks) its figure nearest the pages it touched is claimed
-from the other anonymous mappings instead (``claim``), uncapped. Of the other anonymous mappings Python's pymalloc
+dirty pages, size-class rounding), the differences named; glibc's mmapped chunks are found by their headers, when they
+add up to its hblkhd (``probes/glibc_chunks.py``). Where the allocator's mappings cannot be found (the distributions'
+jemalloc, tcmalloc, mimalloc; glibc's mmapped chunks at a snapshot where they do not add up) its figure nearest the
+pages it touched is claimed from the other anonymous mappings instead (``claim``), uncapped. Of the other anonymous
+mappings Python's pymalloc
 pools are named too, and the rest, whatever its sign, is ``unexplained_bytes``.
 """
 
@@ -22,6 +24,7 @@ from typing import Literal
 
 from workbench.figures import BY_KEY, LEDGER
 from workbench.probes.allocator import SizeClass
+from workbench.probes.glibc_chunks import GlibcChunks
 from workbench.probes.regions import AddressAttribution
 from workbench.units import format_bytes
 
@@ -103,6 +106,10 @@ class MallocLayer:
     dirty_decay_ms: int | None  # after how long jemalloc purges them (opt.dirty_decay_ms)
     tcache_bytes: int | None  # freed small regions the threads' caches hold, at this snapshot
     sizes: SizeClassTotals | None
+    # glibc: the search for its mmapped chunks by their headers at this snapshot and at the baseline (None: not
+    # glibc); their pages are in kernel_delta where both were "found".
+    chunks: GlibcChunks | None = None
+    base_chunks: GlibcChunks | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,9 @@ class Reconciliation:
     # The workbench's own memory in the other anonymous mappings: its snapshot reader's buffers (by address, from
     # the same read of the mappings), change since the baseline; None: not measured (read in Python, exec).
     workbench_delta: int | None = None
+    # glibc's mmapped chunks: "found" by their headers at this snapshot and the baseline (exactly hblkhd, then in
+    # malloc-arenas by address), "claimed" (not found at one of them: hblkhd's change claimed); None: not glibc.
+    glibc_chunks: Literal["found", "claimed"] | None = None
 
 
 REASONS: dict[Reason, str] = {
@@ -327,7 +337,8 @@ def _size_totals(classes: list[SizeClass] | None, base: list[SizeClass] | None) 
 
 
 def _malloc_layer(backend: str | None, attribution: AddressAttribution, kernel_delta: int, deltas: dict[str, int],
-                  figures: dict[str, int], sizes: SizeClassTotals | None) -> MallocLayer | None:
+                  figures: dict[str, int], sizes: SizeClassTotals | None,
+                  base_chunks: GlibcChunks | None = None) -> MallocLayer | None:
     if attribution.allocator_mappings is None or backend is None:
         return None
     return MallocLayer(
@@ -337,7 +348,7 @@ def _malloc_layer(backend: str | None, attribution: AddressAttribution, kernel_d
         metadata_delta=deltas.get("allocator.metadata_bytes"),
         dirty_bytes=figures.get("allocator.raw.dirty_bytes"), dirty_delta=deltas.get("allocator.raw.dirty_bytes"),
         dirty_decay_ms=figures.get("allocator.raw.dirty_decay_ms"), tcache_bytes=figures.get("allocator.raw.tcache_bytes"),
-        sizes=sizes,
+        sizes=sizes, chunks=attribution.glibc_chunks, base_chunks=base_chunks,
     )
 
 
@@ -361,26 +372,45 @@ def by_address(lines: list[LedgerLine], baseline: str, attribution: AddressAttri
                   beside(name))
         for name, share in attribution.owners.items() if name in base_attribution.owners
     ]
-    mmaps = attribution.owners["anonymous-mmaps"].resident_bytes
-    mmaps_base = base_attribution.owners["anonymous-mmaps"].resident_bytes
     python, python_base = attribution.python_pools_bytes, base_attribution.python_pools_bytes
     python_delta = python - python_base if python is not None and python_base is not None else None
+    chunks = chunks_found(attribution, base_attribution)
     # Mappings found by address leave nothing of the allocator among the other anonymous mappings, except glibc's
-    # mmapped chunks, which have no shape to be found by.
-    claim = None if found == "recorded" else malloc_claim(backend, figures, base_figures)
+    # mmapped chunks where they were not found by their headers at both snapshots: hblkhd is claimed then, against
+    # the other anonymous mappings as they would be without the chunks found at either snapshot.
+    claim = None if found == "recorded" or chunks == "found" else malloc_claim(backend, figures, base_figures)
+    mmaps = _other_mappings(attribution, claim is not None)
+    mmaps_base = _other_mappings(base_attribution, claim is not None)
     own, own_base = attribution.workbench_buffers_bytes, base_attribution.workbench_buffers_bytes
     own_delta = own - own_base if own is not None and own_base is not None else None
     unexplained = ((mmaps - mmaps_base) - (python_delta or 0) - (claim.claimed_delta if claim else 0)
                    - (own_delta or 0))
     arenas = next(line.delta_bytes for line in owners if line.owner == "malloc-arenas")
     layer = _malloc_layer(backend, dataclasses.replace(attribution, allocator_mappings=found), arenas, deltas,
-                          figures, sizes)
+                          figures, sizes, base_attribution.glibc_chunks)
     return Reconciliation(
         baseline=baseline, lines=lines, jvm_mapped_bytes=jvm_mapped, unexplained_bytes=unexplained,
         allocator_figure=claim.figure if claim else None, owners=owners, python_pools_delta=python_delta,
         malloc=claim, rounding=rounded, bound_bytes=bound(deltas.get("process.anon_rss_bytes", 0)),
-        malloc_layer=layer, sizes=sizes, workbench_delta=own_delta,
+        malloc_layer=layer, sizes=sizes, workbench_delta=own_delta, glibc_chunks=chunks,
     )
+
+
+def chunks_found(attribution: AddressAttribution, base: AddressAttribution) -> Literal["found", "claimed"] | None:
+    """How glibc's mmapped chunks are in the ledger: "found" when they were found by their headers (exactly hblkhd)
+    at this snapshot and at the baseline, "claimed" (hblkhd's change) otherwise; None: not glibc."""
+    if attribution.glibc_chunks is None and base.glibc_chunks is None:
+        return None
+    both = (attribution.glibc_chunks, base.glibc_chunks)
+    return "found" if all(c is not None and c.how == "found" for c in both) else "claimed"
+
+
+def _other_mappings(attribution: AddressAttribution, claimed: bool) -> int:
+    """The other anonymous mappings' resident bytes; where hblkhd is claimed, with glibc's chunks put back in
+    (those found by their headers are in malloc-arenas)."""
+    chunks = attribution.glibc_chunks
+    back = chunks.resident_bytes if claimed and chunks is not None and chunks.resident_bytes is not None else 0
+    return attribution.owners["anonymous-mmaps"].resident_bytes + back
 
 
 def line_label(line: LedgerLine) -> str:
@@ -450,7 +480,14 @@ def malloc_sentences(layer: MallocLayer, rounded: Rounding | None) -> list[str]:
     data: one sentence each, most telling first."""
     name = layer.backend
     found = "the ranges it recorded" if layer.mappings == "recorded" else "[heap] and its arena heaps"
+    chunks = layer.chunks
+    if chunks_how(layer) == "found" and chunks is not None:
+        found = (f"[heap], its arena heaps and its {chunks.found_chunks} mmapped chunks of {chunks.found_bytes:,} B, "
+                 "found by their headers: exactly hblkhd")
     said = [f"the kernel has {_signed(layer.kernel_delta)} resident in {name}'s own mappings ({found})"]
+    if chunks_how(layer) == "found" and chunks is not None and chunks.resident_bytes is not None:
+        said.append(f"of its mmapped chunks' {format_bytes(chunks.found_bytes)} the kernel has "
+                    f"{format_bytes(chunks.resident_bytes)} resident ({_percent(chunks.resident_bytes, chunks.found_bytes)})")
     figures = [(label, value) for label, value in (("allocated", layer.allocated_delta), ("active", layer.active_delta),
                                                    ("resident", layer.resident_delta), ("mapped", layer.mapped_delta),
                                                    ("metadata", layer.metadata_delta)) if value is not None]
@@ -481,6 +518,26 @@ def malloc_sentences(layer: MallocLayer, rounded: Rounding | None) -> list[str]:
     if layer.tcache_bytes:
         said.append(f"the threads' caches hold {format_bytes(layer.tcache_bytes)} of freed small regions")
     return said
+
+
+def chunks_how(layer: MallocLayer) -> Literal["found", "claimed"] | None:
+    """How glibc's mmapped chunks are in the ledger of this layer (``chunks_found``); None: not glibc."""
+    if layer.chunks is None and layer.base_chunks is None:
+        return None
+    both = (layer.chunks, layer.base_chunks)
+    return "found" if all(c is not None and c.how == "found" for c in both) else "claimed"
+
+
+def _why_claimed(layer: MallocLayer | None) -> str:
+    """Why glibc's chunks were not found by address, from the searches: "" when there is nothing to say."""
+    if layer is None:
+        return ""
+    for chunks, when in ((layer.chunks, "here"), (layer.base_chunks, "at the baseline")):
+        if chunks is not None and chunks.how == "claimed":
+            return (f"; not found by address {when}: the chunks found by their headers ({chunks.found_chunks}, "
+                    f"{chunks.found_bytes:,} B) are not glibc's own count (hblks {chunks.hblks}, hblkhd "
+                    f"{chunks.hblkhd:,} B)")
+    return ""
 
 
 def explain_owner(line: OwnerLine, reconciliation: Reconciliation) -> str:
@@ -517,11 +574,17 @@ def named_parts(reconciliation: Reconciliation, backend: str | None) -> list[tup
     layer = reconciliation.malloc_layer
     if claim is not None:
         figure = claim.figure.rsplit(".", 1)[-1].removesuffix("_bytes")
-        what = "mmapped chunks" if claim.figure == "allocator.raw.hblkhd" else figure
-        parts.append((f"  of which {name} holds", claim.claimed_delta, f"{name}'s {what}, as it counts it"))
+        if claim.figure == "allocator.raw.hblkhd":
+            parts.append((f"  of which {name} holds", claim.claimed_delta,
+                          f"{name}'s mmapped chunks, as it counts them (hblkhd){_why_claimed(layer)}"))
+        else:
+            parts.append((f"  of which {name} holds", claim.claimed_delta, f"{name}'s {figure}, as it counts it"))
     elif layer is not None and layer.mappings == "recorded":
         parts.append((f"  of which {name} holds", 0, f"none: {name}'s mappings are an owner of their own, found by "
                                                      "address"))
+    elif layer is not None and reconciliation.glibc_chunks == "found":
+        parts.append((f"  of which {name} holds", 0, f"none: {name}'s heaps by their shape and its mmapped chunks by "
+                                                     "their headers (exactly hblkhd) are an owner of their own"))
     else:
         parts.append((f"  of which {name} holds", None, "no allocator figure to claim with"))
     rest = reconciliation.unexplained_bytes

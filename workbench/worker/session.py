@@ -303,7 +303,7 @@ class Session:
         python_pools = reader.pymalloc_pools_bytes() if reader is not None else pymalloc_pools_bytes()
         attribution = dataclasses.replace(
             regions_probe.attribute(mappings, regions, self.allocator_probe.info.backend, sources, threads,
-                                    allocator_ranges),
+                                    allocator_ranges, find_chunks=allocator_probe.chunk_finder(self.allocator_probe)),
             python_pools_bytes=python_pools, workbench_buffers_bytes=buffers_bytes,
         )
         after_regions = time.perf_counter()
