@@ -503,13 +503,14 @@ class GlibcBackend:
     def mapped_ranges(self) -> list[tuple[int, int]] | None:
         return None
 
-    def mmapped_chunks(self, parts: list[tuple[int, int]],
-                       edges: frozenset[tuple[int, int]] = frozenset()) -> glibc_chunks.ChunkSearch:
+    def mmapped_chunks(self, parts: list[tuple[int, int]], edges: frozenset[tuple[int, int]] = frozenset(),
+                       refresh: Callable[[], glibc_chunks.Candidates] | None = None,
+                       ) -> glibc_chunks.ChunkSearch:
         """glibc's mmapped chunks in ``parts`` (and at the edges of ``edges``: ``regions.glibc_chunk_candidates``),
         found by their headers and checked against mallinfo2's hblks and hblkhd (``glibc_chunks.search``)."""
         if self._chunk_reader is None:
             self._chunk_reader = glibc_chunks.ChunkReader()
-        return glibc_chunks.search(parts, self._mmapped_figures, self._chunk_reader, edges=edges)
+        return glibc_chunks.search(parts, self._mmapped_figures, self._chunk_reader, edges=edges, refresh=refresh)
 
     def _mmapped_figures(self) -> tuple[int, int]:
         info = self._mallinfo2()
@@ -574,8 +575,7 @@ def leave_own_arena(backend: Backend, previous: int | None) -> None:
         backend.use_arena(previous)
 
 
-def chunk_finder(backend: Backend) -> Callable[[list[tuple[int, int]], frozenset[tuple[int, int]]],
-                                              glibc_chunks.ChunkSearch] | None:
+def chunk_finder(backend: Backend) -> glibc_chunks.FindChunks | None:
     """glibc: the search for its mmapped chunks by their headers (``GlibcBackend.mmapped_chunks``); None for the
     other allocators (their mappings are recorded, or not found)."""
     return backend.mmapped_chunks if isinstance(backend, GlibcBackend) else None

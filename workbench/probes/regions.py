@@ -14,12 +14,12 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from workbench.probes.glibc_chunks import ChunkSearch, GlibcChunks
+from workbench.probes.glibc_chunks import FindChunks, GlibcChunks
 from workbench.probes.pages import anonymous_bytes
-from workbench.probes.process import Mapping
+from workbench.probes.process import Mapping, parse_smaps
 
 # The owners of resident anonymous memory the ledger names, JVM regions first.
 JvmOwner = Literal["java-heap", "class-space", "metaspace", "code", "gc", "cds", "thread-stacks", "jvm-other"]
@@ -257,6 +257,13 @@ def _outside(low: int, high: int, ordered: list[Region], starts: list[int]) -> l
     return parts
 
 
+def _mappings_now() -> list[Mapping]:
+    """This process's mappings as ``/proc/self/maps`` lists them now, each taken as possibly resident (maps has no
+    page counts: the chunk search asks pagemap page by page)."""
+    with open("/proc/self/maps", encoding="utf-8", errors="surrogateescape") as maps:
+        return [replace(mapping, anon_bytes=mapping.size_bytes) for mapping in parse_smaps(maps.read())]
+
+
 def glibc_chunk_candidates(mappings: list[Mapping], regions: list[Region]) -> tuple[
         list[tuple[int, int]], frozenset[tuple[int, int]]]:
     """Where glibc's mmapped chunks can be: the private read-write anonymous mappings with resident pages, outside
@@ -299,7 +306,7 @@ def glibc_chunk_candidates(mappings: list[Mapping], regions: list[Region]) -> tu
 def attribute(mappings: list[Mapping], regions: list[Region], backend: str | None, sources: list[str],
               threads: int, allocator_ranges: list[tuple[int, int]] | None = None,
               resident_in: Callable[[list[tuple[int, int]]], int] = anonymous_bytes,
-              find_chunks: Callable[[list[tuple[int, int]], frozenset[tuple[int, int]]], ChunkSearch] | None = None,
+              find_chunks: FindChunks | None = None,
               ) -> AddressAttribution:
     """Each mapping's anonymous bytes to one owner: the JVM region it lies in, else a thread's stack (the mapping
     holding a stack pointer, or ``[stack]``), else the allocator's own mappings (the ranges it recorded, given as
@@ -313,7 +320,8 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
     chunks: GlibcChunks | None = None
     walked: list[tuple[int, int]] = []
     if backend == "glibc" and find_chunks is not None and allocator_ranges is None:
-        search = find_chunks(*glibc_chunk_candidates(mappings, regions))
+        parts, edges = glibc_chunk_candidates(mappings, regions)
+        search = find_chunks(parts, edges, lambda: glibc_chunk_candidates(_mappings_now(), regions))
         chunks, walked = search.chunks, search.ranges
         if chunks.how == "found":
             allocator_ranges = search.ranges
