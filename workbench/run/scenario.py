@@ -24,7 +24,7 @@ from workbench.run.environment import (
     preload_mismatch,
 )
 from workbench.run.expectations import check_expectations
-from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
+from workbench.run.jdk import DIAGNOSTIC_COMMAND_OPTIONS, Jdk, arrow_options, resolve_jdk
 from workbench.run.profile import Profiling, profile_interval_for
 from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
@@ -102,6 +102,7 @@ def prepare(request: RunRequest) -> PreparedRun:
     jvm_options = [
         *([f"-XX:NativeMemoryTracking={scenario.jvm.nmt}"] if scenario.jvm.nmt != "off" else []),
         *arrow_options(jdk),
+        *DIAGNOSTIC_COMMAND_OPTIONS,
         f"-Darrow.allocation.manager.type={ALLOCATION_MANAGER_PROPERTY[scenario.allocation_manager]}",
         # A native crash's report goes into the run directory (the worker runs there).
         "-XX:ErrorFile=hs_err_pid%p.log",
