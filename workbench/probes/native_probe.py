@@ -165,6 +165,8 @@ class SnapshotLibrary:
         library.workbench_allocator_dump_extension.restype = ctypes.c_char_p
         library.workbench_allocator_dump.argtypes = [ctypes.c_int]
         library.workbench_allocator_dump.restype = ctypes.c_int
+        library.workbench_allocator_dump_merged.argtypes = [ctypes.c_int]
+        library.workbench_allocator_dump_merged.restype = ctypes.c_int
         library.workbench_allocator_allocated.argtypes = [ctypes.POINTER(ctypes.c_uint64)]
         library.workbench_allocator_allocated.restype = ctypes.c_int
         self._allocated = ctypes.c_uint64()
@@ -243,10 +245,12 @@ class SnapshotLibrary:
         total = int(self._pools(self._stats_function))
         return total if total >= 0 else None
 
-    def allocator_dump(self, fd: int) -> None:
+    def allocator_dump(self, fd: int, arenas: bool = True) -> None:
         """The allocator's full statistics written to ``fd`` (``dump_extension`` says their format); OSError when
-        the allocator has none or the write failed."""
-        error = self._library.workbench_allocator_dump(fd)
+        the allocator has none or the write failed. ``arenas=False`` leaves out jemalloc's per-arena statistics
+        (its merged arena, bins and large classes stay)."""
+        dump = self._library.workbench_allocator_dump if arenas else self._library.workbench_allocator_dump_merged
+        error = dump(fd)
         if error < 0:
             raise OSError(-error, os.strerror(-error))
 
