@@ -25,7 +25,10 @@ from typing import Any, Literal
 from workbench.probes._socket import ask, socket_dir
 from workbench.probes.allocator import AllocatorSnapshot, SizeClass
 from workbench.probes.process import Mapping
-from workbench.protocol.replies import ProbeStats, probe_stats
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pydantic: imported where a reply is read, not before `exec` has started its program
+    from workbench.protocol.replies import ProbeStats
 
 COMMANDS = ("stats", "dump", "ping")
 _MAX_ANSWER = 1 << 20
@@ -85,6 +88,8 @@ def snapshot_from_stats(stats: ProbeStats) -> AllocatorSnapshot:
 
 def snapshot_from_probe(data: dict[str, Any]) -> AllocatorSnapshot:
     """The probe's ``stats`` answer (JSON) as an allocator snapshot; BadReply when it is not a stats answer."""
+    from workbench.protocol.replies import probe_stats
+
     return snapshot_from_stats(probe_stats(data))
 
 
