@@ -143,8 +143,7 @@ class ExternalSampler:
         try:
             found = reader.read_process(raw_fd=self._raw_fd, pid=self.pid)
         except native_probe.RawWriteFailed:
-            found = reader.read_process(pid=self.pid)  # the figures without their text: not worth failing over
-            return summarize(found.mappings, source=found.source), ""
+            return read_process(self.pid)  # the memfd refused the text (out of memory): smaps, figures and text
         except OSError as error:
             if error.errno in (errno.ENOENT, errno.ESRCH):
                 raise ProcessLookupError(self.pid) from None
