@@ -13,7 +13,10 @@ The workbench runs as a user's `pip install .` has it: with its bytecode compile
 PYTHONPYCACHEPREFIX: the package compiled before the first run, the libraries it imports by one untimed run), not compiled from source at every start as under an editable
 install with PYTHONDONTWRITEBYTECODE=1; the `bytecode` line measures what that difference costs.
 
-Usage: python benchmarks/bench_goals.py [--repeat N] [--scale] [--parts run,exec,...]
+With --against DIR (another checkout of the workbench, e.g. main's) the run and exec goals also time that
+checkout's workbench, interleaved with this one's in the same run: before and after, side by side.
+
+Usage: python benchmarks/bench_goals.py [--repeat N] [--scale] [--parts run,exec,...] [--against DIR]
 """
 
 from __future__ import annotations
@@ -92,17 +95,22 @@ def timed(command: list[str], env: dict[str, str] | None = None, ok: tuple[int, 
 TOOL_ENV: dict[str, str] | None = None
 
 
-def compiled_bytecode(cache: str) -> dict[str, str]:
-    """An environment whose Python writes and reads bytecode in ``cache``, the package compiled into it already."""
+def compiled_bytecode(cache: str, trees: list[Path]) -> dict[str, str]:
+    """An environment whose Python writes and reads bytecode in ``cache``, the packages of ``trees`` compiled into it
+    already (the prefix keeps each source file's own bytecode)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = cache
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "workbench")], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    for tree in trees:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "workbench")], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
     return env
 
 
-def workbench(*args: str, ok: tuple[int, ...] = (0,)) -> tuple[float, dict[str, int]]:
-    return timed([sys.executable, "-m", "workbench", *args], env=TOOL_ENV, ok=ok)
+def workbench(*args: str, ok: tuple[int, ...] = (0,), tree: Path = ROOT) -> tuple[float, dict[str, int]]:
+    """``python -m workbench ARGS`` of the checkout ``tree`` (first on PYTHONPATH: its worker follows it)."""
+    assert TOOL_ENV is not None
+    env = dict(TOOL_ENV, PYTHONPATH=os.pathsep.join(filter(None, [str(tree), TOOL_ENV.get("PYTHONPATH")])))
+    return timed([sys.executable, "-m", "workbench", *args], env=env, ok=ok)
 
 
 def bytecode_line(repeat: int) -> str:
@@ -148,11 +156,14 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="also run intvector-8g once (8 GiB of vectors)")
     parser.add_argument("--parts", default="run,report,exec,fill,memory,bytecode",
                         help="which goals to measure side by side (comma-separated)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout of the workbench timed beside this one (run and exec)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     global TOOL_ENV
     cache = tempfile.TemporaryDirectory()
-    TOOL_ENV = compiled_bytecode(cache.name)
+    against = args.against.resolve() if args.against is not None else None
+    TOOL_ENV = compiled_bytecode(cache.name, [ROOT, *([against] if against else [])])
     classpath = ":".join(kernels_classpath())
     jdk = resolve_jdk(None)
     java = str(jdk.home / "bin" / "java")
@@ -162,22 +173,26 @@ def main() -> None:
 
     if args.repeat > 0:
         side_by_side(args.repeat, java, jdk, classpath, program, {"LD_PRELOAD": jemalloc, "PATH": "/usr/bin:/bin"},
-                     parts)
+                     parts, against)
     if args.scale:
         scale()
 
 
 def side_by_side(repeat: int, java: str, jdk: Jdk, classpath: str, program: list[str],
-                 plain_env: dict[str, str], parts: set[str]) -> None:
+                 plain_env: dict[str, str], parts: set[str], against: Path | None = None) -> None:
     runs_too = bool(parts & {"run", "report", "memory"})
     plain_run, plain_exec, tool, tool_no_html, exec_times = [], [], [], [], []
+    other_run: list[float] = []
+    other_exec: list[float] = []
     peaks: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as runs:
         # Once untimed: the libraries' bytecode is written into the cache (a pip install has it), the OS caches warm.
-        if runs_too:
-            workbench("run", "arrow-intvector", "--quiet", "--out", f"{runs}/warm-run")
-        if "exec" in parts:
-            workbench("exec", "--quiet", "--out", f"{runs}/warm-exec", "--", java, *program)
+        for tree in [ROOT, *([against] if against else [])]:
+            if runs_too:
+                workbench("run", "arrow-intvector", "--quiet", "--out", f"{runs}/warm-run-{tree.name}", tree=tree)
+            if "exec" in parts:
+                workbench("exec", "--quiet", "--out", f"{runs}/warm-exec-{tree.name}", "--", java, *program,
+                          tree=tree)
         for index in range(repeat):  # interleaved, so drift on a noisy machine hits all sides alike
             if runs_too:
                 plain_run.append(timed([java, "-XX:NativeMemoryTracking=summary", *program], env=plain_env)[0])
@@ -185,17 +200,24 @@ def side_by_side(repeat: int, java: str, jdk: Jdk, classpath: str, program: list
                 tool.append(elapsed)
                 tool_no_html.append(workbench("run", "arrow-intvector", "--quiet", "--no-html",
                                               "--out", f"{runs}/no-html-{index}")[0])
+                if against is not None:
+                    other_run.append(workbench("run", "arrow-intvector", "--quiet", "--out",
+                                               f"{runs}/against-run-{index}", tree=against)[0])
             if "exec" in parts:
                 plain_exec.append(timed([java, *program], env=plain_env)[0])
                 exec_times.append(workbench("exec", "--quiet", "--out", f"{runs}/exec-{index}", "--", java,
                                             *program)[0])
+                if against is not None:
+                    other_exec.append(workbench("exec", "--quiet", "--out", f"{runs}/against-exec-{index}", "--",
+                                                java, *program, tree=against)[0])
         if runs_too:
             drawn_s, page_bytes = draw_time(Path(runs) / "run-0")
 
     if runs_too:
-        _print_run(repeat, plain_run, tool, tool_no_html, drawn_s, page_bytes)
+        _print_run(repeat, plain_run, tool, tool_no_html, drawn_s, page_bytes, against, other_run)
     if "exec" in parts:
-        print(ratio_line("exec", plain_exec, {"workbench exec": exec_times}, "<= 1.15x") + f" (median of {repeat})")
+        sides = {"workbench exec": exec_times, **({f"{against}'s": other_exec} if against else {})}
+        print(ratio_line("exec", plain_exec, sides, "<= 1.15x") + f" (median of {repeat})")
     if "fill" in parts:
         _print_fill(java, jdk, classpath)
     if "memory" in parts:
@@ -206,9 +228,10 @@ def side_by_side(repeat: int, java: str, jdk: Jdk, classpath: str, program: list
 
 
 def _print_run(repeat: int, plain_run: list[float], tool: list[float], tool_no_html: list[float], drawn_s: float,
-               page_bytes: int) -> None:
-    print(ratio_line("run", plain_run, {"workbench run": tool, "with --no-html": tool_no_html}, "<= 1.5x") +
-          f" (median of {repeat}, all hold 1 s)")
+               page_bytes: int, against: Path | None = None, other_run: list[float] | None = None) -> None:
+    sides = {"workbench run": tool, "with --no-html": tool_no_html,
+             **({f"{against}'s": other_run} if against and other_run else {})}
+    print(ratio_line("run", plain_run, sides, "<= 1.5x") + f" (median of {repeat}, all hold 1 s)")
     print(f"report  report.html of arrow-intvector drawn in {drawn_s * 1000:.0f} ms ({page_bytes:,} bytes); "
           "goal <= 2 s")
 

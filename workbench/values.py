@@ -6,14 +6,12 @@ through these types, so that a value one of them accepts is accepted by the othe
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BeforeValidator, Field, PlainSerializer, TypeAdapter, ValidationError, WithJsonSchema
 
+from workbench.nmt_level import NmtLevel as NmtLevel  # re-exported: Native Memory Tracking's levels
 from workbench.units import parse_duration_ms, parse_size
-
-# Native Memory Tracking, in a scenario (`jvm.nmt`) and on the command line (`--nmt`).
-NmtLevel = Literal["off", "summary", "detail"]
 
 # A label names files in the run directory (smaps/<label>.txt): no separator, no leading dot.
 LABEL_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"

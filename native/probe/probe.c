@@ -456,13 +456,14 @@ static const char *dump_extension(void) {
 /* One dump at a time: the probe thread's and a caller's of workbench_allocator_dump share glibc's stream. */
 static pthread_mutex_t g_dump_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* The allocator's full statistics in its own format, written to `fd`; 0 or -1 (errno set). */
-static int write_dump(int fd) {
+/* The allocator's full statistics in its own format, written to `fd`; 0 or -1 (errno set). `arenas` 0 leaves out
+ * jemalloc's per-arena statistics (the merged ones stay: every figure the workbench reads is in them). */
+static int write_dump_of(int fd, int arenas) {
     struct sink sink = {fd, 0};
     int result = -1;
     pthread_mutex_lock(&g_dump_lock);
     switch (g_alloc.kind) {
-    case BACKEND_JEMALLOC: g_alloc.je_stats_print(je_write, &sink, "J"); result = 0; break;
+    case BACKEND_JEMALLOC: g_alloc.je_stats_print(je_write, &sink, arenas ? "J" : "Ja"); result = 0; break;
     case BACKEND_TCMALLOC: result = tcmalloc_dump(fd); break;
     case BACKEND_MIMALLOC: g_alloc.mi_stats_print_out(mi_write, &sink); result = 0; break;
     case BACKEND_GLIBC: result = glibc_malloc_info(fd) < 0 ? -1 : 0; break;
@@ -474,6 +475,10 @@ static int write_dump(int fd) {
         return -1;
     }
     return result;
+}
+
+static int write_dump(int fd) {
+    return write_dump_of(fd, 1);
 }
 
 /* --- the library's functions for its caller (snapshot.h) --------------------------------------------------------- */
@@ -490,6 +495,12 @@ int workbench_allocator_dump(int fd) {
     if (dump_extension() == NULL)
         return -ENOTSUP;
     return write_dump(fd) == 0 ? 0 : -(errno != 0 ? errno : EIO);
+}
+
+int workbench_allocator_dump_merged(int fd) {
+    if (dump_extension() == NULL)
+        return -ENOTSUP;
+    return write_dump_of(fd, 0) == 0 ? 0 : -(errno != 0 ? errno : EIO);
 }
 
 int workbench_allocator_allocated(uint64_t *bytes) {

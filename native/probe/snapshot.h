@@ -71,6 +71,9 @@ const char *workbench_allocator_dump_extension(void);
 /* Its full statistics written to `fd` as the allocator prints them (jemalloc's malloc_stats_print "J", glibc's
  * malloc_info, ...), without a copy in between; 0 or -errno. */
 int workbench_allocator_dump(int fd);
+/* The same without jemalloc's per-arena statistics (malloc_stats_print "Ja": the merged arena, the bins and large
+ * classes, the totals; a quarter of the text and of its cost); the other allocators' as workbench_allocator_dump. */
+int workbench_allocator_dump_merged(int fd);
 
 /* A size class with live allocations, all arenas merged (jemalloc). */
 struct wb_size_class {

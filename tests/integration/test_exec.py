@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import run_workbench
+from workbench.probes.native_probe import SnapshotLibrary
 from workbench.toolchain.maven import kernels_classpath
+from workbench.toolchain.probe import ensure_probe
 
 pytestmark = [pytest.mark.jvm, pytest.mark.slow]
 MIB = 1024 * 1024
@@ -88,6 +90,16 @@ def test_exec_reference_program_under_jemalloc_shows_the_netty_chunk(tmp_path: P
     assert "-XX:NativeMemoryTracking=summary" in report["jvm"]["options"]
     assert len((out / "samples.jsonl").read_text().splitlines()) >= 10
     assert (out / "report.html").is_file() and "workbench: run directory" in stderr
+    # The program's mappings were read by the probe's C reader (where the kernel has PAGEMAP_SCAN, as it reads this
+    # process's: the maps lines with their figures), and each raw file is the read its figures came from, exactly.
+    scan = SnapshotLibrary(ensure_probe()).read_process().source == "pagemap-scan"
+    for snapshot in report["snapshots"]:
+        raw = (out / "smaps" / f"{snapshot['label']}.txt").read_text()
+        assert snapshot["process"]["source"] == ("pagemap-scan" if scan else "smaps")
+        assert raw.startswith("# workbench: /proc/PID/maps with each mapping's Rss and Anonymous from PAGEMAP_SCAN") \
+            == scan
+        rss = sum(int(line.split()[1]) * 1024 for line in raw.splitlines() if line.startswith("Rss:"))
+        assert rss == snapshot["process"]["rss_bytes"] > 0
 
 
 NETTY = 4 * MIB

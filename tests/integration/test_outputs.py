@@ -56,26 +56,32 @@ def test_two_commands_started_at_once_with_one_out_never_share_it(tmp_path: Path
         len((out / "samples.jsonl").read_text().splitlines())  # one run's samples, not two interleaved
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+def _tmpfs(tmp_path: Path, size: str) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root); ENOSPC cannot be made otherwise")
     mount = tmp_path / "small"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    yield from _tmpfs(tmp_path, "256k")
+
+
 def test_a_run_directory_that_fills_up_fails_the_run_and_keeps_what_fitted(small_tmpfs: Path, tmp_path: Path) -> None:
     out = small_tmpfs / "run"
     code, stderr = finish(start("run", "arrow-intvector", "--hold", "0", "--out", str(out), cwd=tmp_path))
     assert code == 3
-    # jemalloc's full statistics (about 370 KiB) do not fit in what is left of 256 KiB once the spec, the log, a few
-    # samples and the first snapshot's mappings (about 50 KiB, written as read) are in.
-    assert_one_line(stderr, f"WriteFailed: cannot write {out}/allocator/", ": No space left on device")
+    # 256 KiB hold the spec, the log, a few samples and the first snapshots' raw files (each about 50 KiB: the
+    # mappings written as read, jemalloc's merged statistics); a later raw file of the worker's does not fit.
+    assert_one_line(stderr, f"cannot write {out}/", ": No space left on device")
+    named = re.search(r"cannot write (\S+): No space left on device", stderr)
+    assert named is not None and not Path(named.group(1)).exists()  # nothing half-written in its place
     spec = json.loads((out / "worker-spec.json").read_text())
     assert spec["run_dir"] == str(out)
     report = json.loads((out / "report.json").read_text())
@@ -84,13 +90,35 @@ def test_a_run_directory_that_fills_up_fails_the_run_and_keeps_what_fitted(small
     for line in (out / "samples.jsonl").read_text().splitlines():
         assert json.loads(line)["t_ms"] >= 0  # whole lines only
     assert [p for p in out.rglob("*") if is_partial(p.name)] == []  # no temporary left, no half file
-    assert list((out / "allocator").iterdir()) == []
+    # What fitted is whole: every allocator statistics file kept is jemalloc's complete JSON.
+    for kept in (out / "allocator").iterdir():
+        assert json.loads(kept.read_text())["jemalloc"]["stats"]["allocated"] > 0, kept
+
+
+# A program with 400 threads waiting: about 800 mappings more (a stack and its guard each), so each snapshot's
+# mappings file (about 110 KiB) is larger than report.json (about 40 KiB). The reference program's (about 30 KiB:
+# the maps lines with their Rss and Anonymous) are smaller, and a disk that refused one of them would refuse
+# report.json as well.
+THREADS_PROGRAM = """
+public class Threads {
+    public static void main(String[] args) throws Exception {
+        for (int i = 0; i < 400; i++) {
+            Thread thread = new Thread(() -> { try { Thread.sleep(60_000); } catch (InterruptedException e) { } });
+            thread.setDaemon(true);
+            thread.start();
+        }
+        Thread.sleep(Long.parseLong(args[0]));
+    }
+}
+"""
 
 
 def test_exec_into_a_directory_that_fills_up_stops_sampling_and_fails_the_run(small_tmpfs: Path, tmp_path: Path) -> None:
     out = small_tmpfs / "run"
+    source = tmp_path / "Threads.java"
+    source.write_text(THREADS_PROGRAM)
     code, stderr = finish(start("exec", "--allocator", "glibc", "--out", str(out), "--quiet", "--",
-                                *reference_command(100), cwd=tmp_path))
+                                "java", str(source), "1500", cwd=tmp_path))
     assert code == 3
     ours = [line for line in stderr.splitlines() if line.startswith("workbench")]  # the rest is the program's
     # (report.html, the largest, may not fit either: then the line says so)

@@ -90,6 +90,9 @@ def test_jvm_section_lists_every_option_and_nmt_state(jemalloc_report: dict[str,
     assert jvm["allocation_manager"] == "netty"
     assert "-XX:NativeMemoryTracking=summary" in jvm["options"]
     assert "--add-opens=java.base/java.nio=ALL-UNNAMED" in jvm["options"]
+    # HotSpot's diagnostic command opened to the kernels: NMT without the platform MBean server.
+    assert {"--add-opens=java.management/sun.management=ALL-UNNAMED",
+            "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED"} <= set(jvm["options"])
     assert "-Darrow.allocation.manager.type=Netty" in jvm["options"]
 
 

@@ -39,6 +39,9 @@ def test_run_directory_holds_the_report_and_the_raw_evidence(run_dir: Path) -> N
         assert "Rss:" in (run_dir / "smaps" / f"{label}.txt").read_text()
         stats = json.loads((run_dir / "allocator" / f"{label}.json").read_text())
         assert stats["jemalloc"]["version"] == report["allocator"]["version"]
+        # Kept without jemalloc's per-arena statistics (docs/run-directories.md): the merged arena only.
+        assert list(stats["jemalloc"]["stats.arenas"]) == ["merged"]
+        assert stats["jemalloc"]["stats"]["allocated"] > 0 and stats["jemalloc"]["stats.arenas"]["merged"]["bins"]
 
 
 def test_timeline_has_one_row_per_interval_and_sees_the_vector(run_dir: Path) -> None:

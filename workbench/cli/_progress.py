@@ -5,17 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-from workbench.protocol.events import Event, StepStarted
-from workbench.scenario.model import Scenario
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from workbench.protocol.events import Event
+    from workbench.scenario.model import Scenario
 
 
 @contextmanager
 def run_progress(scenario: Scenario, quiet: bool, label: str = "") -> Iterator[Callable[[Event], None] | None]:
+    if quiet:  # rich and the events' models are imported by the run once its worker is starting
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from workbench.protocol.events import StepStarted
+
     console = Console(stderr=True)
-    if quiet or not console.is_terminal:
+    if not console.is_terminal:
         yield None
         return
     total = len(scenario.steps)

@@ -9,11 +9,22 @@ import typer
 
 from workbench._errors import BadInput, RunFailed
 from workbench.cli import options
-from workbench.report.model import Report
-from workbench.run.external import request_snapshot
-from workbench.run.profile import profile_interval_for
 from workbench.run.program import attach_process, claim_program_run_dir, prepare_program, run_program
 from workbench.run.signals import Interrupted, program_exit_code
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from workbench.report.model import Report
+
+
+def _profile_interval(profile: bool, interval_bytes: int | None) -> int | None:
+    # run.profile (and with it the report model, pydantic) is imported only for a run that profiles: `exec`
+    # starts its program first.
+    if not profile and interval_bytes is None:
+        return None
+    from workbench.run.profile import profile_interval_for
+
+    return profile_interval_for(profile, interval_bytes)
 
 
 def _show(report: Report, quiet: bool) -> None:
@@ -63,7 +74,7 @@ def exec_(
     assert level is not None
     interval_bytes = options.size_bytes("--profile-interval", profile_interval)
     program = prepare_program(command, allocator, malloc_conf, interval_ms, quiet=quiet, nmt=level,
-                              profile_interval=profile_interval_for(profile, interval_bytes))
+                              profile_interval=_profile_interval(profile, interval_bytes))
     run_dir = claim_program_run_dir(program, out)
     if repeat == 1:
         result = run_program(program, run_dir, html=html, leave_running=leave_running, text=not quiet)
@@ -95,7 +106,7 @@ def attach(
     --profile loads async-profiler into it (jcmd PID JVMTI.agent_load) from the start snapshot to the end."""
     interval_ms = options.positive_duration_ms("--interval", interval)
     duration_ms = options.duration_ms("--duration", duration)
-    interval_bytes = profile_interval_for(profile, options.size_bytes("--profile-interval", profile_interval))
+    interval_bytes = _profile_interval(profile, options.size_bytes("--profile-interval", profile_interval))
     result = attach_process(pid, duration_ms, interval_ms, out, html=html, profile_interval=interval_bytes)
     _show(result.report, quiet)
     if result.interrupted_by is not None:
@@ -107,6 +118,8 @@ def snapshot(
     label: Annotated[str, typer.Option(help="The snapshot's label.")] = "manual",
 ) -> None:
     """Take a labelled snapshot of a program that `workbench exec` is running."""
+    from workbench.run.external import request_snapshot
+
     label = options.label("--label", label)
     try:
         answer = request_snapshot(pid, label)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Optional, get_args
+from typing import Annotated, Optional
 
 import typer
 
 from workbench._errors import BadInput
 from workbench._files import creatable_problem, os_reason
 from workbench.units import parse_duration_ms, parse_size
-from workbench.values import NmtLevel, parse_label
+from workbench.nmt_level import NMT_LEVELS
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -91,9 +91,6 @@ def positive_duration_ms(option: str, value: str) -> int:
     return millis
 
 
-NMT_LEVELS: tuple[str, ...] = get_args(NmtLevel)
-
-
 def nmt_level(option: str, value: str | None) -> str | None:
     """An NMT level as the scenario's ``jvm.nmt`` takes it."""
     if value is None or value in NMT_LEVELS:
@@ -113,6 +110,8 @@ def repeat_count(option: str, value: int) -> int:
 
 def label(option: str, value: str) -> str:
     """A snapshot label, validated as the scenario language validates it."""
+    from workbench.values import parse_label  # pydantic: not before `exec` has started its program
+
     try:
         return parse_label(value)
     except ValueError as exc:

@@ -11,8 +11,6 @@ from workbench._errors import EXPECTATIONS_FAILED, RunFailed, WorkbenchError
 from workbench._files import write_atomically
 from workbench.cli import options
 from workbench.cli._progress import run_progress, runs_progress
-from workbench.report.model import report_to_json
-from workbench.report.text import render_text, report_console
 from workbench.run.scenario import RunRequest, claim_run_dir, execute, execute_repeated, prepare
 from workbench.run.signals import Interrupted
 
@@ -56,6 +54,9 @@ def run(
     else:
         with runs_progress(prepared.scenario, quiet, repeat) as on_run:
             report = execute_repeated(prepared, run_dir, repeat, quiet=quiet, on_run=on_run, html=html)
+    from workbench.report.model import report_to_json  # imported while the worker ran
+    from workbench.report.text import render_text, report_console
+
     if json_path is not None:
         write_atomically(json_path, report_to_json(report))
     render_text(report, report_console())

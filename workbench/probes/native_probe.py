@@ -25,7 +25,10 @@ from typing import Any, Literal
 from workbench.probes._socket import ask, socket_dir
 from workbench.probes.allocator import AllocatorSnapshot, SizeClass
 from workbench.probes.process import Mapping
-from workbench.protocol.replies import ProbeStats, probe_stats
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pydantic: imported where a reply is read, not before `exec` has started its program
+    from workbench.protocol.replies import ProbeStats
 
 COMMANDS = ("stats", "dump", "ping")
 _MAX_ANSWER = 1 << 20
@@ -85,6 +88,8 @@ def snapshot_from_stats(stats: ProbeStats) -> AllocatorSnapshot:
 
 def snapshot_from_probe(data: dict[str, Any]) -> AllocatorSnapshot:
     """The probe's ``stats`` answer (JSON) as an allocator snapshot; BadReply when it is not a stats answer."""
+    from workbench.protocol.replies import probe_stats
+
     return snapshot_from_stats(probe_stats(data))
 
 
@@ -165,6 +170,8 @@ class SnapshotLibrary:
         library.workbench_allocator_dump_extension.restype = ctypes.c_char_p
         library.workbench_allocator_dump.argtypes = [ctypes.c_int]
         library.workbench_allocator_dump.restype = ctypes.c_int
+        library.workbench_allocator_dump_merged.argtypes = [ctypes.c_int]
+        library.workbench_allocator_dump_merged.restype = ctypes.c_int
         library.workbench_allocator_allocated.argtypes = [ctypes.POINTER(ctypes.c_uint64)]
         library.workbench_allocator_allocated.restype = ctypes.c_int
         self._allocated = ctypes.c_uint64()
@@ -243,10 +250,12 @@ class SnapshotLibrary:
         total = int(self._pools(self._stats_function))
         return total if total >= 0 else None
 
-    def allocator_dump(self, fd: int) -> None:
+    def allocator_dump(self, fd: int, arenas: bool = True) -> None:
         """The allocator's full statistics written to ``fd`` (``dump_extension`` says their format); OSError when
-        the allocator has none or the write failed."""
-        error = self._library.workbench_allocator_dump(fd)
+        the allocator has none or the write failed. ``arenas=False`` leaves out jemalloc's per-arena statistics
+        (its merged arena, bins and large classes stay)."""
+        dump = self._library.workbench_allocator_dump if arenas else self._library.workbench_allocator_dump_merged
+        error = dump(fd)
         if error < 0:
             raise OSError(-error, os.strerror(-error))
 

@@ -16,11 +16,14 @@ from pathlib import Path
 
 from workbench._errors import BadInput
 from workbench.probes.allocator import ConfSetting
-from workbench.report.model import RunError
 from workbench.toolchain import settings as allocator_settings
 from workbench.toolchain.allocators import AllocatorChoice, check_allocator, ready_allocator
 from workbench.toolchain.elf import NotAnAllocator, defined_functions
 from workbench.toolchain.settings import AllocatorSpec, Family
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the report model (pydantic) is imported where a finding is made: not before `exec` starts java
+    from workbench.report.model import RunError
 
 # The directory that holds the workbench package, for Python children (`python -m workbench.worker`).
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
@@ -78,6 +81,8 @@ def preload_mismatch(choice: AllocatorChoice, backend: str | None, library: str 
 
     A preloaded library must be the very file malloc resolves into (dladdr of malloc in the measured process): the
     dynamic linker skips a library it cannot preload with one line on stderr and goes on with glibc's malloc."""
+    from workbench.report.model import RunError
+
     expected = choice.expected_backend
     if backend is None:
         return None
@@ -176,6 +181,8 @@ def malloc_conf_finding(settings: list[dict[str, object]] | None, log_text: str,
                         option: str = "--malloc-conf") -> RunError | None:
     """A failure when jemalloc in the measured process refused its MALLOC_CONF: a complaint in its log, or an
     ``opt.*`` value read back that is not the one asked for (an option jemalloc does not report is not judged)."""
+    from workbench.report.model import RunError
+
     complaint = conf_complaint(log_text)
     if complaint is not None:
         return RunError(type="MallocConfRejected", message=f"{option}: jemalloc in the process refused it "

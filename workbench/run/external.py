@@ -8,6 +8,8 @@ snapshot before the program exited).
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
 import shlex
@@ -20,37 +22,46 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from workbench._errors import BadInput
 from workbench._files import WriteFailed, appending
 from workbench.probes import jvm_agent, native_probe
 from workbench.probes._socket import ask, reclaim_stale
 from workbench.probes.nmt import NmtSummary, parse_summary
-from workbench.probes.process import read_process
+from workbench.probes.process import ProcessSnapshot, read_process, summarize
 from workbench.probes.process_status import read_status
 from workbench.protocol import layout
 from workbench.probes.allocator import AllocatorSnapshot
 from workbench.protocol.provenance import Provenance
 from workbench.protocol.samples import make_sample
-from workbench.protocol.replies import BadReply, agent_stats, probe_stats
-from workbench.report.build import with_deltas
 from workbench.run.run_dir import RunDir
 from workbench.toolchain.allocators import AllocatorChoice
-from workbench.values import parse_label
-from workbench.report.model import (
-    AllocatorSection,
-    Checks,
-    JvmSection,
-    ProgramSection,
-    Report,
-    RunError,
-    ScenarioSection,
-    Snapshot,
-)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+    from workbench.report.model import Report, RunError, Snapshot
 
 CONTROL_PREFIX = "exec-"
-_SNAPSHOT = TypeAdapter(Snapshot)
+
+
+def import_reading() -> None:
+    """Import what reading the program's layers and writing its report need (pydantic, the report model): `exec`
+    calls it once its program is starting, so that the imports overlap the JVM's start instead of delaying it."""
+    import workbench.protocol.replies  # noqa: F401
+    import workbench.report.build  # noqa: F401
+    import workbench.values  # noqa: F401
+
+    _snapshot_adapter()
+
+
+@functools.cache
+def _snapshot_adapter() -> TypeAdapter[Snapshot]:
+    from pydantic import TypeAdapter
+
+    from workbench.report.model import Snapshot
+
+    return TypeAdapter(Snapshot)
 
 
 @dataclass
@@ -62,6 +73,8 @@ class ExternalSampler:
     interval_s: float = 0.1
     nmt_every: int = 10
     use_jcmd: bool = False  # attach without an agent: NMT through jcmd, at a lower rate
+    # The C probe's snapshot reader (exec): maps + PAGEMAP_SCAN parsed in C; None: smaps read and parsed in Python.
+    reader: native_probe.SnapshotLibrary | None = None
     jcmd: str | None = None
     started: float = field(default_factory=time.monotonic)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
@@ -72,12 +85,15 @@ class ExternalSampler:
     write_failure: WriteFailed | None = None  # the run directory refused a file: sampling stopped, the run fails
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _raw_fd: int | None = None  # where the reader writes a snapshot's raw text (a memfd), read back for its file
 
     def t_ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 3)
 
     # The layers, each None when its source does not answer (the program exited, no probe, no agent).
     def _allocator(self) -> AllocatorSnapshot | None:
+        from workbench.protocol.replies import BadReply, probe_stats
+
         try:
             stats = probe_stats(native_probe.query(self.pid, "stats", timeout=1.0))
         except (native_probe.ProbeUnavailable, BadReply):
@@ -90,6 +106,8 @@ class ExternalSampler:
     def _jvm(self) -> tuple[NmtSummary | None, dict[str, Any] | None, str | None]:
         if self.use_jcmd:
             return self._jcmd_nmt(), None, None
+        from workbench.protocol.replies import BadReply, agent_stats
+
         try:
             stats = agent_stats(jvm_agent.query_agent(self.pid, "stats", timeout=2.0))
         except (jvm_agent.AgentUnavailable, BadReply):
@@ -112,11 +130,42 @@ class ExternalSampler:
         self.sources["jvm"] = "jcmd"
         return summary
 
+    def _read_process(self) -> tuple[ProcessSnapshot, str]:
+        """The program's mappings and the text they came from: by the C reader when there is one (a reader the
+        kernel refuses, EACCES or EPERM on pagemap, is dropped for smaps in Python), else smaps parsed in Python."""
+        reader = self.reader
+        if reader is None:
+            return read_process(self.pid)
+        if self._raw_fd is None:
+            self._raw_fd = os.memfd_create("workbench-raw", os.MFD_CLOEXEC)
+        os.ftruncate(self._raw_fd, 0)
+        os.lseek(self._raw_fd, 0, os.SEEK_SET)
+        try:
+            found = reader.read_process(raw_fd=self._raw_fd, pid=self.pid)
+        except native_probe.RawWriteFailed:
+            return read_process(self.pid)  # the memfd refused the text (out of memory): smaps, figures and text
+        except OSError as error:
+            if error.errno in (errno.ENOENT, errno.ESRCH):
+                raise ProcessLookupError(self.pid) from None
+            if error.errno not in (errno.EACCES, errno.EPERM):
+                raise
+            self.reader = None
+            return read_process(self.pid)
+        size = os.lseek(self._raw_fd, 0, os.SEEK_END)
+        text = os.pread(self._raw_fd, size, 0).decode("utf-8", "replace")
+        return summarize(found.mappings, source=found.source), text
+
+    def close(self) -> None:
+        """Release what reading needed (the reader's text buffer)."""
+        if self._raw_fd is not None:
+            os.close(self._raw_fd)
+            self._raw_fd = None
+
     def snapshot(self, label: str) -> dict[str, Any] | None:
-        """A full snapshot (smaps, probe, agent/jcmd); None when the process is gone."""
+        """A full snapshot (mappings, probe, agent/jcmd); None when the process is gone."""
         began = time.perf_counter()
         try:
-            process, smaps = read_process(self.pid)
+            process, smaps = self._read_process()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             return None
         if process.rss_bytes == 0:
@@ -243,6 +292,8 @@ class ControlServer:
 
 
 def _label_problem(label: str) -> str | None:
+    from workbench.values import parse_label
+
     try:
         parse_label(label)
     except ValueError as error:
@@ -282,12 +333,17 @@ def external_report(sampler: ExternalSampler, argv: list[str], shown: list[str],
                     allocator: AllocatorChoice | None, malloc_conf: str | None, java_home: str, run_dir: RunDir,
                     interrupted_by: str | None = None, error: RunError | None = None) -> Report:
     """The report of a program that `exec` ran (``exit_code`` set) or a process `attach` watched (None)."""
+    from workbench.report.build import with_deltas
+    from workbench.report.model import (
+        AllocatorSection, Checks, JvmSection, ProgramSection, Report, RunError, ScenarioSection,
+    )
+
     raw = list(sampler.snapshots)
     # "last" (the latest periodic one) only stands in for an end that was not seen: no "exit" snapshot.
     exited = any(s["label"] == "exit" for s in raw)
     if not exited and sampler.latest is not None and (not raw or sampler.latest["t_ms"] > raw[-1]["t_ms"]):
         raw.append(sampler.latest)
-    snapshots, baseline = with_deltas([_SNAPSHOT.validate_python(s) for s in raw], "unknown")
+    snapshots, baseline = with_deltas([_snapshot_adapter().validate_python(s) for s in raw], "unknown")
     info = sampler.allocator_info or {}
     jvm = sampler.jvm_info or {}
     hs_err = run_dir.hs_err()

@@ -51,6 +51,12 @@ def resolve_jdk(java_home: str | None) -> Jdk:
     return Jdk(home, library, _feature_version(home, given_as))
 
 
+# The worker's JVM opens HotSpot's diagnostic command to the workbench's kernels (workbench.jvm.NativeMemory): NMT
+# and the region texts are read without the platform MBean server, whose first call costs 150-300 ms.
+DIAGNOSTIC_COMMAND_OPTIONS = ["--add-opens=java.management/sun.management=ALL-UNNAMED",
+                              "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED"]
+
+
 def arrow_options(jdk: Jdk) -> list[str]:
     """Options Arrow (and its Netty allocation manager) needs on this JDK."""
     options = ["--add-opens=java.base/java.nio=ALL-UNNAMED"]

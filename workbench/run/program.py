@@ -18,19 +18,22 @@ from pathlib import Path
 from workbench._errors import BadInput
 from workbench.probes import jvm_agent, native_probe
 from workbench.protocol.lifetime import die_with_parent
-from workbench.report.model import Report, RunError
 from workbench.run.environment import (
     CheckedSettings, allocator_environment, allocator_preload, check_allocator_settings, preload_environment, preload_mismatch,
 )
-from workbench.protocol.callsites import PROFILE_DIR, RECORDING_FILE
-from workbench.run.external import ControlServer, ExternalSampler, external_report, find_jcmd, private_dir
-from workbench.run.profile import Profiling, wall_clock_of
+from workbench.run.external import (ControlServer, ExternalSampler, external_report, find_jcmd, import_reading,
+                                    private_dir)
 from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
 from workbench.toolchain.maven import kernels_classpath
 from workbench.toolchain.probe import ensure_probe
 from workbench.toolchain.settings import AllocatorSpec, parse_spec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pydantic and the report model: imported once the program is starting (import_reading)
+    from workbench.report.model import Report, RunError
+    from workbench.run.profile import Profiling
 
 # The agent holds premain (at most this long) until the start snapshot is taken, so `start` is before main runs.
 AGENT_HOLD_MS = 30_000
@@ -82,7 +85,11 @@ def prepare_program(command: list[str], allocator: str, malloc_conf: str | None,
     settings = check_allocator_settings(choice, spec, "--allocator", malloc_conf)
     probe = ensure_probe(quiet=quiet)
     classpath = kernels_classpath(quiet=quiet)
-    profiling = Profiling.start(classpath, profile_interval) if profile_interval is not None else None
+    profiling = None
+    if profile_interval is not None:
+        from workbench.run.profile import Profiling
+
+        profiling = Profiling.start(classpath, profile_interval)
     return PreparedProgram(command, java, choice, settings.malloc_conf, probe, classpath[0],
                            private_dir(native_probe.probe_dir()), interval_ms, nmt, spec, settings, profiling)
 
@@ -100,6 +107,8 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     nmt = [f"-XX:NativeMemoryTracking={program.nmt}"] if program.nmt != "off" else []
     profiler: list[str] = []
     if program.profiling is not None:
+        from workbench.protocol.callsites import PROFILE_DIR, RECORDING_FILE
+
         (run_dir.path / PROFILE_DIR).mkdir(exist_ok=True)
         profiler = [program.profiling.option(str(run_dir.path / PROFILE_DIR / RECORDING_FILE))]
     argv = [program.java, *nmt, *profiler, f"-javaagent:{program.agent_jar}=dir={program.sockets}",
@@ -113,7 +122,12 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     parent = os.getpid()
     # The program dies with `workbench exec` (even by SIGKILL) unless the user asked to leave it running.
     process = subprocess.Popen(argv, env=env, preexec_fn=None if leave_running else lambda: die_with_parent(parent))
-    sampler = ExternalSampler(process.pid, run_dir.path, interval_s=program.interval_ms / 1000)
+    # The program's mappings are read by the probe's snapshot reader, loaded here as a library (as the worker does).
+    sampler = ExternalSampler(process.pid, run_dir.path, interval_s=program.interval_ms / 1000,
+                              reader=native_probe.SnapshotLibrary(program.probe))
+    import_reading()  # while the JVM starts (it is not waiting for this process until the agent answers)
+    from workbench.run.profile import wall_clock_of
+
     wall_clock = wall_clock_of(sampler.started)
     received: list[str] = []
 
@@ -158,6 +172,7 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
                 at_exit.join(timeout=AGENT_EXIT_HOLD_MS / 1000)
             if control is not None:
                 control.close()
+            sampler.close()
     detected = sampler.allocator_info or {}
     error = _crash(exit_code, run_dir, received) or preload_mismatch(program.allocator, detected.get("backend"),
                                                                      detected.get("library"))
@@ -193,6 +208,8 @@ def _exit_snapshot(sampler: ExternalSampler, sockets: Path, waiting: socket.sock
 
 def _crash(exit_code: int, run_dir: RunDir, forwarded: list[str]) -> RunError | None:
     """A program killed by a signal that nobody forwarded to it crashed: the run did not end as the program meant."""
+    from workbench.report.model import RunError
+
     if exit_code >= 0:
         return None
     name = signal.Signals(-exit_code).name
@@ -227,6 +244,9 @@ def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Pat
     """Sample a running JVM with what it has: the kernel's view always, the probe's and the agent's when loaded,
     else NMT through `jcmd PID VM.native_memory`. With ``profile_interval``, async-profiler is loaded into it
     (``jcmd PID JVMTI.agent_load``) to record call sites from the start snapshot on, and stopped at the end."""
+    from workbench.protocol.callsites import PROFILE_DIR
+    from workbench.run.profile import Profiling, wall_clock_of
+
     cmdline_path = Path(f"/proc/{pid}/cmdline")
     if not cmdline_path.exists():
         raise BadInput(f"attach: no process {pid}")

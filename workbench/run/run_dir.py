@@ -12,9 +12,11 @@ from pathlib import Path
 from workbench._errors import BadInput, RunFailed
 from workbench._files import WriteFailed, os_reason, write_atomically
 from workbench.protocol import layout
-from workbench.report.model import Report, report_to_json
-from workbench.report.timeline import write_timeline
 from workbench.toolchain.allocators import AllocatorChoice
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # imported by finish() and prepare_report_writers(): not before `exec` has started its program
+    from workbench.report.model import Report
 
 RUNS = Path("runs")
 
@@ -95,6 +97,9 @@ class RunDir:
         A file that cannot be written does not stop the others (what fits is kept); then RunFailed (exit 3) names
         the first file that could not be written (the worker's, when the run failed on one) and the system's reason.
         """
+        from workbench.report.model import report_to_json
+        from workbench.report.timeline import write_timeline
+
         def write_html() -> None:
             from workbench.report.html import render_html  # jinja2: imported only when a report is drawn
 
@@ -123,6 +128,9 @@ def prepare_report_writers(html: bool, text: bool = False) -> None:
     """Import what finishing a run needs (pyarrow for the timeline, the HTML renderer, the text report's rich), so
     that a thread can do it while the measured process runs: after it, only the writing is left."""
     import pyarrow.parquet  # noqa: F401  (timeline.parquet)
+
+    import workbench.report.model  # noqa: F401
+    import workbench.report.timeline  # noqa: F401
 
     if html:
         from workbench.report.html import prepare_renderer

@@ -14,18 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.probes.regions import REGIONS_LOG_OPTION
-from workbench.protocol.events import AllocatorDetected, BadEvent, Event, StepFailed, StepStarted, decode
 from workbench.protocol.spec import WorkerSpec
-from workbench.report.build import build_report
-from workbench.report.model import (AllocatorSection, JvmSection, Report, RunError, ScenarioSection, report_to_dict,
-                                    report_to_json)
 from workbench.run.environment import (
     CheckedSettings, allocator_environment, allocator_preload, check_allocator_settings, malloc_conf_finding, preload_environment,
     preload_mismatch,
 )
-from workbench.run.expectations import check_expectations
-from workbench.run.jdk import Jdk, arrow_options, resolve_jdk
-from workbench.run.profile import ARROW_DEBUG_OPTION, Profiling, profile_interval_for
+from workbench.run.jdk import DIAGNOSTIC_COMMAND_OPTIONS, Jdk, arrow_options, resolve_jdk
 from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench._errors import BadInput
@@ -38,6 +32,20 @@ from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
 from workbench.toolchain.settings import AllocatorSpec, parse_spec
 from workbench.toolchain.maven import kernels_classpath
 from workbench.toolchain.probe import ensure_probe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # imported once the worker is starting (import_report_building), not before
+    from workbench.protocol.events import Event
+    from workbench.report.model import Report, RunError
+    from workbench.run.profile import Profiling
+
+
+def import_report_building() -> None:
+    """Import what reading the worker's events and building the report need (the events' and the report's pydantic
+    models): called once the worker is starting, so that they are imported while it starts, not before."""
+    import workbench.protocol.events  # noqa: F401
+    import workbench.report.build  # noqa: F401
+    import workbench.run.expectations  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,7 @@ def prepare(request: RunRequest) -> PreparedRun:
     jvm_options = [
         *([f"-XX:NativeMemoryTracking={scenario.jvm.nmt}"] if scenario.jvm.nmt != "off" else []),
         *arrow_options(jdk),
+        *DIAGNOSTIC_COMMAND_OPTIONS,
         f"-Darrow.allocation.manager.type={ALLOCATION_MANAGER_PROPERTY[scenario.allocation_manager]}",
         # A native crash's report goes into the run directory (the worker runs there).
         "-XX:ErrorFile=hs_err_pid%p.log",
@@ -112,10 +121,14 @@ def prepare(request: RunRequest) -> PreparedRun:
         *scenario.jvm.options,
     ]
     buffers = request.profile_buffers or scenario.profile == "buffers"
-    interval = profile_interval_for(request.profile or buffers or scenario.profile == "native",
-                                    request.profile_interval)
-    if buffers:
-        jvm_options.append(ARROW_DEBUG_OPTION)
+    interval = None
+    if request.profile or buffers or scenario.profile == "native" or request.profile_interval is not None:
+        from workbench.run.profile import ARROW_DEBUG_OPTION, profile_interval_for
+
+        interval = profile_interval_for(request.profile or buffers or scenario.profile == "native",
+                                        request.profile_interval)
+        if buffers:
+            jvm_options.append(ARROW_DEBUG_OPTION)
     return PreparedRun(scenario, source, allocator, settings.malloc_conf, jdk, jvm_options, malloc_conf_option, spec,
                        settings, profile_interval=interval, profile_buffers=buffers)
 
@@ -133,8 +146,11 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
     snapshot; then report.json, timeline.parquet and (with ``html``) report.html.
     """
     classpath = kernels_classpath(quiet=quiet)
-    profiling = Profiling.start(classpath, run.profile_interval, run.profile_buffers) \
-        if run.profile_interval is not None else None
+    profiling: Profiling | None = None
+    if run.profile_interval is not None:
+        from workbench.run.profile import Profiling
+
+        profiling = Profiling.start(classpath, run.profile_interval, run.profile_buffers)
     jvm_options = [*run.jvm_options, *([profiling.option()] if profiling else [])]
     WorkerSpec(
         scenario=run.scenario.model_dump(mode="json", by_alias=True),
@@ -161,9 +177,11 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
             pass_fds=(write_end,), start_new_session=True, cwd=run_dir.path,
         )
         os.close(write_end)
+        import_report_building()
+        from workbench.protocol.events import BadEvent, decode
         # What the report needs once the worker is done (pyarrow for the timeline, the HTML renderer) is made ready
         # while it runs: this process only waits for its events meanwhile.
-        threading.Thread(target=prepare_report_writers, args=(html,), name="workbench-prepare-report",
+        threading.Thread(target=prepare_report_writers, args=(html, True), name="workbench-prepare-report",
                          daemon=True).start()
         stopper = _WorkerStopper(worker)
         watchdog = _Watchdog(run.scenario.timeout / 1000, stopper)
@@ -183,6 +201,11 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
             watchdog.cancel()
             stopper.stop("exit")  # nothing the run started may outlive it
             _remove_perf_data(worker.pid)
+    from workbench.protocol.events import StepStarted
+    from workbench.report.build import build_report
+    from workbench.report.model import AllocatorSection, JvmSection, RunError, ScenarioSection, report_to_dict
+    from workbench.run.expectations import check_expectations
+
     failure = watchdog.finding() or stopper.finding(run) or _worker_finding(run, events, exit_code, run_dir)
     hs_err = run_dir.hs_err()
     if hs_err is not None and failure is not None and failure.type in ("Signal", "WorkerDied"):
@@ -251,6 +274,7 @@ def execute_repeated(run: PreparedRun, run_dir: RunDir, count: int, quiet: bool 
     """``count`` runs, each in a fresh worker and its own ``repeat-K`` directory inside ``run_dir``; ``run_dir``
     gets the report of the median run carrying every run's figures (report.repeats). Stops at an interrupt."""
     from workbench._files import write_atomically
+    from workbench.report.model import report_to_json
     from workbench.report.repeats import with_repeats
 
     reports: list[Report] = []
@@ -296,6 +320,8 @@ class _Watchdog(threading.Thread):
     def finding(self) -> RunError | None:
         if self.failure is None:
             return None
+        from workbench.report.model import RunError
+
         return RunError(type="WatchdogDied", message=f"the watchdog thread died: {type(self.failure).__name__}: "
                                                      f"{self.failure} (the run was not guarded by its timeout)")
 
@@ -333,6 +359,8 @@ class _WorkerStopper:
                 continue
 
     def finding(self, run: PreparedRun) -> RunError | None:
+        from workbench.report.model import RunError
+
         if self.reason == "timeout":
             return RunError(type="Timeout", message=f"the scenario ran longer than its timeout of "
                                                     f"{run.scenario.timeout / 1000:g} s; the worker was stopped")
@@ -351,6 +379,9 @@ def _remove_perf_data(pid: int) -> None:
 
 
 def _worker_finding(run: PreparedRun, events: list[Event], exit_code: int, run_dir: RunDir) -> RunError | None:
+    from workbench.protocol.events import AllocatorDetected, StepFailed
+    from workbench.report.model import RunError
+
     if exit_code < 0:
         name = signal.Signals(-exit_code).name
         hint = " (from outside, or the kernel's OOM killer: see dmesg)" if name == "SIGKILL" else ""

@@ -442,7 +442,10 @@ class Session:
                 self._write_raw("allocator", label, raw[0], raw[1])
             return self.allocator_probe.size_classes(raw)
         if reader.dump_extension is not None:
-            self._stream_raw("allocator", label, reader.dump_extension, reader.allocator_dump)
+            # Without jemalloc's per-arena statistics: no figure is read from them, and they were three quarters
+            # of the dump's text and of its cost (8-17 ms a snapshot under load). docs/run-directories.md.
+            self._stream_raw("allocator", label, reader.dump_extension,
+                             lambda fd: reader.allocator_dump(fd, arenas=False))
         # jemalloc's read by MIB in the library; another allocator's (mimalloc's bins) from its backend.
         classes = reader.size_classes()
         return classes if classes is not None else self.allocator_probe.size_classes(None)

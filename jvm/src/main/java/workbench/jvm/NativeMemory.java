@@ -1,13 +1,33 @@
 package workbench.jvm;
 
 import java.lang.management.ManagementFactory;
+import java.lang.reflect.Constructor;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Method;
+import java.util.Map;
 import javax.management.MBeanServer;
 import javax.management.ObjectName;
 
-/** NMT read in-process through the DiagnosticCommand MBean: about 0.1 ms, where jcmd starts a JVM of its own. */
+/**
+ * NMT and the JVM's other diagnostic commands read in-process. Directly through HotSpot's DiagnosticCommandImpl
+ * when the JVM opens it to this class (the worker's {@code --add-opens}, workbench/run/jdk.py): the first call
+ * through the DiagnosticCommand MBean spends 150-300 ms building the platform MBean server. Otherwise, and for a
+ * command not named below, through the MBean (about 0.1 ms a call once it is built); jcmd would start a JVM of its
+ * own.
+ */
 public final class NativeMemory {
     private static final String[] SIGNATURE = {String[].class.getName()};
     private static final ObjectName DIAGNOSTIC_COMMAND;
+    /** The MBean's operation names of the commands asked for, and the commands they stand for. */
+    private static final Map<String, String> COMMANDS = Map.of(
+            "vmNativeMemory", "VM.native_memory",
+            "systemMap", "System.map",
+            "compilerCodecache", "Compiler.codecache",
+            "vmMetaspace", "VM.metaspace",
+            "vmVersion", "VM.version");
+    private static boolean directTried;
+    private static Object diagnosticCommand;
+    private static Method executeDiagnosticCommand;
 
     static {
         try {
@@ -25,8 +45,8 @@ public final class NativeMemory {
     }
 
     /**
-     * The diagnostic-command path (MBean server, DiagnosticCommand MBean, the JDK's Java side of it) taken
-     * {@code times} with the cheap {@code VM.version}: HotSpot compiles it (C2 as well) now, before the baseline,
+     * The diagnostic-command path the snapshots take (HotSpot's directly, or the MBean where it is not open)
+     * taken {@code times} with the cheap {@code VM.version}: HotSpot compiles it (C2 as well) now, before the baseline,
      * rather than during a later snapshot (whose compiler arenas then showed as NMT Arena Chunk +512 KiB).
      */
     public static void warmUp(int times) throws Exception {
@@ -40,7 +60,57 @@ public final class NativeMemory {
      * {@code compilerCodecache}, {@code vmMetaspace}; throws where this JDK has no such command.
      */
     public static String command(String operation, String... args) throws Exception {
+        String name = COMMANDS.get(operation);
+        Method direct = name != null ? direct() : null;
+        if (direct != null) {
+            try {
+                return (String) direct.invoke(diagnosticCommand, args.length == 0 ? name
+                        : name + " " + String.join(" ", args));
+            } catch (InvocationTargetException thrown) {
+                // As the MBean would: the command's own exception (an unknown command on this JDK, bad arguments).
+                Throwable cause = thrown.getCause();
+                throw cause instanceof Exception ? (Exception) cause : thrown;
+            }
+        }
         MBeanServer server = ManagementFactory.getPlatformMBeanServer();
         return (String) server.invoke(DIAGNOSTIC_COMMAND, operation, new Object[] {args}, SIGNATURE);
+    }
+
+    /** HotSpot's DiagnosticCommandImpl.executeDiagnosticCommand; null (the MBean is used) when the JVM does not open
+     * it to this class or this JDK has no such method. */
+    private static synchronized Method direct() {
+        if (directTried) {
+            return executeDiagnosticCommand;
+        }
+        directTried = true;
+        Module jdkManagement = ModuleLayer.boot().findModule("jdk.management").orElse(null);
+        Module javaManagement = ManagementFactory.class.getModule();
+        Module self = NativeMemory.class.getModule();
+        if (jdkManagement == null || !javaManagement.isOpen("sun.management", self)
+                || !jdkManagement.isOpen("com.sun.management.internal", self)) {
+            return null;
+        }
+        try {
+            // Its static initializer loads the native library the diagnostic command lives in.
+            Class.forName("com.sun.management.internal.PlatformMBeanProviderImpl", true,
+                    jdkManagement.getClassLoader());
+            Method vmManagement = Class.forName("sun.management.ManagementFactoryHelper", true,
+                    javaManagement.getClassLoader()).getDeclaredMethod("getVMManagement");
+            vmManagement.setAccessible(true);
+            Class<?> impl = Class.forName("com.sun.management.internal.DiagnosticCommandImpl", true,
+                    jdkManagement.getClassLoader());
+            Constructor<?> constructor = impl.getDeclaredConstructor(Class.forName("sun.management.VMManagement",
+                    false, javaManagement.getClassLoader()));
+            constructor.setAccessible(true);
+            Method execute = impl.getDeclaredMethod("executeDiagnosticCommand", String.class);
+            execute.setAccessible(true);
+            Object command = constructor.newInstance(vmManagement.invoke(null));
+            execute.invoke(command, "help"); // fails here, not at a snapshot, when the native method is missing
+            diagnosticCommand = command;
+            executeDiagnosticCommand = execute;
+        } catch (Throwable unavailable) {
+            diagnosticCommand = null; // another JDK's internals: the MBean it is
+        }
+        return executeDiagnosticCommand;
     }
 }
