@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from workbench.probes.callsites import OWNERS, ArrowBuffer, CallSite, Owner, SnapshotCallSites
 from workbench.protocol.callsites import RecordedSite, RecordedStack, Recording
 from workbench.report.model import Report, Snapshot
+from workbench.units import format_bytes
 
 TOP_SITES = 20  # per snapshot, by live bytes, in the report
 TOP_GROWTH = 10  # per snapshot, by growth since the previous one
@@ -295,6 +296,33 @@ def leak_reason(site: CallSite) -> str:
     if site.arrow_accounted_bytes is not None:
         return "Arrow allocated them and no longer accounts them"
     return "memory from Unsafe.allocateMemory is freed only by an explicit freeMemory"
+
+
+@dataclass(frozen=True)
+class LastProfiled:
+    """The last snapshot with call sites, its call sites, how they were recorded (in words), whether Arrow's debug
+    allocator was on, and every profiled snapshot."""
+
+    snapshot: Snapshot
+    sites: SnapshotCallSites
+    tool: str
+    interval: str
+    arrow_debug: bool
+    profiled: tuple[Snapshot, ...]
+
+
+def last_profiled(report: Report) -> LastProfiled | None:
+    """What the text and Markdown reports show of the call sites: the last profiled snapshot; None when the run was
+    not profiled."""
+    profiled = [s for s in report.snapshots if s.call_sites is not None]
+    if not profiled or report.profile is None:
+        return None
+    last = profiled[-1]
+    assert last.call_sites is not None
+    profile = report.profile
+    interval = (f"one malloc recorded per {format_bytes(profile.interval_bytes)} allocated and every larger one"
+                if profile.interval_bytes else "every malloc")
+    return LastProfiled(last, last.call_sites, profile.tool, interval, profile.arrow_debug, tuple(profiled))
 
 
 def findings(report: Report) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from workbench.report.callsites import OWNER_NAMES, step_short
+from workbench.report.callsites import OWNER_NAMES, last_profiled, step_short
 from workbench.report.model import Report
 from workbench.units import format_bytes
 
@@ -16,25 +16,20 @@ Table = Callable[[Sequence[str], Sequence[str], Sequence[Sequence[str]]], list[s
 def call_site_section(report: Report, table: Table) -> list[str]:
     """``## Native call sites``: the top call sites of the last profiled snapshot, its owners, its open Arrow
     buffers; [] when the run was not profiled. ``table`` writes a GFM table (cells escaped)."""
-    profiled = [s for s in report.snapshots if s.call_sites is not None]
-    if not profiled or report.profile is None:
+    shown = last_profiled(report)
+    if shown is None:
         return []
-    last = profiled[-1]
-    sites = last.call_sites
-    assert sites is not None
-    profile = report.profile
-    interval = (f"one malloc recorded per {format_bytes(profile.interval_bytes)} allocated and every larger one"
-                if profile.interval_bytes else "every malloc")
+    last, sites = shown.snapshot, shown.sites
     lines = ["## Native call sites", "",
-             f"At '{last.label}': {sites.live_bytes:,} B live in {sites.stacks:,} stacks ({profile.tool}, {interval}).",
-             ""]
+             f"At '{last.label}': {sites.live_bytes:,} B live in {sites.stacks:,} stacks ({shown.tool}, "
+             f"{shown.interval}).", ""]
     lines += table(["live", "count", "since previous", "owner", "step", "allocated by"], "rrrlll",
                    [[format_bytes(s.bytes), f"{s.count:,}", format_bytes(s.delta_bytes, signed=True),
                      s.owner + (" (leak)" if s.leak else ""), step_short(s), s.name] for s in sites.sites[:TOP_SHOWN]])
     lines += ["", *table(["owner", "live"], "lr", [[OWNER_NAMES[owner], f"{value:,} B"] for owner, value in
                                                    sorted(sites.owners.items(), key=lambda item: -item[1])])]
     buffers = sites.arrow_buffers
-    if profile.arrow_debug and buffers is not None:
+    if shown.arrow_debug and buffers is not None:
         lines += ["", f"Open Arrow buffers at '{last.label}': {len(buffers):,}, {sum(b.bytes for b in buffers):,} B "
                       "(Arrow's debug allocator is on: -Darrow.memory.debug.allocator=true; its logs are on the Java "
                       "heap).", ""]

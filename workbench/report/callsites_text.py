@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.probes.callsites import OWNERS, CallSite
-from workbench.report.callsites import OWNER_NAMES, step_short
+from workbench.report.callsites import OWNER_NAMES, last_profiled, step_short
 from workbench.report.model import Report
 from workbench.units import format_bytes
 
@@ -28,18 +28,13 @@ def _owner(site: CallSite) -> Text:
 
 def render_call_sites(report: Report, console: Console) -> None:
     """The call-site tables, when the run was profiled; nothing otherwise."""
-    profiled = [s for s in report.snapshots if s.call_sites is not None]
-    if not profiled or report.profile is None:
+    shown = last_profiled(report)
+    if shown is None:
         return
-    last = profiled[-1]
-    sites = last.call_sites
-    assert sites is not None
-    profile = report.profile
-    interval = (f"one malloc recorded per {format_bytes(profile.interval_bytes)} allocated and every larger one"
-                if profile.interval_bytes else "every malloc")
+    last, sites = shown.snapshot, shown.sites
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, title_justify="left", title=Text(
         f"Native call sites at '{last.label}': {format_bytes(sites.live_bytes)} live in {sites.stacks:,} stacks "
-        f"({profile.tool}, {interval})", style="bold"))
+        f"({shown.tool}, {shown.interval})", style="bold"))
     for column, justify in (("live", "right"), ("count", "right"), ("since previous", "right"), ("owner", "left"),
                             ("step", "left"), ("allocated by", "left")):
         table.add_column(column, justify=justify, no_wrap=column != "allocated by")  # type: ignore[arg-type]
@@ -57,7 +52,7 @@ def render_call_sites(report: Report, console: Console) -> None:
                             ("step", "left"), ("allocated by", "left")):
         growth.add_column(column, justify=justify, no_wrap=column != "allocated by")  # type: ignore[arg-type]
     rows = 0
-    for snapshot in profiled[1:]:
+    for snapshot in shown.profiled[1:]:
         assert snapshot.call_sites is not None
         for site in snapshot.call_sites.growth[:GROWTH_PER_SNAPSHOT]:
             growth.add_row(snapshot.label, format_bytes(site.delta_bytes, signed=True), format_bytes(site.bytes),
