@@ -57,7 +57,7 @@ class OwnerLine:
     """One owner of resident anonymous memory, found by address (``probes/regions.py`` names the owners)."""
 
     owner: str  # "java-heap", "class-space", "metaspace", "code", "gc", "cds", "thread-stacks", "jvm-other",
-    # "malloc-arenas", "file-private", "anonymous-mmaps"
+    # "cached-stacks", "malloc-arenas", "file-private", "anonymous-mmaps"
     resident_bytes: int  # smaps' Anonymous over this owner's mappings, at this snapshot
     delta_bytes: int  # its change since the baseline
     # The other layers' figures for the same memory, as changes since the baseline (None: not measured, NMT off).
@@ -455,7 +455,8 @@ def explain_unexplained(reconciliation: Reconciliation) -> str:
 OWNER_LABELS: dict[str, str] = {
     "java-heap": "JVM: Java heap", "class-space": "JVM: class space", "metaspace": "JVM: metaspace",
     "code": "JVM: code heap", "gc": "JVM: GC data", "cds": "JVM: CDS archive", "thread-stacks": "thread stacks",
-    "jvm-other": "JVM: other regions", "malloc-arenas": "the allocator's own mappings",
+    "jvm-other": "JVM: other regions", "cached-stacks": "ended threads' stacks (glibc's cache)",
+    "malloc-arenas": "the allocator's own mappings",
     "file-private": "files' private pages", "anonymous-mmaps": "other anonymous mappings",
 }
 _BESIDE_NAMES = {
@@ -552,6 +553,8 @@ def explain_owner(line: OwnerLine, reconciliation: Reconciliation) -> str:
         if layer is None:
             return ""
         return "; ".join(malloc_sentences(layer, reconciliation.rounding))
+    if line.owner == "cached-stacks":
+        return f"{_signed(line.delta_bytes)} in ended threads' stacks glibc keeps mapped for reuse (its stack cache)"
     if line.owner == "anonymous-mmaps":
         if not beside:
             return f"{_signed(line.delta_bytes)} in mappings no owner is found for"

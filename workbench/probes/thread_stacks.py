@@ -1,0 +1,116 @@
+"""Ended threads' stacks that glibc keeps mapped for reuse (its stack cache, up to 40 MiB by default).
+
+glibc's ``allocate_stack`` maps a thread's stack in one piece, with the guard below it (``---p``: glibc's guard page,
+or HotSpot's guard zones for a Java thread), and puts the thread's descriptor (``struct pthread``) at its top. When
+a thread ends, its stack goes to the cache still mapped (only the part below the stack pointer is given back with
+MADV_DONTNEED), and the kernel clears the descriptor's ``tid`` (CLONE_CHILD_CLEARTID): glibc reuses a cached stack
+only once that field is 0. A live thread's stack has the same shape, so the shape alone never decides: a mapping is
+an ended thread's stack when it has the shape, no live thread's stack pointer is in it, and its descriptor (found by
+its header, which points to itself twice: ``tcb`` and ``self``) says tid 0.
+
+The descriptor is read through ``/proc/self/mem`` (an unmapped page is an error to the read, never a fault), only in
+the top page or two of a mapping, which a thread that ran on the stack has written; ``tid``'s offset in the
+descriptor is learnt from the calling thread's own (``pthread_self``, its tid), not assumed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from workbench.probes.pages import PAGE_BYTES
+from workbench.probes.process import Mapping
+
+_DESCRIPTOR_PAGES = 2  # the descriptor sits below the mapping's end by its size (2,368 B, glibc 2.36) and alignment
+_LEARN_BYTES = 2048  # how much of the calling thread's descriptor is searched for its tid
+
+
+@dataclass(frozen=True)
+class CachedStacks:
+    """How the ended threads' stacks (owner cached-stacks) were found at one snapshot."""
+
+    # "descriptor": a read-write anonymous mapping right above an inaccessible one (the guard), no live thread's
+    # stack pointer in it, and glibc's thread descriptor at its top with tid 0 (the kernel clears it at the end).
+    how: Literal["descriptor"]
+    mappings: int  # the mappings found so
+    resident_bytes: int  # the kernel's anonymous bytes in them
+    candidates: int  # mappings of that shape whose descriptor was read (a live thread's says its tid)
+
+
+def has_stack_shape(mapping: Mapping, below: Mapping | None) -> bool:
+    """A private read-write anonymous mapping directly above an inaccessible anonymous one: a thread stack's shape
+    as glibc maps it (its guard below), or HotSpot's (its guard zones below)."""
+    return (below is not None and below.end == mapping.start and below.perms.startswith("---")
+            and not below.name and not mapping.name and mapping.perms.startswith("rw") and mapping.perms[3:4] == "p")
+
+
+def descriptor_tid(end: int, read: Callable[[int, int], bytes | None], tid_offset: int) -> int | None:
+    """The ``tid`` of the glibc thread descriptor in the top pages below ``end``; None when there is none: no
+    8-aligned word that holds its own address with the same address two words on (``tcb`` and ``self``)."""
+    for page in range(1, _DESCRIPTOR_PAGES + 1):
+        low = end - page * PAGE_BYTES
+        data = read(low, PAGE_BYTES)
+        if data is None:
+            return None
+        for offset in range(len(data) - 24, -1, -8):  # highest first: the descriptor is near the top
+            address = low + offset
+            word, _, self_word = struct.unpack_from("<QQQ", data, offset)
+            if word == address and self_word == address:
+                at = offset + tid_offset
+                if at + 4 <= len(data):
+                    return int(struct.unpack_from("<i", data, at)[0])
+                more = read(address + tid_offset, 4)
+                return int(struct.unpack("<i", more)[0]) if more is not None and len(more) == 4 else None
+    return None
+
+
+class DescriptorReader:
+    """This process's thread descriptors, read through ``/proc/self/mem``; opened once, on first use."""
+
+    def __init__(self) -> None:
+        self._mem = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
+        self.tid_offset = self._learn_tid_offset()
+
+    def read(self, address: int, size: int) -> bytes | None:
+        """``size`` bytes at ``address``; None when they are not mapped (any more)."""
+        try:
+            data = os.pread(self._mem, size, address)
+        except OSError:
+            return None
+        return data if len(data) == size else None
+
+    def _learn_tid_offset(self) -> int | None:
+        """Where ``tid`` is in glibc's descriptor: the one offset at which the calling thread's descriptor holds its
+        tid; None when it is not exactly one (then nothing is found by descriptor)."""
+        libc = ctypes.CDLL(None)
+        libc.pthread_self.restype = ctypes.c_void_p
+        descriptor = libc.pthread_self()
+        data = self.read(descriptor, _LEARN_BYTES) if descriptor else None
+        if data is None or struct.unpack_from("<Q", data)[0] != descriptor:
+            return None
+        tid = threading.get_native_id()
+        offsets = [at for at in range(24, len(data) - 3, 4) if struct.unpack_from("<i", data, at)[0] == tid]
+        return offsets[0] if len(offsets) == 1 else None
+
+    def ended(self, mapping: Mapping) -> bool | None:
+        """Whether ``mapping`` is an ended thread's stack by its descriptor: True (tid 0), False (a live thread's),
+        None (no descriptor found, or the tid's offset is not known)."""
+        if self.tid_offset is None:
+            return None
+        tid = descriptor_tid(mapping.end, self.read, self.tid_offset)
+        return None if tid is None else tid == 0
+
+
+_READER: list[DescriptorReader] = []
+
+
+def ended_thread_stack(mapping: Mapping) -> bool | None:
+    """``DescriptorReader.ended`` for this process (the reader made at the first call)."""
+    if not _READER:
+        _READER.append(DescriptorReader())
+    return _READER[0].ended(mapping)
