@@ -49,7 +49,7 @@ def has_stack_shape(mapping: Mapping, below: Mapping | None) -> bool:
             and not below.name and not mapping.name and mapping.perms.startswith("rw") and mapping.perms[3:4] == "p")
 
 
-def descriptor_tid(end: int, read: Callable[[int, int], bytes | None], tid_offset: int) -> int | None:
+def descriptor_tid(end: int, read: Callable[[int, int], bytes | memoryview | None], tid_offset: int) -> int | None:
     """The ``tid`` of the glibc thread descriptor in the top pages below ``end``; None when there is none: no
     8-aligned word that holds its own address with the same address two words on (``tcb`` and ``self``)."""
     for page in range(1, _DESCRIPTOR_PAGES + 1):
@@ -74,15 +74,18 @@ class DescriptorReader:
 
     def __init__(self) -> None:
         self._mem = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
+        # One buffer for every read, made once: a snapshot allocates nothing here.
+        self._buffer = memoryview(bytearray(max(PAGE_BYTES, _LEARN_BYTES)))
         self.tid_offset = self._learn_tid_offset()
 
-    def read(self, address: int, size: int) -> bytes | None:
-        """``size`` bytes at ``address``; None when they are not mapped (any more)."""
+    def read(self, address: int, size: int) -> memoryview | None:
+        """``size`` bytes at ``address`` (in the reader's buffer, valid until the next read); None when they are
+        not mapped (any more)."""
+        view = self._buffer[:size]
         try:
-            data = os.pread(self._mem, size, address)
+            return view if os.preadv(self._mem, [view], address) == size else None
         except OSError:
             return None
-        return data if len(data) == size else None
 
     def _learn_tid_offset(self) -> int | None:
         """Where ``tid`` is in glibc's descriptor: the one offset at which the calling thread's descriptor holds its
