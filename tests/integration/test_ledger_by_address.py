@@ -27,7 +27,8 @@ BY_RECORDED_RANGES = ("jemalloc", "tcmalloc", "mimalloc")
 # asserted), nothing claimed by figure. One run of every glibc combination here (2026-12-02, `-k glibc`): all within
 # the bound but intvector-open-vectors on JDK 17 (G1's mark bitmaps, found since: below); the worst of the others +446,464 B
 # of a 1,100,103 B bound (churn-netty, JDK 25, 'churned'), then +393,216 B of 1,048,576 B (churn-arenas, JDK 17); so
-# these are gates (the churn scenarios too, below). Before (hblkhd claimed whole, 2026-12-01): arrow-intvector and netty-vs-unsafe on JDK 25 -3.66 MB
+# these are gates (the churn scenarios too, below). Before (hblkhd claimed whole, 2026-12-01): arrow-intvector and
+# netty-vs-unsafe on JDK 25 -3.66 MB
 # (Netty's 4 MiB chunk, +532,480 B of it resident), the churn scenarios +3.0..+9.9 MB (arena heaps not matched by
 # their shape: one whose inaccessible rest the kernel had merged with a guard page after it, one whose read-write part
 # it had merged with the mapping before it). What stays under churn-arenas (+393,216 B, both JDKs) is 16 mappings of
@@ -44,8 +45,8 @@ MEASURED_OVER: dict[tuple[str, str, str], str] = {
 # The churn scenarios (churn-arenas, churn-grow-idle, churn-netty) are gates too since 2026-12-02: three runs of their
 # 24 combinations (`-k "churn-arenas or churn-grow-idle or churn-netty"`), all within the bound in each. Before the
 # ended threads' stacks had an owner (cached-stacks), the worst was +634,880 B of 1,707,048 B (churn-netty, jemalloc,
-# JDK 25, 'idle') and churn-arenas +393,216..+544,768 B under every allocator but mimalloc on JDK 25 (+81,920 B) (its 16 ended threads' stacks, 24,576 B
-# each); after, the worst -270,336 B of 1,048,576 B (churn-arenas, mimalloc, JDK 17, 'churned': mimalloc's churn
+# JDK 25, 'idle') and churn-arenas +393,216..+544,768 B under every allocator but mimalloc on JDK 25 (+81,920 B)
+# (its 16 ended threads' stacks, 24,576 B each); after, the worst -270,336 B of 1,048,576 B (churn-arenas, mimalloc, JDK 17, 'churned': mimalloc's churn
 # scenarios were -217,088..-270,336 B, the reader's own pages counted twice, subtracted as the workbench's buffers;
 # fixed in snapshot.c), the others at most +217,088 B. A third run with that fix: all within, mimalloc at most
 # +36,864 B, the worst +221,184 B of 1,322,106 B (churn-grow-idle, jemalloc, JDK 25, 'idle').

@@ -532,8 +532,9 @@ def malloc_sentences(layer: MallocLayer, rounded: Rounding | None) -> list[str]:
                     f"({_percent(sizes.small_bytes, held)} of their regions in use), {_signed(sizes.small_free_delta)}"
                     " since the baseline")
     if layer.page_heap_free_bytes is not None:
-        released = (f", and {format_bytes(layer.page_heap_unmapped_bytes)} of free pages released to the system "
-                    "(pageheap_unmapped_bytes, address space kept)" if layer.page_heap_unmapped_bytes is not None else "")
+        unmapped = layer.page_heap_unmapped_bytes
+        released = (f", and {format_bytes(unmapped)} of free pages released to the system "
+                    "(pageheap_unmapped_bytes, address space kept)" if unmapped is not None else "")
         said.append(f"{name}'s page heap keeps {format_bytes(layer.page_heap_free_bytes)} of free pages mapped "
                     f"(pageheap_free_bytes: never handed out, or freed and not yet released, which {name} counts as "
                     f"resident), {_signed(layer.page_heap_free_delta)} since the baseline{released}")
