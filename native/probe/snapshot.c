@@ -292,9 +292,10 @@ static void count_range(struct reading *reading, uint32_t *first, const struct w
 /* The present pages in [low, high), counted into the mappings; 0 or -errno. */
 static int scan_range(struct reading *reading, int fd, uint64_t low, uint64_t high, int file_pass) {
     uint32_t first = 0;
-    // A call can report again ranges the call before it reported (measured under the built mimalloc, whose segments
-    // give ~1,000 ranges or more: in about half the reads), so each page is counted once, up to `counted`; the
-    // mappings were safe by `first`, the region's own pages were not (2 x 176,128 B).
+    // A call can answer ranges up to `high` with fewer than vec_len of them and yet a walk_end below its last ones
+    // (measured under the built mimalloc, whose segments give ~1,000 ranges: 1,004 ranges to the end, walk_end in
+    // the middle), so the next call reports them again: each page is counted once, up to `counted` (the mappings
+    // were safe by `first`, the region's own pages were not: 2 x 176,128 B in about half the reads).
     uint64_t counted = low;
     while (low < high) {
         struct wb_pm_scan_arg arg = {
