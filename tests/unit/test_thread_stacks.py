@@ -39,12 +39,15 @@ def _reader(memory: dict[int, bytes]) -> Callable[[int, int], bytes | memoryview
 
 def test_the_descriptor_is_found_by_its_header_and_says_the_tid() -> None:
     end = 0x7F00_0010_0000
-    assert descriptor_tid(end, _reader(_memory(end, end - 0x940, 0)), TID_OFFSET) == 0
-    assert descriptor_tid(end, _reader(_memory(end, end - 0x940, 4321)), TID_OFFSET) == 4321
+    assert descriptor_tid(end, _reader(_memory(end, end - 0x940, 0)), TID_OFFSET) == (0, 0x940)
+    assert descriptor_tid(end, _reader(_memory(end, end - 0x940, 4321)), TID_OFFSET) == (4321, 0x940)
     # aligned further down (a large static TLS alignment): in the page below
-    assert descriptor_tid(end, _reader(_memory(end, end - 4096 - 0x400, 0)), TID_OFFSET) == 0
+    assert descriptor_tid(end, _reader(_memory(end, end - 4096 - 0x400, 0)), TID_OFFSET) == (0, 0x1400)
     assert descriptor_tid(end, _reader(_memory(end, None, 0)), TID_OFFSET) is None
     assert descriptor_tid(end, _reader({}), TID_OFFSET) is None  # not mapped
+    # once known where glibc puts them, only there: a stack with none there is not one glibc made
+    assert descriptor_tid(end, _reader(_memory(end, end - 0x940, 7)), TID_OFFSET, 0x940) == (7, 0x940)
+    assert descriptor_tid(end, _reader(_memory(end, end - 0x940, 7)), TID_OFFSET, 0x980) is None
 
 
 def _mapping(start: int, size: int, perms: str = "rw-p", anon: int = 0, name: str = "") -> Mapping:
@@ -143,7 +146,8 @@ def test_this_process_s_threads_are_told_apart_by_their_descriptors() -> None:
             threading.Event().wait(0.001)
         live_stack = _stack_of(seen["live"])
         assert reader.ended(live_stack) is False
-        assert descriptor_tid(live_stack.end, reader.read, reader.tid_offset) == waiting.native_id
+        found = descriptor_tid(live_stack.end, reader.read, reader.tid_offset)
+        assert found is not None and found[0] == waiting.native_id
         if seen["ended"] != seen["live"]:  # glibc reuses a cached stack: then the ended one is the live one
             assert _ended_soon(reader, _stack_of(seen["ended"]))
     finally:

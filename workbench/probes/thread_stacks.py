@@ -49,24 +49,38 @@ def has_stack_shape(mapping: Mapping, below: Mapping | None) -> bool:
             and not below.name and not mapping.name and mapping.perms.startswith("rw") and mapping.perms[3:4] == "p")
 
 
-def descriptor_tid(end: int, read: Callable[[int, int], bytes | memoryview | None], tid_offset: int) -> int | None:
-    """The ``tid`` of the glibc thread descriptor in the top pages below ``end``; None when there is none: no
-    8-aligned word that holds its own address with the same address two words on (``tcb`` and ``self``)."""
+def descriptor_tid(end: int, read: Callable[[int, int], bytes | memoryview | None], tid_offset: int,
+                   below_end: int | None = None) -> tuple[int, int] | None:
+    """The ``tid`` of the glibc thread descriptor in the top pages below ``end``, and how far below ``end`` the
+    descriptor is; None when there is none: no 8-aligned word that holds its own address with the same address two
+    words on (``tcb`` and ``self``). ``below_end``: where it is in a stack glibc made (every one has its descriptor at
+    the same distance below its end), known from an earlier search; then nowhere else is looked."""
+    if below_end is not None and (data := read(end - below_end, 24 + tid_offset + 4)) is not None:
+        word, _, self_word = struct.unpack_from("<QQQ", data)
+        if word == self_word == end - below_end:
+            return int(struct.unpack_from("<i", data, tid_offset)[0]), below_end
+    if below_end is not None:
+        return None  # glibc's own stacks have it there: this one is not glibc's
     for page in range(1, _DESCRIPTOR_PAGES + 1):
         low = end - page * PAGE_BYTES
         data = read(low, PAGE_BYTES)
         if data is None:
             return None
-        for offset in range(len(data) - 24, -1, -8):  # highest first: the descriptor is near the top
-            address = low + offset
-            word, _, self_word = struct.unpack_from("<QQQ", data, offset)
-            if word == address and self_word == address:
-                at = offset + tid_offset
-                if at + 4 <= len(data):
-                    return int(struct.unpack_from("<i", data, at)[0])
-                more = read(address + tid_offset, 4)
-                return int(struct.unpack("<i", more)[0]) if more is not None and len(more) == 4 else None
+        words = memoryview(data).cast("B").cast("Q")
+        found = [index for index, (word, address) in enumerate(zip(words, range(low, end, 8))) if word == address
+                 and index + 2 < len(words) and words[index + 2] == address]
+        if found:  # the highest: the descriptor is near the top
+            address = low + found[-1] * 8
+            at = address - low + tid_offset
+            tid = (int(struct.unpack_from("<i", data, at)[0]) if at + 4 <= len(data)
+                   else _tid_at(read, address + tid_offset))
+            return None if tid is None else (tid, end - address)
     return None
+
+
+def _tid_at(read: Callable[[int, int], bytes | memoryview | None], address: int) -> int | None:
+    more = read(address, 4)
+    return int(struct.unpack_from("<i", more)[0]) if more is not None else None
 
 
 class DescriptorReader:
@@ -75,8 +89,9 @@ class DescriptorReader:
     def __init__(self) -> None:
         self._mem = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
         # One buffer for every read, made once: a snapshot allocates nothing here.
-        self._buffer = memoryview(bytearray(max(PAGE_BYTES, _LEARN_BYTES)))
+        self._buffer = memoryview(bytearray(max(PAGE_BYTES, _LEARN_BYTES, 1024)))
         self.tid_offset = self._learn_tid_offset()
+        self._below_end: int | None = None  # where the last descriptor found was, below its stack's end
 
     def read(self, address: int, size: int) -> memoryview | None:
         """``size`` bytes at ``address`` (in the reader's buffer, valid until the next read); None when they are
@@ -105,8 +120,13 @@ class DescriptorReader:
         None (no descriptor found, or the tid's offset is not known)."""
         if self.tid_offset is None:
             return None
-        tid = descriptor_tid(mapping.end, self.read, self.tid_offset)
-        return None if tid is None else tid == 0
+        found = descriptor_tid(mapping.end, self.read, self.tid_offset, self._below_end)
+        if found is None:
+            return None
+        tid, below_end = found
+        if self._below_end is None and (tid == 0 or os.path.exists(f"/proc/self/task/{tid}")):
+            self._below_end = below_end  # every stack glibc makes has its descriptor there: looked at only there
+        return tid == 0
 
 
 _READER: list[DescriptorReader] = []
