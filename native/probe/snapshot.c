@@ -318,7 +318,9 @@ static int scan_range(struct reading *reading, int fd, uint64_t low, uint64_t hi
             counted = range->end;
             count_range(reading, &first, range, file_pass);
         }
-        if (arg.walk_end <= low)
+        // Fewer ranges than the vector holds: the walk went to the end, whatever walk_end says (as glibc_chunks.py
+        // takes it); going on would walk the rest again for nothing.
+        if (found < SCAN_REGIONS || arg.walk_end <= low)
             break;
         low = arg.walk_end;  // the vector was full: go on from where the walk stopped
     }
