@@ -56,6 +56,20 @@ typedef void (*tc_get_stats_fn)(char *, int);
 typedef const char *(*tc_version_fn)(int *, int *, const char **);
 typedef void (*mi_process_info_fn)(size_t *, size_t *, size_t *, size_t *, size_t *, size_t *, size_t *, size_t *);
 typedef int (*mi_version_fn)(void);
+/* mimalloc 2.0's mi_stats_t as the workbench's build (MI_STAT=2) has it: checked against the library's sizeof and
+   MI_BIN_HUGE (workbench_mi_stats, native/mimalloc/statistics-and-mapped-ranges.patch), as the worker's
+   MimallocBackend checks it. */
+struct mi_stat_count { int64_t allocated, freed, peak, current; };
+struct mi_stat_counter { int64_t total, count; };
+enum { MI_BIN_HUGE_2_0 = 73 };
+struct mi_stats {
+    struct mi_stat_count segments, pages, reserved, committed, reset, page_committed, segments_abandoned,
+        pages_abandoned, threads, normal, huge, large, malloc, segments_cache;
+    struct mi_stat_counter pages_extended, mmap_calls, commit_calls, page_no_retire, searches, normal_count,
+        huge_count, large_count;
+    struct mi_stat_count normal_bins[MI_BIN_HUGE_2_0 + 1];
+};
+typedef const struct mi_stats *(*workbench_mi_stats_fn)(size_t *, size_t *);
 typedef void (*mi_output_fn)(const char *, void *);
 typedef void (*mi_stats_print_out_fn)(mi_output_fn, void *);
 typedef struct mallinfo2_fields (*mallinfo2_fn)(void);
@@ -77,6 +91,7 @@ static struct {
     mi_process_info_fn mi_process_info;
     mi_version_fn mi_version;
     mi_stats_print_out_fn mi_stats_print_out;
+    const struct mi_stats *mi_stats;  // the workbench build's statistics, read in place; NULL: none (Debian's)
     mallinfo2_fn mallinfo2;
     malloc_info_fn malloc_info;
     libc_version_fn libc_version;
@@ -162,6 +177,11 @@ static void detect_allocator(void) {
         g_alloc.kind = BACKEND_MIMALLOC;
         g_alloc.mi_version = (mi_version_fn)symbol_in(handle, base, "mi_version");
         g_alloc.mi_stats_print_out = (mi_stats_print_out_fn)symbol_in(handle, base, "mi_stats_print_out");
+        workbench_mi_stats_fn stats = (workbench_mi_stats_fn)symbol_in(handle, base, "workbench_mi_stats");
+        size_t stats_size = 0, bin_huge = 0;
+        const struct mi_stats *address = stats != NULL ? stats(&stats_size, &bin_huge) : NULL;
+        if (address != NULL && stats_size == sizeof(struct mi_stats) && bin_huge == MI_BIN_HUGE_2_0)
+            g_alloc.mi_stats = address;
     } else if (strstr(info.dli_fname, "libc.so") != NULL &&
                (g_alloc.mallinfo2 = (mallinfo2_fn)symbol_in(handle, base, "mallinfo2")) != NULL) {
         g_alloc.kind = BACKEND_GLIBC;
@@ -290,21 +310,52 @@ static void tcmalloc_stats(struct out *o) {
     out_printf(o, "}");
 }
 
+static size_t mi_current(const struct mi_stat_count *count) {
+    int64_t value = __atomic_load_n(&count->current, __ATOMIC_RELAXED);
+    return value > 0 ? (size_t)value : 0;
+}
+
+/* The same six fields as the worker's MimallocBackend: from the workbench build's statistics where it has them,
+   else (Debian's build) only what mi_process_info says is committed. */
 static void mimalloc_stats(struct out *o) {
     static const char *const names[] = {"elapsed_msecs", "user_msecs", "system_msecs", "current_rss",
                                         "peak_rss", "current_commit", "peak_commit", "page_faults"};
     size_t v[8] = {0};
     g_alloc.mi_process_info(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
-    out_size(o, "allocated_bytes", 0, 0);
-    out_size(o, "active_bytes", 0, 0);
-    out_size(o, "metadata_bytes", 0, 0);
-    out_size(o, "resident_bytes", 0, 0);
-    out_size(o, "mapped_bytes", 1, v[5]);
-    out_size(o, "retained_bytes", 0, 0);
+    const struct mi_stats *stats = g_alloc.mi_stats;
+    if (stats == NULL) {
+        out_size(o, "allocated_bytes", 0, 0);
+        out_size(o, "active_bytes", 0, 0);
+        out_size(o, "metadata_bytes", 0, 0);
+        out_size(o, "resident_bytes", 0, 0);
+        out_size(o, "mapped_bytes", 1, v[5]);
+        out_size(o, "retained_bytes", 0, 0);
+    } else {
+        size_t reserved = mi_current(&stats->reserved), committed = mi_current(&stats->committed);
+        // The live blocks at their block sizes; what its pages made available to blocks; what it has committed.
+        out_size(o, "allocated_bytes", 1,
+                 mi_current(&stats->normal) + mi_current(&stats->large) + mi_current(&stats->huge));
+        out_size(o, "active_bytes", 1, mi_current(&stats->page_committed));
+        out_size(o, "metadata_bytes", 0, 0);
+        out_size(o, "resident_bytes", 0, 0);  // no figure of its own for it
+        out_size(o, "mapped_bytes", 1, committed);
+        out_size(o, "retained_bytes", 1, reserved > committed ? reserved - committed : 0);
+    }
     int first = 1;
     out_printf(o, ", \"raw\": {");
     for (int i = 0; i < 8; i++)
         out_raw(o, &first, names[i], v[i]);
+    if (stats != NULL) {
+        const struct { const char *name; const struct mi_stat_count *count; } fields[] = {
+            {"normal_bytes", &stats->normal}, {"large_bytes", &stats->large}, {"huge_bytes", &stats->huge},
+            {"malloc_bytes", &stats->malloc}, {"reserved_bytes", &stats->reserved},
+            {"committed_bytes", &stats->committed}, {"reset_bytes", &stats->reset},
+            {"page_committed_bytes", &stats->page_committed}, {"segments", &stats->segments},
+            {"pages", &stats->pages}, {"threads", &stats->threads}, {"segments_cache", &stats->segments_cache},
+        };
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            out_raw(o, &first, fields[i].name, mi_current(fields[i].count));
+    }
     out_printf(o, "}");
 }
 

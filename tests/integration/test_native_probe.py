@@ -35,8 +35,9 @@ MIMALLOC_SIZE = 48 * 1024 * 1024 + 4093
 DUMP_EXTENSION = {"jemalloc": "json", "tcmalloc": "txt", "mimalloc": "txt", "glibc": "xml"}
 LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
 # (allocator, preload order); glibc has nothing preloaded but the probe, so it has one order.
-CASES = [(name, order) for name in ("system:jemalloc", "system:tcmalloc", "system:mimalloc") for order in ("probe_first",
-                                                                                             "allocator_first")]
+# "mimalloc" is the workbench's build (MI_STAT=2): its statistics, read in place, give the six fields.
+CASES = [(name, order) for name in ("system:jemalloc", "system:tcmalloc", "system:mimalloc", "mimalloc")
+         for order in ("probe_first", "allocator_first")]
 CASES.append(("glibc", "probe_only"))
 
 
@@ -120,6 +121,16 @@ def test_probe_serves_the_preloaded_allocators_statistics(name: str, order: str,
         grown = blocks["allocated_bytes"] - freed["allocated_bytes"]
         assert BLOCKS * BLOCK_SIZE <= grown <= BLOCKS * BLOCK_SIZE * 5 // 4
         assert snapshot_from_probe(after).allocated_bytes == after["allocated_bytes"]
+    if name == "mimalloc":  # the fields the worker's MimallocBackend reads, from the same statistics
+        for answer in (before, after, freed, blocks):
+            raw = answer["raw"]
+            assert answer["allocated_bytes"] == raw["normal_bytes"] + raw["large_bytes"] + raw["huge_bytes"]
+            assert answer["active_bytes"] == raw["page_committed_bytes"]
+            assert answer["mapped_bytes"] == raw["committed_bytes"]
+            assert answer["retained_bytes"] == raw["reserved_bytes"] - raw["committed_bytes"]
+            assert answer["metadata_bytes"] is None and answer["resident_bytes"] is None
+        assert after["raw"]["large_bytes"] + after["raw"]["huge_bytes"] - before["raw"]["large_bytes"] \
+            - before["raw"]["huge_bytes"] >= size
 
     assert steps["unknown"]["answer"] == {"error": "unknown command"}
     extension = DUMP_EXTENSION[choice.expected_backend or ""]

@@ -320,3 +320,38 @@ def test_pagemap_counts_the_pages_written_in_a_mapping_of_this_process() -> None
         assert anonymous_bytes([(start + 6 * PAGE_BYTES, start + 16 * PAGE_BYTES)]) == PAGE_BYTES
     finally:
         area.close()
+
+
+def test_tcmalloc_s_free_page_heap_and_caches_are_said_from_its_figures() -> None:
+    def figures(resident: int, free: int, unmapped: int, thread: int, central: int, transfer: int) -> dict[str, int]:
+        return {"allocator.resident_bytes": resident, "allocator.raw.tcmalloc.pageheap_free_bytes": free,
+                "allocator.raw.tcmalloc.pageheap_unmapped_bytes": unmapped,
+                "allocator.raw.tcmalloc.thread_cache_free_bytes": thread,
+                "allocator.raw.tcmalloc.central_cache_free_bytes": central,
+                "allocator.raw.tcmalloc.transfer_cache_free_bytes": transfer}
+
+    base = _recorded_view(40 * MIB, 3 * MIB, 2 * MIB, figures(44 * MIB, MIB, 0, 512 * 1024, 0, 0))
+    now = _recorded_view(60 * MIB, 3 * MIB, 2 * MIB, figures(66 * MIB, 3 * MIB, 5 * MIB, MIB, 256 * 1024, 256 * 1024))
+    deltas = {"process.anon_rss_bytes": 20 * MIB, "allocator.resident_bytes": 22 * MIB,
+              "allocator.raw.tcmalloc.pageheap_free_bytes": 2 * MIB}
+    ledger = reconcile(deltas, "unsafe", "baseline", "tcmalloc", now, base)
+    assert ledger is not None and ledger.owners is not None and ledger.malloc_layer is not None
+    layer = ledger.malloc_layer
+    assert (layer.page_heap_free_bytes, layer.page_heap_free_delta, layer.page_heap_unmapped_bytes,
+            layer.tcache_bytes, layer.central_cache_bytes) == (3 * MIB, 2 * MIB, 5 * MIB, MIB, 512 * 1024)
+    arenas = next(line for line in ledger.owners if line.owner == "malloc-arenas")
+    assert explain_owner(arenas, ledger).split("; ") == [
+        "the kernel has +20.0 MiB resident in tcmalloc's own mappings (the ranges it recorded)",
+        "tcmalloc says resident +22.0 MiB",
+        "tcmalloc's resident counts 2.0 MiB more than the kernel has in its mappings: pages it holds that were "
+        "never touched",
+        "tcmalloc's page heap keeps 3.0 MiB of free pages mapped (pageheap_free_bytes: never handed out, or freed "
+        "and not yet released, which tcmalloc counts as resident), +2.0 MiB since the baseline, and 5.0 MiB of free "
+        "pages released to the system (pageheap_unmapped_bytes, address space kept)",
+        "the threads' caches hold 1.0 MiB of freed small regions",
+        "its central and transfer caches hold 512.0 KiB of freed small objects",
+    ]
+    # jemalloc has none of tcmalloc's figures: nothing of them is said
+    jemalloc = reconcile(deltas, "unsafe", "baseline", "jemalloc", now, base)
+    assert jemalloc is not None and jemalloc.malloc_layer is not None
+    assert jemalloc.malloc_layer.page_heap_free_bytes == 3 * MIB  # the figures are read by name, whoever has them

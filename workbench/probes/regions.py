@@ -20,6 +20,7 @@ from typing import Literal
 from workbench.probes.glibc_chunks import FindChunks, GlibcChunks
 from workbench.probes.pages import anonymous_bytes
 from workbench.probes.process import Mapping, parse_smaps
+from workbench.probes.thread_stacks import CachedStacks, ended_thread_stack, has_stack_shape
 
 # The owners of resident anonymous memory the ledger names, JVM regions first.
 JvmOwner = Literal["java-heap", "class-space", "metaspace", "code", "gc", "cds", "thread-stacks", "jvm-other"]
@@ -135,10 +136,11 @@ def stack_regions(pointers: list[int]) -> list[Region]:
 
 
 # Where resident anonymous memory outside the JVM's regions lives, as far as the kernel's view alone tells.
-OtherOwner = Literal["malloc-arenas", "file-private", "anonymous-mmaps"]
+# cached-stacks: ended threads' stacks glibc keeps mapped for reuse (probes/thread_stacks.py), no longer the JVM's.
+OtherOwner = Literal["cached-stacks", "malloc-arenas", "file-private", "anonymous-mmaps"]
 Owner = JvmOwner | OtherOwner
 OWNERS: tuple[Owner, ...] = ("java-heap", "class-space", "metaspace", "code", "gc", "cds", "thread-stacks",
-                             "jvm-other", "malloc-arenas", "file-private", "anonymous-mmaps")
+                             "jvm-other", "cached-stacks", "malloc-arenas", "file-private", "anonymous-mmaps")
 GLIBC_HEAP_MAX = 64 * 1024 * 1024  # glibc's HEAP_MAX_SIZE on 64-bit: each non-main arena heap is aligned to it
 
 
@@ -187,6 +189,9 @@ class AddressAttribution:
     # glibc's mmapped chunks (outside its heaps): "found" by their headers, exactly hblkhd, and then in
     # malloc-arenas; or "claimed" (hblkhd's change is claimed in the ledger); None: not glibc, or not searched.
     glibc_chunks: GlibcChunks | None = None
+    # The ended threads' stacks in glibc's stack cache (owner cached-stacks) and how they were found; None: not
+    # looked for.
+    cached_stacks: CachedStacks | None = None
 
 
 def _glibc_arena_heaps(mappings: list[Mapping]) -> set[int]:
@@ -307,12 +312,15 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
               threads: int, allocator_ranges: list[tuple[int, int]] | None = None,
               resident_in: Callable[[list[tuple[int, int]]], int] = anonymous_bytes,
               find_chunks: FindChunks | None = None,
+              ended_stack: Callable[[Mapping], bool | None] | None = ended_thread_stack,
               ) -> AddressAttribution:
     """Each mapping's anonymous bytes to one owner: the JVM region it lies in, else a thread's stack (the mapping
     holding a stack pointer, or ``[stack]``), else the allocator's own mappings (the ranges it recorded, given as
     ``allocator_ranges``; when glibc answers malloc, ``[heap]``, its aligned arena heaps and the mmapped chunks
     ``find_chunks`` finds by their headers in ``glibc_chunk_candidates``, when they add up to glibc's own figure),
-    else the private pages of a file mapping, else an anonymous mapping of someone else.
+    else the private pages of a file mapping, else an ended thread's stack kept in glibc's stack cache (a thread
+    stack's shape with no stack pointer in it, which ``ended_stack``, reading its thread descriptor, says has ended;
+    None: not looked for), else an anonymous mapping of someone else.
 
     A mapping the allocator's ranges cover only in part is split: the allocator's share is what ``resident_in`` (the
     kernel's pagemap) counts in the covered part, at most the mapping's anonymous bytes, and the rest goes to the
@@ -344,7 +352,10 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
     split = 0
     in_ranges = 0  # the anonymous bytes in the allocator's ranges (recorded, or glibc's chunks found)
     unowned: list[UnownedMapping] = []
+    cached = [0, 0, 0]  # found, their anonymous bytes, shapes whose descriptor was read
+    below: Mapping | None = None
     for mapping in mappings:
+        below, mapping_below = mapping, below
         anon = mapping.anon_bytes
         covered = _covered(mapping, ranges, range_starts) if ranges and not mapping.name.startswith("/") else []
         covered_bytes = sum(high - low for low, high in covered)
@@ -390,6 +401,15 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
             owner = "malloc-arenas"
         elif mapping.name.startswith("/"):
             owner = "file-private"
+        elif ended_stack is not None and anon and not covered and not heap_part \
+                and has_stack_shape(mapping, mapping_below) and (ended := ended_stack(mapping)) is not None:
+            cached[2] += 1
+            owner = "cached-stacks" if ended else "anonymous-mmaps"
+            if ended:
+                cached[0] += 1
+                cached[1] += anon
+            else:
+                unowned.append(UnownedMapping(mapping.start, mapping.size_bytes, anon))
         else:
             owner = "anonymous-mmaps"
             unowned.append(UnownedMapping(mapping.start, mapping.size_bytes, anon))
@@ -405,4 +425,5 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
         sources=sources, stacks_found=stacks, threads=threads, shared_mappings=shared,
         allocator_mappings=found, split_mappings=split,
         unowned=sorted(unowned, key=lambda m: m.anon_bytes, reverse=True)[:UNOWNED_SHOWN], glibc_chunks=chunks,
+        cached_stacks=CachedStacks("descriptor", cached[0], cached[1], cached[2]) if ended_stack is not None else None,
     )

@@ -57,7 +57,7 @@ class OwnerLine:
     """One owner of resident anonymous memory, found by address (``probes/regions.py`` names the owners)."""
 
     owner: str  # "java-heap", "class-space", "metaspace", "code", "gc", "cds", "thread-stacks", "jvm-other",
-    # "malloc-arenas", "file-private", "anonymous-mmaps"
+    # "cached-stacks", "malloc-arenas", "file-private", "anonymous-mmaps"
     resident_bytes: int  # smaps' Anonymous over this owner's mappings, at this snapshot
     delta_bytes: int  # its change since the baseline
     # The other layers' figures for the same memory, as changes since the baseline (None: not measured, NMT off).
@@ -110,6 +110,14 @@ class MallocLayer:
     # glibc); their pages are in kernel_delta where both were "found".
     chunks: GlibcChunks | None = None
     base_chunks: GlibcChunks | None = None
+    # tcmalloc: the free pages its page heap keeps mapped (pageheap_free_bytes: never handed out, or freed and not yet
+    # released; it counts them as physical), at this snapshot and their change; the free pages it released to the
+    # system (pageheap_unmapped_bytes, address space kept); the freed objects its central and transfer caches hold.
+    # None: not tcmalloc. (Its threads' caches are ``tcache_bytes``.)
+    page_heap_free_bytes: int | None = None
+    page_heap_free_delta: int | None = None
+    page_heap_unmapped_bytes: int | None = None
+    central_cache_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -341,14 +349,21 @@ def _malloc_layer(backend: str | None, attribution: AddressAttribution, kernel_d
                   base_chunks: GlibcChunks | None = None) -> MallocLayer | None:
     if attribution.allocator_mappings is None or backend is None:
         return None
+    central = [figures.get(f"allocator.raw.tcmalloc.{name}_cache_free_bytes") for name in ("central", "transfer")]
     return MallocLayer(
         backend=backend, mappings=attribution.allocator_mappings, kernel_delta=kernel_delta,
         allocated_delta=deltas.get("allocator.allocated_bytes"), active_delta=deltas.get("allocator.active_bytes"),
         resident_delta=deltas.get("allocator.resident_bytes"), mapped_delta=deltas.get("allocator.mapped_bytes"),
         metadata_delta=deltas.get("allocator.metadata_bytes"),
         dirty_bytes=figures.get("allocator.raw.dirty_bytes"), dirty_delta=deltas.get("allocator.raw.dirty_bytes"),
-        dirty_decay_ms=figures.get("allocator.raw.dirty_decay_ms"), tcache_bytes=figures.get("allocator.raw.tcache_bytes"),
+        dirty_decay_ms=figures.get("allocator.raw.dirty_decay_ms"),
+        tcache_bytes=figures.get("allocator.raw.tcache_bytes", figures.get(
+            "allocator.raw.tcmalloc.thread_cache_free_bytes")),
         sizes=sizes, chunks=attribution.glibc_chunks, base_chunks=base_chunks,
+        page_heap_free_bytes=figures.get("allocator.raw.tcmalloc.pageheap_free_bytes"),
+        page_heap_free_delta=deltas.get("allocator.raw.tcmalloc.pageheap_free_bytes"),
+        page_heap_unmapped_bytes=figures.get("allocator.raw.tcmalloc.pageheap_unmapped_bytes"),
+        central_cache_bytes=sum(c for c in central if c is not None) if all(c is not None for c in central) else None,
     )
 
 
@@ -455,7 +470,8 @@ def explain_unexplained(reconciliation: Reconciliation) -> str:
 OWNER_LABELS: dict[str, str] = {
     "java-heap": "JVM: Java heap", "class-space": "JVM: class space", "metaspace": "JVM: metaspace",
     "code": "JVM: code heap", "gc": "JVM: GC data", "cds": "JVM: CDS archive", "thread-stacks": "thread stacks",
-    "jvm-other": "JVM: other regions", "malloc-arenas": "the allocator's own mappings",
+    "jvm-other": "JVM: other regions", "cached-stacks": "ended threads' stacks (glibc's cache)",
+    "malloc-arenas": "the allocator's own mappings",
     "file-private": "files' private pages", "anonymous-mmaps": "other anonymous mappings",
 }
 _BESIDE_NAMES = {
@@ -515,8 +531,18 @@ def malloc_sentences(layer: MallocLayer, rounded: Rounding | None) -> list[str]:
         said.append(f"{format_bytes(sizes.small_free_bytes)} free inside its small slabs "
                     f"({_percent(sizes.small_bytes, held)} of their regions in use), {_signed(sizes.small_free_delta)}"
                     " since the baseline")
+    if layer.page_heap_free_bytes is not None:
+        unmapped = layer.page_heap_unmapped_bytes
+        released = (f", and {format_bytes(unmapped)} of free pages released to the system "
+                    "(pageheap_unmapped_bytes, address space kept)" if unmapped is not None else "")
+        said.append(f"{name}'s page heap keeps {format_bytes(layer.page_heap_free_bytes)} of free pages mapped "
+                    f"(pageheap_free_bytes: never handed out, or freed and not yet released, which {name} counts as "
+                    f"resident), {_signed(layer.page_heap_free_delta)} since the baseline{released}")
     if layer.tcache_bytes:
         said.append(f"the threads' caches hold {format_bytes(layer.tcache_bytes)} of freed small regions")
+    if layer.central_cache_bytes:
+        said.append(f"its central and transfer caches hold {format_bytes(layer.central_cache_bytes)} of freed small "
+                    "objects")
     return said
 
 
@@ -552,6 +578,8 @@ def explain_owner(line: OwnerLine, reconciliation: Reconciliation) -> str:
         if layer is None:
             return ""
         return "; ".join(malloc_sentences(layer, reconciliation.rounding))
+    if line.owner == "cached-stacks":
+        return f"{_signed(line.delta_bytes)} in ended threads' stacks glibc keeps mapped for reuse (its stack cache)"
     if line.owner == "anonymous-mmaps":
         if not beside:
             return f"{_signed(line.delta_bytes)} in mappings no owner is found for"
