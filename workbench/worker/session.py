@@ -65,7 +65,13 @@ from workbench.protocol.spec import WorkerSpec
 Emit = Callable[[Event], None]
 # Calls of the diagnostic-command path in the warm-up: past HotSpot's C2 thresholds (Tier4InvocationThreshold 5000).
 _JIT_WARM_UP_CALLS = 6000
-_JPYPE_WARM_UP_CALLS = 400  # past C1's threshold (Tier3InvocationThreshold 200) for JPype's per-call Java code
+# From Python as well, past C2's threshold: the calls a snapshot makes enter NativeMemory.command through JNI, and
+# Java's own loop inlines it (its count then stays the loop's): at 400 it was C2-compiled after some snapshots, with
+# ManagementFactory.getPlatformMBeanServer after it (NMT Compiler +1.6-5.3 MB and Arena Chunk swings for 4-8 steps).
+# 6,000 calls take 0.08-0.12 s.
+_JPYPE_WARM_UP_CALLS = 6000
+# Snapshots taken (kept nowhere) right before the run's first snapshot: see _step_snapshot.
+_LATE_WARM_UP_SNAPSHOTS = 3
 T = TypeVar("T")
 Vectors = dict[str, tuple[Any, int]]  # name -> (java vector, requested bytes)
 
@@ -122,6 +128,7 @@ class Session:
         self.reader: SnapshotLibrary | None = None
         self.recorder = recorder_for(spec, self.roots)  # --profile: marks on async-profiler's recording
         self._warming = False  # the warm-up's snapshots are marked nowhere
+        self._warmed_before_first = False  # the late warm-up (see _step_snapshot) is done
 
     def run(self) -> None:
         # Loaded before the JVM starts its threads (the library reads its environment once, at load).
@@ -234,10 +241,11 @@ class Session:
             jpype_gc_triggered=int(_jpype.gcStats()["triggered"]),
         ))
 
-    def _warm_up(self, times: int = 4) -> None:
-        """The snapshot path taken ``times`` before the steps, kept nowhere: what its first runs cost once (the
-        JVM's class loading and JIT compiles of the NMT and diagnostic-command path, the reader's buffers, the
-        allocator's caches) falls before the baseline instead of into the first snapshot-to-snapshot step."""
+    def _warm_up(self, times: int = 4, at_start: bool = True) -> None:
+        """The snapshot path taken ``times`` before the steps (``at_start``; with its JIT compiles and a
+        ``gc.freeze``) or right before the first snapshot, kept nowhere: what its first runs cost once (the JVM's
+        class loading and JIT compiles of the NMT and diagnostic-command path, the reader's buffers, the allocator's
+        caches and pages) falls before the baseline instead of into the first snapshot-to-snapshot step."""
         run_dir, emit = self.run_dir, self.emit
         # Its raw files go into a folder removed afterwards, its events are encoded and dropped: the paths of a
         # kept snapshot warm up too (file writing, the event's encoder), and nothing of the warm-up is reported.
@@ -246,7 +254,7 @@ class Session:
             lambda event: None if encode(event) else None
         self._warming = True
         try:
-            if self.nmt_enabled:
+            if self.nmt_enabled and at_start:
                 self.NativeMemory.warmUp(_JIT_WARM_UP_CALLS)
                 # From Python too: JPype's per-call Java code (its TypeManager's lookups) compiled before the baseline.
                 # (VM.system_properties, a text of a few KiB, was tried: glibc's first step then +78-110 KiB.)
@@ -254,7 +262,7 @@ class Session:
                     str(self.NativeMemory.command("vmVersion"))
             for n in range(times):
                 self._snapshot("warm-up before the steps")
-                if n == times // 2 - 1:
+                if at_start and n == times // 2 - 1:
                     # What the worker holds by now (JPype's classes, the models, the JVM's kept texts) is left out
                     # of Python's collections from here on: the collection at each snapshot looks at what is new.
                     gc.collect()
@@ -480,6 +488,14 @@ class Session:
 
     # Steps: one method each, named after the scenario key; `vectors` is the scope (a thread has its own).
     def _step_snapshot(self, label: str, vectors: Vectors) -> None:
+        if not self._warmed_before_first:
+            # The steps before the first snapshot (a root allocator, the JVM's settling) grow what a snapshot
+            # handles (mappings, threads, texts), so its temporaries outgrow the pages the start-up warm-up left in
+            # the allocator: the baseline then touched new pages after its own kernel read (jemalloc: the first step
+            # +172-356 KiB anonymous RSS, the next +53-110 KiB; glibc +127-184 KiB and allocated +18-22 KiB).
+            # Warmed once more here, at this size, the pages are there before the baseline's read.
+            self._warmed_before_first = True
+            self._warm_up(_LATE_WARM_UP_SNAPSHOTS, at_start=False)
         self._snapshot(label)
 
     def _step_root_allocator(self, spec: RootAllocatorSpec, vectors: Vectors) -> None:
