@@ -258,8 +258,10 @@ class Session:
                 self.NativeMemory.warmUp(_JIT_WARM_UP_CALLS)
                 # From Python too: JPype's per-call Java code (its TypeManager's lookups) compiled before the baseline.
                 # (VM.system_properties, a text of a few KiB, was tried: glibc's first step then +78-110 KiB.)
-                for _ in range(_JPYPE_WARM_UP_CALLS):
-                    str(self.NativeMemory.command("vmVersion"))
+                for n in range(_JPYPE_WARM_UP_CALLS):
+                    # With an argument in every other call, as NativeMemory.warmUp does (its doc says why).
+                    str(self.NativeMemory.command("vmUptime", "-date") if n % 2 else self.NativeMemory.command(
+                        "vmVersion"))
             for n in range(times):
                 self._snapshot("warm-up before the steps")
                 if at_start and n == times // 2 - 1:
