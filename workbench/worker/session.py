@@ -71,7 +71,11 @@ _JIT_WARM_UP_CALLS = 6000
 # 6,000 calls take 0.08-0.12 s.
 _JPYPE_WARM_UP_CALLS = 6000
 # Snapshots taken (kept nowhere) right before the run's first snapshot: see _step_snapshot.
-_LATE_WARM_UP_SNAPSHOTS = 3
+_LATE_WARM_UP_SNAPSHOTS = 5
+# Reads of Arrow's figures then (the snapshot's and the sampler's Java calls, getAllocatedMemory and
+# getPeakMemoryAllocation of each root): past C2's threshold too. Fewer left AtomicLong.get to be compiled during the
+# steps (NMT Arena Chunk +65,488 B and allocated +66 KiB under glibc: its compiler arena returned to HotSpot's pool).
+_ARROW_WARM_UP_READS = 6000
 T = TypeVar("T")
 Vectors = dict[str, tuple[Any, int]]  # name -> (java vector, requested bytes)
 
@@ -497,6 +501,9 @@ class Session:
             # +172-356 KiB anonymous RSS, the next +53-110 KiB; glibc +127-184 KiB and allocated +18-22 KiB).
             # Warmed once more here, at this size, the pages are there before the baseline's read.
             self._warmed_before_first = True
+            if self.roots:
+                for _ in range(_ARROW_WARM_UP_READS):
+                    read_arrow(self.roots, 0)
             self._warm_up(_LATE_WARM_UP_SNAPSHOTS, at_start=False)
         self._snapshot(label)
 
