@@ -114,6 +114,9 @@ class Session:
         self.emit = emit
         self.started = time.perf_counter()
         self.run_dir = Path(spec.run_dir)
+        # The JVM's start-up log of its regions, in the run directory (the warm-up reads it there too: read first at
+        # the baseline, the text and its regions kept from then on were the first step's allocated +7-10 KiB).
+        self._regions_log = self.run_dir / regions_probe.REGIONS_LOG
         self.step_index = -1
         self.allocators: dict[str, Any] = {}
         self.vectors: dict[str, tuple[Any, int]] = {}  # name -> (java vector, requested bytes)
@@ -399,7 +402,7 @@ class Session:
         if not found:
             if not self._start_up_log:
                 # Written while the JVM started (the heap and class space do not move): read until it has it.
-                log = self.run_dir / regions_probe.REGIONS_LOG
+                log = self._regions_log
                 self._start_up_log = log.read_text(errors="replace") if log.is_file() else ""
             # The start-up log is kept once read whole; the code heaps are reserved once, at start-up; the
             # metaspace's nodes change only with what NMT counts reserved for classes (without NMT: asked every time).
