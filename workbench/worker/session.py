@@ -497,7 +497,9 @@ class Session:
 
     # Steps: one method each, named after the scenario key; `vectors` is the scope (a thread has its own).
     def _step_snapshot(self, label: str, vectors: Vectors) -> None:
-        if not self._warmed_before_first:
+        # (Not from a `threads` step's thread: the warm-up swaps the run directory and the event stream the other
+        # threads use; a first snapshot there is taken without it.)
+        if not self._warmed_before_first and threading.current_thread() is threading.main_thread():
             # The steps before the first snapshot (a root allocator, the JVM's settling) grow what a snapshot
             # handles (mappings, threads, texts), so its temporaries outgrow the pages the start-up warm-up left in
             # the allocator: the baseline then touched new pages after its own kernel read (jemalloc: the first step
