@@ -136,6 +136,7 @@ class Session:
         self.recorder = recorder_for(spec, self.roots)  # --profile: marks on async-profiler's recording
         self._warming = False  # the warm-up's snapshots are marked nowhere
         self._warmed_before_first = False  # the late warm-up (see _step_snapshot) is done
+        self._sampling = threading.Lock()  # a sample or a snapshot, never both at once (see Sampler)
 
     def run(self) -> None:
         # Loaded before the JVM starts its threads (the library reads its environment once, at load).
@@ -175,6 +176,7 @@ class Session:
             arrow_allocated=lambda: sum(int(r.getAllocatedMemory()) for r in self.roots) if self.roots else None,
             nmt_text=(lambda: str(self.NativeMemory.query("summary", "scale=b"))) if self.nmt_enabled else None,
             current_step=lambda: self.step_index,
+            exclusive=self._sampling,
         )
         sampler.start()
         return sampler
@@ -286,11 +288,12 @@ class Session:
     def _snapshot(self, label: str, keep: bool = True) -> None:
         # The snapshot's own allocations (Python's too: PYTHONMALLOC=malloc) come from the workbench's own jemalloc
         # arena, so they neither reuse nor purge the program's dirty pages.
-        previous = allocator_probe.enter_own_arena(self.allocator_probe)
-        try:
-            self._take_snapshot(label, keep)
-        finally:
-            allocator_probe.leave_own_arena(self.allocator_probe, previous)
+        with self._sampling:
+            previous = allocator_probe.enter_own_arena(self.allocator_probe)
+            try:
+                self._take_snapshot(label, keep)
+            finally:
+                allocator_probe.leave_own_arena(self.allocator_probe, previous)
 
     def _take_snapshot(self, label: str, keep: bool) -> None:
         if not self._warming:
