@@ -65,7 +65,17 @@ from workbench.protocol.spec import WorkerSpec
 Emit = Callable[[Event], None]
 # Calls of the diagnostic-command path in the warm-up: past HotSpot's C2 thresholds (Tier4InvocationThreshold 5000).
 _JIT_WARM_UP_CALLS = 6000
-_JPYPE_WARM_UP_CALLS = 400  # past C1's threshold (Tier3InvocationThreshold 200) for JPype's per-call Java code
+# From Python as well, past C2's threshold: the calls a snapshot makes enter NativeMemory.command through JNI, and
+# Java's own loop inlines it (its count then stays the loop's): at 400 it was C2-compiled after some snapshots, with
+# ManagementFactory.getPlatformMBeanServer after it (NMT Compiler +1.6-5.3 MB and Arena Chunk swings for 4-8 steps).
+# 6,000 calls take 0.08-0.12 s.
+_JPYPE_WARM_UP_CALLS = 6000
+# Snapshots taken (kept nowhere) right before the run's first snapshot: see _step_snapshot.
+_LATE_WARM_UP_SNAPSHOTS = 5
+# Reads of Arrow's figures then (the snapshot's and the sampler's Java calls, getAllocatedMemory and
+# getPeakMemoryAllocation of each root): past C2's threshold too. Fewer left AtomicLong.get to be compiled during the
+# steps (NMT Arena Chunk +65,488 B and allocated +66 KiB under glibc: its compiler arena returned to HotSpot's pool).
+_ARROW_WARM_UP_READS = 6000
 T = TypeVar("T")
 Vectors = dict[str, tuple[Any, int]]  # name -> (java vector, requested bytes)
 
@@ -104,6 +114,9 @@ class Session:
         self.emit = emit
         self.started = time.perf_counter()
         self.run_dir = Path(spec.run_dir)
+        # The JVM's start-up log of its regions, in the run directory (the warm-up reads it there too: read first at
+        # the baseline, the text and its regions kept from then on were the first step's allocated +7-10 KiB).
+        self._regions_log = self.run_dir / regions_probe.REGIONS_LOG
         self.step_index = -1
         self.allocators: dict[str, Any] = {}
         self.vectors: dict[str, tuple[Any, int]] = {}  # name -> (java vector, requested bytes)
@@ -122,6 +135,8 @@ class Session:
         self.reader: SnapshotLibrary | None = None
         self.recorder = recorder_for(spec, self.roots)  # --profile: marks on async-profiler's recording
         self._warming = False  # the warm-up's snapshots are marked nowhere
+        self._warmed_before_first = False  # the late warm-up (see _step_snapshot) is done
+        self._sampling = threading.Lock()  # a sample or a snapshot, never both at once (see Sampler)
 
     def run(self) -> None:
         # Loaded before the JVM starts its threads (the library reads its environment once, at load).
@@ -161,6 +176,7 @@ class Session:
             arrow_allocated=lambda: sum(int(r.getAllocatedMemory()) for r in self.roots) if self.roots else None,
             nmt_text=(lambda: str(self.NativeMemory.query("summary", "scale=b"))) if self.nmt_enabled else None,
             current_step=lambda: self.step_index,
+            exclusive=self._sampling,
         )
         sampler.start()
         return sampler
@@ -234,10 +250,11 @@ class Session:
             jpype_gc_triggered=int(_jpype.gcStats()["triggered"]),
         ))
 
-    def _warm_up(self, times: int = 4) -> None:
-        """The snapshot path taken ``times`` before the steps, kept nowhere: what its first runs cost once (the
-        JVM's class loading and JIT compiles of the NMT and diagnostic-command path, the reader's buffers, the
-        allocator's caches) falls before the baseline instead of into the first snapshot-to-snapshot step."""
+    def _warm_up(self, times: int = 4, at_start: bool = True) -> None:
+        """The snapshot path taken ``times`` before the steps (``at_start``; with its JIT compiles and a
+        ``gc.freeze``) or right before the first snapshot, kept nowhere: what its first runs cost once (the JVM's
+        class loading and JIT compiles of the NMT and diagnostic-command path, the reader's buffers, the allocator's
+        caches and pages) falls before the baseline instead of into the first snapshot-to-snapshot step."""
         run_dir, emit = self.run_dir, self.emit
         # Its raw files go into a folder removed afterwards, its events are encoded and dropped: the paths of a
         # kept snapshot warm up too (file writing, the event's encoder), and nothing of the warm-up is reported.
@@ -246,15 +263,17 @@ class Session:
             lambda event: None if encode(event) else None
         self._warming = True
         try:
-            if self.nmt_enabled:
+            if self.nmt_enabled and at_start:
                 self.NativeMemory.warmUp(_JIT_WARM_UP_CALLS)
                 # From Python too: JPype's per-call Java code (its TypeManager's lookups) compiled before the baseline.
                 # (VM.system_properties, a text of a few KiB, was tried: glibc's first step then +78-110 KiB.)
-                for _ in range(_JPYPE_WARM_UP_CALLS):
-                    str(self.NativeMemory.command("vmVersion"))
+                for n in range(_JPYPE_WARM_UP_CALLS):
+                    # With an argument in every other call, as NativeMemory.warmUp does (its doc says why).
+                    str(self.NativeMemory.command("vmUptime", "-date") if n % 2 else self.NativeMemory.command(
+                        "vmVersion"))
             for n in range(times):
                 self._snapshot("warm-up before the steps")
-                if n == times // 2 - 1:
+                if at_start and n == times // 2 - 1:
                     # What the worker holds by now (JPype's classes, the models, the JVM's kept texts) is left out
                     # of Python's collections from here on: the collection at each snapshot looks at what is new.
                     gc.collect()
@@ -269,11 +288,12 @@ class Session:
     def _snapshot(self, label: str, keep: bool = True) -> None:
         # The snapshot's own allocations (Python's too: PYTHONMALLOC=malloc) come from the workbench's own jemalloc
         # arena, so they neither reuse nor purge the program's dirty pages.
-        previous = allocator_probe.enter_own_arena(self.allocator_probe)
-        try:
-            self._take_snapshot(label, keep)
-        finally:
-            allocator_probe.leave_own_arena(self.allocator_probe, previous)
+        with self._sampling:
+            previous = allocator_probe.enter_own_arena(self.allocator_probe)
+            try:
+                self._take_snapshot(label, keep)
+            finally:
+                allocator_probe.leave_own_arena(self.allocator_probe, previous)
 
     def _take_snapshot(self, label: str, keep: bool) -> None:
         if not self._warming:
@@ -385,7 +405,7 @@ class Session:
         if not found:
             if not self._start_up_log:
                 # Written while the JVM started (the heap and class space do not move): read until it has it.
-                log = self.run_dir / regions_probe.REGIONS_LOG
+                log = self._regions_log
                 self._start_up_log = log.read_text(errors="replace") if log.is_file() else ""
             # The start-up log is kept once read whole; the code heaps are reserved once, at start-up; the
             # metaspace's nodes change only with what NMT counts reserved for classes (without NMT: asked every time).
@@ -483,6 +503,19 @@ class Session:
 
     # Steps: one method each, named after the scenario key; `vectors` is the scope (a thread has its own).
     def _step_snapshot(self, label: str, vectors: Vectors) -> None:
+        # (Not from a `threads` step's thread: the warm-up swaps the run directory and the event stream the other
+        # threads use; a first snapshot there is taken without it.)
+        if not self._warmed_before_first and threading.current_thread() is threading.main_thread():
+            # The steps before the first snapshot (a root allocator, the JVM's settling) grow what a snapshot
+            # handles (mappings, threads, texts), so its temporaries outgrow the pages the start-up warm-up left in
+            # the allocator: the baseline then touched new pages after its own kernel read (jemalloc: the first step
+            # +172-356 KiB anonymous RSS, the next +53-110 KiB; glibc +127-184 KiB and allocated +18-22 KiB).
+            # Warmed once more here, at this size, the pages are there before the baseline's read.
+            self._warmed_before_first = True
+            if self.roots:
+                for _ in range(_ARROW_WARM_UP_READS):
+                    read_arrow(self.roots, 0)
+            self._warm_up(_LATE_WARM_UP_SNAPSHOTS, at_start=False)
         self._snapshot(label)
 
     def _step_root_allocator(self, spec: RootAllocatorSpec, vectors: Vectors) -> None:
