@@ -218,3 +218,40 @@ def test_agent_refuses_a_world_writable_probe_dir_and_the_program_runs_on(
     assert list(probe_dir.iterdir()) == []
     with pytest.raises(AgentUnavailable):
         query_agent(run.pid, directory=probe_dir)
+
+
+def _loaded(log: Path, name: str) -> bool:
+    return log.is_file() and f" {name} " in log.read_text(errors="replace")
+
+
+def test_under_premains_hold_the_diagnostic_command_is_opened_before_the_socket_exists_and_not_otherwise(
+        jar_and_classpath: tuple[str, str], probe_dir: Path, tmp_path: Path) -> None:
+    # The start snapshot's first stats (workbench exec) found the diagnostic command open and the beans loaded:
+    # the agent's thread did it before binding, while the program was held. Without a hold nothing is loaded until
+    # someone asks (a program that is never asked never loads JMX).
+    impl = "com.sun.management.internal.DiagnosticCommandImpl"
+    held_log, free_log = tmp_path / "held-classes.log", tmp_path / "free-classes.log"
+    with example(JAVA17, jar_and_classpath, probe_dir=probe_dir, sleep_ms=500,
+                 jvm_flags=(f"-Xlog:class+load=info:file={held_log}", "-Dworkbench.agent.hold=20000")) as run:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                ping = query_agent(run.pid, "ping", directory=probe_dir)
+                break
+            except AgentUnavailable:
+                assert time.monotonic() < deadline, "the agent never listened"
+                time.sleep(0.02)
+        opened_before_asked = _loaded(held_log, impl)
+        program_started = ALLOCATED_LINE in run.stdout
+        assert query_agent(run.pid, "release", directory=probe_dir) is not None
+        assert run.finish() == 0
+    assert ping == {"pid": run.pid}
+    assert opened_before_asked and not program_started
+    with example(JAVA17, jar_and_classpath, probe_dir=probe_dir, sleep_ms=1500,
+                 jvm_flags=(f"-Xlog:class+load=info:file={free_log}",)) as free:
+        free.wait_for_allocated()
+        ping = query_agent(free.pid, "ping", directory=probe_dir)
+        opened_unasked = _loaded(free_log, impl)
+        assert free.finish() == 0
+    assert ping == {"pid": free.pid} and _loaded(free_log, "workbench.agent.ProbeServer")
+    assert not opened_unasked
