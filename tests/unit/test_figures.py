@@ -147,3 +147,10 @@ def test_the_status_reader_reads_the_kernels_two_lines_exactly() -> None:
         child.kill()
         child.wait()
     assert set(read_status()) == {"rss_bytes", "anon_rss_bytes"}
+    # A zombie has no memory: status prints no VmRSS, and the reader gives nothing (not 0).
+    zombie = subprocess.Popen(["true"])
+    time.sleep(0.3)
+    try:
+        assert "VmRSS" not in Path(f"/proc/{zombie.pid}/status").read_text() and read_status(zombie.pid) == {}
+    finally:
+        zombie.wait()
