@@ -72,13 +72,6 @@ public final class ProbeAgent {
                 warn(refusal);
                 return;
             }
-            if (Long.getLong(HOLD_PROPERTY, 0L) > 0) {
-                // A start snapshot is coming (workbench exec): its first stats' class loading and the opening of
-                // the diagnostic command (about 40 ms) happen here, while the workbench finishes its own start,
-                // not while the program waits for the snapshot. Before the socket exists: the snapshot's mappings
-                // are read after it, as its NMT always was.
-                Stats.warmUp();
-            }
             new ProbeServer(directory.resolve("agent-" + ProcessHandle.current().pid() + ".sock")).serve();
         } catch (IllegalArgumentException badArgument) {
             warn("not started: " + badArgument.getMessage());

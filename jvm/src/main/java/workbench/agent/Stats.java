@@ -21,8 +21,7 @@ import javax.management.ObjectName;
  *  "threads", "java_version", "vm_name"}
  * </pre>
  * A figure the JVM does not know (reported as -1, e.g. non_heap max) is null. The management beans are first
- * touched here, not at premain, so a program that never gets asked never loads JMX; under premain's hold (a start
- * snapshot is coming) the agent's thread touches them first, before its socket exists ({@link #warmUp}).
+ * touched here, not at premain, so a program that never gets asked never loads JMX.
  * NIO copies the reply through its per-thread temporary direct buffer, so after the first reply the "direct" pool
  * includes a few KiB of the agent's own.
  */
@@ -69,26 +68,6 @@ final class Stats {
         json.field("java_version", System.getProperty("java.version"));
         json.field("vm_name", System.getProperty("java.vm.name"));
         return json.endObject().toString();
-    }
-
-    /** What the first {@link #collect} loads and opens, without asking NMT: the diagnostic command's opening and
-     * the management beans the reply reads. Never throws (a bean that fails here fails in the reply). */
-    static void warmUp() {
-        try {
-            direct();
-            ManagementFactory.getRuntimeMXBean().getUptime();
-            for (BufferPoolMXBean pool : ManagementFactory.getPlatformMXBeans(BufferPoolMXBean.class)) {
-                pool.getMemoryUsed();
-            }
-            ManagementFactory.getMemoryMXBean().getHeapMemoryUsage();
-            for (GarbageCollectorMXBean gc : ManagementFactory.getGarbageCollectorMXBeans()) {
-                gc.getCollectionCount();
-            }
-            ManagementFactory.getThreadMXBean().getThreadCount();
-            new Json().beginObject().field("warm", 0L).endObject().toString();
-        } catch (Throwable ignored) {
-            // the reply reports what fails
-        }
     }
 
     /** NMT read in-process: about 10 ms through the JDK's diagnostic command directly, where the first call
