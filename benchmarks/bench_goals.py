@@ -6,6 +6,8 @@
    (for the 8 GiB scenario, see --scale).
 3. fill: the fill kernel's throughput for 100M ints by write path (unchecked, set, set_safe). Goal >= 4 GB/s.
 4. exec: `workbench exec -- java ... ReferenceProgram` beside the same `java` alone. Goal <= 1.15x.
+   snapshot and sample: from the `run` part's run directories (each checkout's, side by side): a full snapshot's
+   cost (report.json's cost_ms) and a timeline sample's (samples.jsonl's cost_us), medians. Goals <= 3 ms, 0.5 ms.
 5. memory: peak RSS (VmHWM) of the workbench process and of its worker, for arrow-intvector and, with --scale, for
    intvector-8g (8 GiB of vectors: run it alone on the machine).
 
@@ -145,6 +147,18 @@ def draw_time(run_dir: Path, repeat: int = 5) -> tuple[float, int]:
     return statistics.median(times), len(page.encode("utf-8"))
 
 
+def run_costs(run_dirs: list[Path]) -> tuple[list[float], list[float]]:
+    """Every full snapshot's cost (ms, report.json) and every timeline sample's (us, samples.jsonl) of these runs."""
+    snapshots: list[float] = []
+    samples: list[float] = []
+    for run_dir in run_dirs:
+        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+        snapshots += [s["cost_ms"] for s in report["snapshots"]]
+        lines = (run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()
+        samples += [json.loads(line)["cost_us"] for line in lines]
+    return snapshots, samples
+
+
 def mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 1024**2:.0f} MiB"
 
@@ -212,9 +226,19 @@ def side_by_side(repeat: int, java: str, jdk: Jdk, classpath: str, program: list
                                                 java, *program, tree=against)[0])
         if runs_too:
             drawn_s, page_bytes = draw_time(Path(runs) / "run-0")
+            costs = {"this checkout": run_costs([Path(runs) / f"run-{i}" for i in range(repeat)])}
+            if against is not None:
+                costs[f"{against}'s"] = run_costs([Path(runs) / f"against-run-{i}" for i in range(repeat)])
 
     if runs_too:
         _print_run(repeat, plain_run, tool, tool_no_html, drawn_s, page_bytes, against, other_run)
+    if runs_too:
+        print("snapshot " + "; ".join(
+            f"{label} {statistics.median(snapshots):.1f} ms ({len(snapshots)} snapshots)"
+            for label, (snapshots, _) in costs.items()) + "; goal <= 3 ms (a full snapshot in arrow-intvector, median)")
+        print("sample  " + "; ".join(
+            f"{label} {statistics.median(samples) / 1000:.3f} ms ({len(samples)} samples)"
+            for label, (_, samples) in costs.items()) + "; goal <= 0.5 ms (a timeline sample, median)")
     if "exec" in parts:
         sides = {"workbench exec": exec_times, **({f"{against}'s": other_exec} if against else {})}
         print(ratio_line("exec", plain_exec, sides, "<= 1.15x") + f" (median of {repeat})")

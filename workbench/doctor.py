@@ -351,9 +351,9 @@ def _proc_check() -> Check:
     found = {"rss_bytes": snapshot.rss_bytes, "anon_rss_bytes": snapshot.anon_rss_bytes, **{
         f"status_{k}": v for k, v in status.items()}}
     if snapshot.rss_bytes <= 0 or set(status) != {"rss_bytes", "anon_rss_bytes"}:
-        return Check("/proc", "FAIL", f"/proc/self/smaps or status lack the expected fields (read: {found})", fix,
+        return Check("/proc", "FAIL", f"/proc/self/smaps or statm lack the expected fields (read: {found})", fix,
                      True, found)
-    return Check("/proc", "ok", f"smaps and status readable (RSS {snapshot.rss_bytes // 1024} KiB, "
+    return Check("/proc", "ok", f"smaps and statm readable (RSS {snapshot.rss_bytes // 1024} KiB, "
                                 f"{snapshot.anon_mappings} anonymous mappings)", None, True, found)
 
 

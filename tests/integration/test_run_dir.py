@@ -148,3 +148,25 @@ def test_a_failed_run_keeps_its_directory(tmp_path: Path) -> None:
     assert report["status"] == "failed" and [s["label"] for s in report["snapshots"]] == ["baseline"]
     assert len((out / "samples.jsonl").read_text().splitlines()) >= 5
     assert (out / "nmt" / "baseline.txt").is_file() and (out / "timeline.parquet").is_file()
+
+
+def test_region_texts_not_asked_again_are_the_same_file_from_the_second_snapshot_on(run_dir: Path) -> None:
+    regions = run_dir / "regions"
+    note = b"# workbench: not asked again; what the JVM said at '"
+    # JDK 17 (no System.map): the start-up log and the code heaps are asked once (in the warm-up) and kept, so every
+    # snapshot's file is one file, linked; its bytes are what the JVM said (the code heaps' after the note line).
+    for source in ("start-up-log", "codecache"):
+        files = [regions / f"{label}.{source}.txt" for label in LABELS]
+        assert len({f.stat().st_ino for f in files}) == 1 and files[0].stat().st_nlink == len(LABELS), source
+    assert (regions / "baseline.codecache.txt").read_bytes().startswith(note)
+    assert b"[gc,metaspace" in (regions / "baseline.start-up-log.txt").read_bytes()
+    # The metaspace's nodes are asked again when NMT's class reservation moved: a kept text is the previous file.
+    files = [regions / f"{label}.metaspace.txt" for label in LABELS]
+    for before, after in zip(files, files[1:]):
+        if after.read_bytes().startswith(note) and after.read_bytes() == before.read_bytes():
+            assert after.stat().st_ino == before.stat().st_ino, after.name
+        if not after.read_bytes().startswith(note):
+            assert after.stat().st_nlink == 1, after.name
+    # The stack pointers change with the threads: written at each snapshot, never linked.
+    stacks = [(regions / f"{label}.stack-pointers.txt").stat() for label in LABELS]
+    assert len({s.st_ino for s in stacks}) == len(LABELS) and {s.st_nlink for s in stacks} == {1}

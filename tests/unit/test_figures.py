@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from tests.unit import reports
@@ -17,6 +20,9 @@ from workbench.figures import (
     timeline_charts,
 )
 from workbench.probes.allocator import AllocatorInfo, AllocatorSnapshot
+from workbench.probes.nmt import parse_summary
+from workbench.probes.process_status import read_status
+from workbench.protocol.samples import make_sample
 from workbench.report.timeline import schema, write_timeline
 from workbench.worker.sampler import Sampler
 
@@ -110,3 +116,41 @@ def test_the_worker_samples_exactly_the_registry_columns_and_parquet_keeps_them(
     table = pq.read_table(tmp_path / "timeline.parquet")
     assert table.column_names == list(SAMPLE_COLUMNS)
     assert table.column("nmt_other_committed_bytes").to_pylist() == [534_536, None]
+
+
+def test_a_sample_holds_each_figure_as_the_registry_reads_it_from_the_same_layers() -> None:
+    nmt = parse_summary((FIXTURES / "nmt-jdk17-summary-b.txt").read_text())
+    status = {"rss_bytes": 90 * reports.MIB, "anon_rss_bytes": 40 * reports.MIB}
+    allocator = _Allocator().snapshot()
+    for arrow, layer_nmt, layer_status in ((524_288, nmt, status), (None, None, None), (0, nmt, {})):
+        layers = {"process": layer_status, "arrow": {"allocated_bytes": arrow} if arrow is not None else None,
+                  "allocator": allocator, "nmt": layer_nmt}
+        sample = make_sample(1.5, 2, layer_status, arrow, allocator, layer_nmt)
+        assert sample == {"t_ms": 1.5, "step": 2, **{f.column: f.value(layers) for f in SAMPLED if f.column}}
+    assert make_sample(0.0, None, status, 0, allocator, nmt)["arrow_allocated_bytes"] == 0
+
+
+def test_the_status_reader_reads_the_kernels_two_lines_exactly() -> None:
+    def by_lines(text: str) -> dict[str, int]:
+        fields = {"VmRSS:": "rss_bytes", "RssAnon:": "anon_rss_bytes"}
+        return {fields[line.split()[0]]: int(line.split()[1]) * 1024 for line in text.splitlines()
+                if line.split() and line.split()[0] in fields}
+
+    # A process that does not change its memory between the two reads: sleeping, read from here.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.3)
+        expected = by_lines(Path(f"/proc/{child.pid}/status").read_text())
+        assert read_status(child.pid) == expected
+        assert set(expected) == {"rss_bytes", "anon_rss_bytes"} and expected["rss_bytes"] > 0
+    finally:
+        child.kill()
+        child.wait()
+    assert set(read_status()) == {"rss_bytes", "anon_rss_bytes"}
+    # A zombie has no memory: status prints no VmRSS, and the reader gives nothing (not 0).
+    zombie = subprocess.Popen(["true"])
+    time.sleep(0.3)
+    try:
+        assert "VmRSS" not in Path(f"/proc/{zombie.pid}/status").read_text() and read_status(zombie.pid) == {}
+    finally:
+        zombie.wait()

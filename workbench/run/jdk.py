@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workbench._errors import BadInput
 
@@ -29,6 +31,24 @@ def _feature_version(home: Path, given_as: str) -> int:
     return int(match.group(2)) if major == 1 and match.group(2) else major
 
 
+def _jvm_finder() -> Any:
+    """JPype's JVM finder (``jpype._jvmfinder``, which imports only os and sys) loaded without importing ``jpype``:
+    that imports numpy and JPype's native module, 70-100 ms of the ``workbench`` process's start before its worker
+    starts. ``jpype`` itself where its finder is not that file (another JPype version)."""
+    spec = importlib.util.find_spec("jpype")  # finds the package; runs nothing of it
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(locations[0]) / "_jvmfinder.py" if locations else None
+    finder_spec = importlib.util.spec_from_file_location("workbench._jpype_jvmfinder", path) \
+        if path is not None and path.is_file() else None
+    if finder_spec is None or finder_spec.loader is None:
+        import jpype
+
+        return jpype
+    module = importlib.util.module_from_spec(finder_spec)
+    finder_spec.loader.exec_module(module)
+    return module
+
+
 def resolve_jdk(java_home: str | None) -> Jdk:
     """``--java-home``, else ``JAVA_HOME``, else JPype's default JVM."""
     given_as = "--java-home"
@@ -36,11 +56,10 @@ def resolve_jdk(java_home: str | None) -> Jdk:
         java_home = os.environ.get("JAVA_HOME") or None
         given_as = "JAVA_HOME"
     if java_home is None:
-        import jpype  # finds a JVM; loads nothing
-
+        finder = _jvm_finder()
         try:
-            library = Path(jpype.getDefaultJVMPath()).resolve()
-        except jpype.JVMNotFoundException:
+            library = Path(finder.getDefaultJVMPath()).resolve()
+        except finder.JVMNotFoundException:
             raise BadInput("no JDK found: install one (Debian: apt-get install openjdk-17-jdk) or set JAVA_HOME") from None
         home = library.parents[2] if library.parent.name == "server" else library.parents[1]
         return Jdk(home, library, _feature_version(home, f"JPype's default JVM ({library})"))

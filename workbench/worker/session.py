@@ -132,6 +132,8 @@ class Session:
         # Texts of the JVM's regions kept from an earlier snapshot while they cannot have changed, by source.
         self._kept_texts: dict[str, _Asked] = {}
         self._raw_dirs: set[str] = set()  # raw kinds whose folder exists
+        # The region texts last written, by source: their parts (the very objects) and the file they went into.
+        self._written_texts: dict[str, tuple[list[bytes], Path]] = {}
         self.reader: SnapshotLibrary | None = None
         self.recorder = recorder_for(spec, self.roots)  # --profile: marks on async-profiler's recording
         self._warming = False  # the warm-up's snapshots are marked nowhere
@@ -284,6 +286,7 @@ class Session:
             self.run_dir, self.emit = run_dir, emit
             # The JVM's texts asked here are kept (they say so): their bytes are allocated before the steps, too.
             self._raw_dirs.clear()
+            self._written_texts.clear()
 
     def _snapshot(self, label: str, keep: bool = True) -> None:
         # The snapshot's own allocations (Python's too: PYTHONMALLOC=malloc) come from the workbench's own jemalloc
@@ -454,7 +457,17 @@ class Session:
         if nmt_text is not None:
             self._write_raw("nmt", label, "txt", nmt_text)
         for source, parts in region_texts.items():
+            path = self._raw_path("regions", f"{label}.{source}", "txt")
+            kept = [part for part in parts if part]  # the very objects, so the same ones are the same bytes
+            written = self._written_texts.get(source)
+            if written is not None and len(written[0]) == len(kept) \
+                    and all(a is b for a, b in zip(written[0], kept)) and _linked(written[1], path):
+                # The same bytes as the last snapshot's file (a text not asked again): that file's hard link, one
+                # call instead of a temporary written and renamed (about 0.3-0.6 ms a file under load).
+                self._written_texts[source] = (kept, path)
+                continue
             self._stream_raw("regions", f"{label}.{source}", "txt", lambda fd: _write_parts(fd, parts))
+            self._written_texts[source] = (kept, path)
         reader = self.reader
         if reader is None:
             raw = self.allocator_probe.raw_statistics()
@@ -678,6 +691,16 @@ class Session:
         """At the end of the steps: allocators the scenario never closed that still hold memory are leaks too."""
         for name, allocator in self.allocators.items():
             self._report_leak(name, allocator)
+
+
+def _linked(existing: Path, path: Path) -> bool:
+    """``path`` made a hard link of ``existing`` (the same file, whole from the start); False when it cannot be (no
+    hard links on this file system, a name already there, ...): the caller writes it instead."""
+    try:
+        os.link(existing, path)
+    except OSError:
+        return False
+    return True
 
 
 def _write_parts(fd: int, parts: list[bytes]) -> None:
