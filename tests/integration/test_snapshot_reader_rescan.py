@@ -66,6 +66,9 @@ def test_the_readers_own_pages_are_counted_once_under_the_built_mimalloc(tmp_pat
     answer: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
     assert answer["backend"] == "mimalloc"
     for number, read in enumerate(answer["rounds"]):
-        # The region is a mapping of its own here (nothing the kernel merged it with has pages): its pages are the
-        # holder's. Before, 2 x 176,128 B in about half the reads while the mapping had 176,128 B.
-        assert read["holders"] == 1 and read["buffers"] == read["holder_anon"] > 0, (number, read)
+        # The region's mapping holds it and, at most, a few pages of the library's other static data (a full CI
+        # run: 163,840 B resident in it, the region 155,648 B); counted twice, as before, the region came out at 2 x
+        # 176,128 B in about half the reads while the mapping had 176,128 B.
+        assert read["holders"] == 1 and 0 < read["buffers"] <= read["holder_anon"], (number, read)
+        assert read["holder_anon"] - read["buffers"] <= 64 * 1024, (number, read)
+        assert read["buffers"] == answer["rounds"][0]["buffers"], (number, read)
