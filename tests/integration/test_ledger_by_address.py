@@ -72,9 +72,10 @@ def _combinations() -> list[object]:
     return params
 
 
-def _over_the_bound(report: dict[str, Any], scenario: str, allocator: str, jdk: str) -> list[tuple[str, int, int]]:
-    """The snapshots whose unexplained bytes are over the bound, after asserting what holds exactly at every one."""
-    over = []
+def _over_the_bound(report: dict[str, Any], scenario: str, allocator: str, jdk: str) -> list[tuple[object, ...]]:
+    """The snapshots whose unexplained bytes are over the bound (or, under glibc, whose mmapped chunks the search did
+    not find exactly), after asserting what holds exactly at every one."""
+    over: list[tuple[object, ...]] = []
     for snapshot in report["snapshots"]:
         ledger = snapshot["reconciliation"]
         assert ledger["owners"] is not None, snapshot["label"]
@@ -82,8 +83,11 @@ def _over_the_bound(report: dict[str, Any], scenario: str, allocator: str, jdk: 
             assert snapshot["attribution"]["allocator_mappings"] == "recorded" and ledger["malloc"] is None
         if allocator in BY_HEADERS:  # its heaps by their shape, its mmapped chunks by their headers: nothing claimed
             chunks = snapshot["attribution"]["glibc_chunks"]
-            assert chunks["how"] == "found" and chunks["found_bytes"] == chunks["hblkhd"], chunks
-            assert snapshot["attribution"]["allocator_mappings"] == "glibc-heaps" and ledger["malloc"] is None
+            assert snapshot["attribution"]["allocator_mappings"] == "glibc-heaps"
+            if chunks["how"] != "found":  # the search said it could not find them exactly: retried as over the bound
+                over.append((snapshot["label"], chunks["how"], chunks["found_chunks"], chunks["hblks"]))
+                continue
+            assert chunks["found_bytes"] == chunks["hblkhd"] and ledger["malloc"] is None, chunks
         changes = [owner["delta_bytes"] for owner in ledger["owners"]]
         assert sum(changes) == snapshot["deltas"]["process.anon_rss_bytes"]  # every byte has one owner
         print(f"{scenario} {allocator} JDK {jdk} '{snapshot['label']}': unexplained {ledger['unexplained_bytes']:+,} B,"
@@ -105,8 +109,10 @@ def test_every_snapshot_is_explained_within_the_bound(tmp_path: Path, scenario: 
     if over:
         # Something outside the program lands in a snapshot now and then on a loaded machine (a JIT compile's
         # arenas, a short-lived mapping: measured once in six runs, a 1,888,256-byte mapping below libarrow.so at
-        # 'filled' under glibc, gone at the next snapshot): one run over the bound is run again, and a combination
-        # fails when the second run is over too; both runs' figures are in the output.
+        # 'filled' under glibc, gone at the next snapshot; in a full CI run, intvector-open-vectors under glibc on
+        # JDK 25, 9 chunks found by their headers where glibc counted 8: a look-alike, so the search said "claimed"):
+        # one run over the bound is run again, and a combination fails when the second run is over too; both runs'
+        # figures are in the output.
         print(f"over the bound in the first run: {over}; running it again")
         again = tmp_path / "again"
         again.mkdir()
