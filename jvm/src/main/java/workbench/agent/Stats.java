@@ -6,8 +6,6 @@ import java.lang.management.ManagementFactory;
 import java.lang.management.MemoryMXBean;
 import java.lang.management.MemoryUsage;
 import java.lang.instrument.Instrumentation;
-import java.lang.reflect.Constructor;
-import java.lang.reflect.Method;
 import java.util.Map;
 import java.util.Set;
 import javax.management.ObjectName;
@@ -33,8 +31,7 @@ final class Stats {
     /** Given by premain or agentmain: lets the agent open the JDK's diagnostic command to itself. */
     static volatile Instrumentation instrumentation;
     private static boolean directTried;
-    private static Object diagnosticCommand;
-    private static Method executeDiagnosticCommand;
+    private static DirectDiagnosticCommand diagnosticCommand;
 
     private Stats() {}
 
@@ -76,8 +73,8 @@ final class Stats {
     private static void nmt(Json json) {
         String text;
         try {
-            Method direct = direct();
-            text = direct != null ? (String) direct.invoke(diagnosticCommand, NMT_COMMAND)
+            DirectDiagnosticCommand direct = direct();
+            text = direct != null ? direct.execute(NMT_COMMAND)
                     : (String) ManagementFactory.getPlatformMBeanServer().invoke(
                             new ObjectName("com.sun.management:type=DiagnosticCommand"), "vmNativeMemory",
                             new Object[] {NMT_SUMMARY}, SIGNATURE);
@@ -94,11 +91,11 @@ final class Stats {
         }
     }
 
-    /** HotSpot's DiagnosticCommandImpl.executeDiagnosticCommand, opened to the agent through Instrumentation; null
-     * (the MBean is used) when there is no Instrumentation or this JDK has no such method. */
-    private static synchronized Method direct() {
+    /** HotSpot's diagnostic command called directly, its packages opened to the agent through Instrumentation;
+     * null (the MBean is used) when there is no Instrumentation or this JDK's internals differ. */
+    private static synchronized DirectDiagnosticCommand direct() {
         if (directTried) {
-            return executeDiagnosticCommand;
+            return diagnosticCommand;
         }
         directTried = true;
         Instrumentation inst = instrumentation;
@@ -108,32 +105,15 @@ final class Stats {
         }
         try {
             Module agent = Stats.class.getModule();
-            Module javaManagement = ManagementFactory.class.getModule();
-            inst.redefineModule(javaManagement, Set.of(), Map.of(), Map.of("sun.management", Set.of(agent)),
-                    Set.of(), Map.of());
+            inst.redefineModule(ManagementFactory.class.getModule(), Set.of(), Map.of(),
+                    Map.of("sun.management", Set.of(agent)), Set.of(), Map.of());
             inst.redefineModule(jdkManagement, Set.of(), Map.of(),
                     Map.of("com.sun.management.internal", Set.of(agent)), Set.of(), Map.of());
-            // Its static initializer loads the native library the diagnostic command lives in.
-            Class.forName("com.sun.management.internal.PlatformMBeanProviderImpl", true,
-                    jdkManagement.getClassLoader());
-            Method vmManagement = Class.forName("sun.management.ManagementFactoryHelper", true,
-                    javaManagement.getClassLoader()).getDeclaredMethod("getVMManagement");
-            vmManagement.setAccessible(true);
-            Class<?> impl = Class.forName("com.sun.management.internal.DiagnosticCommandImpl", true,
-                    jdkManagement.getClassLoader());
-            Constructor<?> constructor = impl.getDeclaredConstructor(Class.forName("sun.management.VMManagement",
-                    false, javaManagement.getClassLoader()));
-            constructor.setAccessible(true);
-            Method execute = impl.getDeclaredMethod("executeDiagnosticCommand", String.class);
-            execute.setAccessible(true);
-            Object command = constructor.newInstance(vmManagement.invoke(null));
-            execute.invoke(command, "help"); // fails here, not on a snapshot, when the native method is missing
-            diagnosticCommand = command;
-            executeDiagnosticCommand = execute;
-        } catch (Throwable unavailable) {
-            diagnosticCommand = null; // another JDK's internals: the MBean it is
+        } catch (RuntimeException refused) {
+            return null;
         }
-        return executeDiagnosticCommand;
+        diagnosticCommand = DirectDiagnosticCommand.open(jdkManagement);
+        return diagnosticCommand;
     }
 
     private static void usage(Json json, MemoryUsage usage) {

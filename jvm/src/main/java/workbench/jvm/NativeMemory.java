@@ -1,10 +1,8 @@
 package workbench.jvm;
 
 import java.lang.management.ManagementFactory;
-import java.lang.reflect.Constructor;
-import java.lang.reflect.InvocationTargetException;
-import java.lang.reflect.Method;
 import java.util.Map;
+import workbench.agent.DirectDiagnosticCommand;
 import javax.management.MBeanServer;
 import javax.management.ObjectName;
 
@@ -27,8 +25,7 @@ public final class NativeMemory {
             "vmVersion", "VM.version",
             "vmUptime", "VM.uptime");
     private static boolean directTried;
-    private static Object diagnosticCommand;
-    private static Method executeDiagnosticCommand;
+    private static DirectDiagnosticCommand diagnosticCommand;
 
     static {
         try {
@@ -69,16 +66,10 @@ public final class NativeMemory {
      */
     public static String command(String operation, String... args) throws Exception {
         String name = COMMANDS.get(operation);
-        Method direct = name != null ? direct() : null;
+        DirectDiagnosticCommand direct = name != null ? direct() : null;
         if (direct != null) {
-            try {
-                return (String) direct.invoke(diagnosticCommand, args.length == 0 ? name
-                        : name + " " + String.join(" ", args));
-            } catch (InvocationTargetException thrown) {
-                // As the MBean would: the command's own exception (an unknown command on this JDK, bad arguments).
-                Throwable cause = thrown.getCause();
-                throw cause instanceof Exception ? (Exception) cause : thrown;
-            }
+            // As the MBean would: the command's own exception (an unknown command on this JDK, bad arguments).
+            return direct.execute(args.length == 0 ? name : name + " " + String.join(" ", args));
         }
         MBeanServer server = ManagementFactory.getPlatformMBeanServer();
         return (String) server.invoke(DIAGNOSTIC_COMMAND, operation, new Object[] {args}, SIGNATURE);
@@ -86,9 +77,9 @@ public final class NativeMemory {
 
     /** HotSpot's DiagnosticCommandImpl.executeDiagnosticCommand; null (the MBean is used) when the JVM does not open
      * it to this class or this JDK has no such method. */
-    private static synchronized Method direct() {
+    private static synchronized DirectDiagnosticCommand direct() {
         if (directTried) {
-            return executeDiagnosticCommand;
+            return diagnosticCommand;
         }
         directTried = true;
         Module jdkManagement = ModuleLayer.boot().findModule("jdk.management").orElse(null);
@@ -98,27 +89,7 @@ public final class NativeMemory {
                 || !jdkManagement.isOpen("com.sun.management.internal", self)) {
             return null;
         }
-        try {
-            // Its static initializer loads the native library the diagnostic command lives in.
-            Class.forName("com.sun.management.internal.PlatformMBeanProviderImpl", true,
-                    jdkManagement.getClassLoader());
-            Method vmManagement = Class.forName("sun.management.ManagementFactoryHelper", true,
-                    javaManagement.getClassLoader()).getDeclaredMethod("getVMManagement");
-            vmManagement.setAccessible(true);
-            Class<?> impl = Class.forName("com.sun.management.internal.DiagnosticCommandImpl", true,
-                    jdkManagement.getClassLoader());
-            Constructor<?> constructor = impl.getDeclaredConstructor(Class.forName("sun.management.VMManagement",
-                    false, javaManagement.getClassLoader()));
-            constructor.setAccessible(true);
-            Method execute = impl.getDeclaredMethod("executeDiagnosticCommand", String.class);
-            execute.setAccessible(true);
-            Object command = constructor.newInstance(vmManagement.invoke(null));
-            execute.invoke(command, "help"); // fails here, not at a snapshot, when the native method is missing
-            diagnosticCommand = command;
-            executeDiagnosticCommand = execute;
-        } catch (Throwable unavailable) {
-            diagnosticCommand = null; // another JDK's internals: the MBean it is
-        }
-        return executeDiagnosticCommand;
+        diagnosticCommand = DirectDiagnosticCommand.open(jdkManagement);
+        return diagnosticCommand;
     }
 }
