@@ -138,6 +138,49 @@ def write_with(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def write_unnamed(path: Path, write: Callable[[int], None]) -> None:
+    """``write(fd)`` writes a file that appears at ``path`` whole or not at all, as ``write_with``, but without a
+    temporary name where the file system has unnamed files (``O_TMPFILE``: ext4, XFS, btrfs, tmpfs): the file is
+    written unnamed in ``path``'s directory and linked in when complete, so a process killed mid-write leaves
+    nothing behind and no directory is searched for stale temporaries. A file already at ``path`` is replaced through
+    a temporary name. For the worker's raw files, a handful at every snapshot: 0.03-0.05 ms a file where
+    ``write_with`` takes 0.24-0.36 ms (benchmarks/bench_foundation.py)."""
+    try:
+        fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666)  # the umask applies
+    except OSError as error:
+        if error.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise WriteFailed(path, error) from None
+
+        def into(partial: Path) -> None:  # no unnamed files here: a named temporary, renamed
+            fd = os.open(partial, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+            try:
+                write(fd)
+            finally:
+                os.close(fd)
+
+        write_with(path, into)
+        return
+    try:
+        write(fd)
+        try:
+            # linkat(AT_SYMLINK_FOLLOW) through /proc/self/fd links an unnamed file (without CAP_DAC_READ_SEARCH,
+            # which AT_EMPTY_PATH needs). os.link calls linkat only when given a directory fd; with an absolute
+            # source path linkat ignores it, so the file's own descriptor serves.
+            os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+        except FileExistsError:
+            partial = path.with_name(f"{_partial_prefix(path)}{os.urandom(4).hex()}{PARTIAL_SUFFIX}")
+            os.link(f"/proc/self/fd/{fd}", partial, src_dir_fd=fd, follow_symlinks=True)
+            try:
+                os.replace(partial, path)
+            except OSError:
+                _unlink_quietly(partial)
+                raise
+    except OSError as error:
+        raise WriteFailed(path, error) from None
+    finally:
+        os.close(fd)
+
+
 class LineLog:
     """A file appended to one line at a time (samples.jsonl): each line is on disk when ``write_line`` returns, and a
     line that does not fit is cut off again, so the file holds whole lines only."""

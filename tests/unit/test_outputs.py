@@ -8,15 +8,16 @@ import json
 import multiprocessing
 import os
 import socket
+import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.unit.reports import jemalloc_report
 from workbench._errors import BadInput, RunFailed
-from workbench._files import WriteFailed, appending, creatable_problem, is_partial, write_atomically
+from workbench._files import WriteFailed, appending, creatable_problem, is_partial, write_atomically, write_unnamed
 from workbench.cli.options import json_target
 from workbench.probes._socket import reclaim_stale
 from workbench.protocol import layout
@@ -122,6 +123,52 @@ def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temporary(small_tmpfs
     assert failed.value.errno == errno.ENOSPC and failed.value.exit_code == 3
     assert target.read_text() == '{"old": true}'
     assert entries(small_tmpfs) == ["filler", "report.json"]
+
+
+def _writes(data: bytes) -> Callable[[int], None]:
+    def write(fd: int) -> None:  # as the worker writes: until all is written or the disk refuses
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    return write
+
+
+def test_an_unnamed_write_appears_whole_replaces_and_leaves_no_name_behind(tmp_path: Path) -> None:
+    target = tmp_path / "smaps" / "baseline.txt"
+    target.parent.mkdir()
+    seen: list[list[str]] = []
+
+    def write(fd: int) -> None:
+        os.write(fd, b"first")
+        seen.append(entries(target.parent))  # while it is written, the directory shows nothing
+    write_unnamed(target, write)
+    assert seen == [[]] and target.read_bytes() == b"first" and entries(target.parent) == ["baseline.txt"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask() and target.stat().st_nlink == 1
+    write_unnamed(target, _writes(b"second"))  # an existing file: replaced, through a temporary name
+    assert target.read_bytes() == b"second" and entries(target.parent) == ["baseline.txt"]
+
+    def failing(fd: int) -> None:
+        os.write(fd, b"half")
+        raise RuntimeError("the reader failed")
+    with pytest.raises(RuntimeError, match="the reader failed"):
+        write_unnamed(tmp_path / "smaps" / "held.txt", failing)
+    assert entries(target.parent) == ["baseline.txt"]
+
+
+def test_an_unnamed_write_on_a_full_disk_is_write_failed_and_leaves_nothing(small_tmpfs: Path) -> None:
+    target = small_tmpfs / "nmt.txt"
+    write_unnamed(target, _writes(b"old"))
+    fill(small_tmpfs, leave_bytes=8192)
+    with pytest.raises(WriteFailed) as failed:
+        write_unnamed(small_tmpfs / "held.txt", _writes(b"x" * 100_000))
+    assert failed.value.message == f"cannot write {small_tmpfs / 'held.txt'}: No space left on device"
+    assert entries(small_tmpfs) == ["filler", "nmt.txt"] and target.read_bytes() == b"old"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_appended_lines_that_do_not_fit_are_cut_off_whole(small_tmpfs: Path) -> None:

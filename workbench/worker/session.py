@@ -33,7 +33,7 @@ from workbench.protocol.events import (
     VectorChecked,
     encode,
 )
-from workbench._files import WriteFailed, write_atomically, write_with
+from workbench._files import WriteFailed, write_unnamed
 from workbench.probes.arrow import read_arrow
 from workbench.protocol import layout
 from workbench.probes.native_probe import RawWriteFailed, SnapshotLibrary
@@ -506,20 +506,12 @@ class Session:
         return path
 
     def _write_raw(self, kind: str, label: str, suffix: str, text: str) -> None:
-        write_atomically(self._raw_path(kind, label, suffix), text)
+        self._stream_raw(kind, label, suffix, lambda fd: _write_parts(fd, [text.encode()]))
 
     def _stream_raw(self, kind: str, label: str, suffix: str, write: Callable[[int], T]) -> T:
-        """``write(fd)`` writes the raw file (whole or not at all, as ``_write_raw``); what it returns."""
+        """``write(fd)`` writes the raw file, whole or not at all; what it returns."""
         result: list[T] = []
-
-        def into(partial: Path) -> None:
-            fd = os.open(partial, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-            try:
-                result.append(write(fd))
-            finally:
-                os.close(fd)
-
-        write_with(self._raw_path(kind, label, suffix), into)
+        write_unnamed(self._raw_path(kind, label, suffix), lambda fd: result.append(write(fd)))
         return result[0]
 
     def _run_step(self, step: Step, vectors: Vectors) -> None:
