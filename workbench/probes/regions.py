@@ -354,11 +354,24 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
     unowned: list[UnownedMapping] = []
     cached = [0, 0, 0]  # found, their anonymous bytes, shapes whose descriptor was read
     below: Mapping | None = None
+    region_count = len(ordered)
     for mapping in mappings:
         below, mapping_below = mapping, below
         anon = mapping.anon_bytes
+        if mapping.name.startswith("/"):
+            # Most mappings are a file's (three in four in the worker): the allocator's ranges and glibc's heaps are
+            # never one, so unless a JVM region lies in it (the CDS archive), its private pages, without the rest
+            # of this loop (a snapshot's attribution took 2 ms, most of it here).
+            index = max(bisect.bisect_right(starts, mapping.start) - 1, 0)
+            while index < region_count and ordered[index].end <= mapping.start:
+                index += 1
+            if index == region_count or ordered[index].start >= mapping.end:
+                resident["file-private"] += anon
+                size["file-private"] += mapping.size_bytes
+                count["file-private"] += 1
+                continue
         covered = _covered(mapping, ranges, range_starts) if ranges and not mapping.name.startswith("/") else []
-        covered_bytes = sum(high - low for low, high in covered)
+        covered_bytes = sum(high - low for low, high in covered) if covered else 0
         heap_part = _covered(mapping, heaps, heap_starts) if heaps and not mapping.name else []
         if heap_part:  # an arena heap merged with its neighbour: its share page by page, as for recorded ranges
             share = min(resident_in(heap_part), anon) if anon else 0
