@@ -154,28 +154,36 @@ def test_thirty_snapshots_in_a_row_leave_no_trace(allocator: str, tmp_path: Path
     scenario = tmp_path / "thirty-snapshots.yaml"
     scenario.write_text("name: thirty-snapshots\ndescription: 30 snapshots in a row, nothing in between\n"
                         "steps:\n" + "\n".join(steps) + "\n")
-    report = run_json(tmp_path, str(scenario), "--allocator", allocator, "--no-html")
-    snapshots = report["snapshots"]
-    assert len(snapshots) == 31
-    # The reader's own buffers are resident from the baseline on and do not grow per snapshot: a page or a few more
-    # only when the process gains mappings meanwhile (measured once in a full CI run: 225,280 -> 237,568 B).
-    own = [s["attribution"]["workbench_buffers_bytes"] for s in snapshots]
-    assert own[0] > 0 and own == sorted(own), own
-    assert own[-1] - own[0] <= 64 * KIB and len(set(own)) <= 3, own
-    steps = _steps(report)
-    # Every step, with which layer moved: the test's output is the measurement (pytest -s, or on failure).
-    for label, anon, allocated, moved in steps:
-        flag = "over" if abs(anon) >= 64 * KIB or abs(allocated) >= 16 * KIB else "    "
-        print(f"{flag} {label:>4} anon {anon:+9,} B  allocated {allocated:+9,} B  {moved}")
-    over = [step for step in steps if abs(step[1]) >= 64 * KIB or abs(step[2]) >= 16 * KIB]
-    if over:
-        pytest.xfail(
-            f"{len(over)} of 30 steps over the goal (64 KiB anonymous RSS, 16 KiB allocated). Measured here with the "
-            "first step's causes removed and a sample never taken during a snapshot (docs/performance.md): every "
-            "step within the goal in 22 of 24 runs (17 jemalloc, 10 of them with -XX:+PrintCompilation, 7 glibc); "
-            "in the other two, under jemalloc, one step with a JIT compile during the steps (NMT Code "
-            "+168 B, Arena Chunk +261,952 B, allocated +272 KiB: the compile's arena chunk returned to HotSpot's "
-            "pool; the method not located) or jemalloc's 10 s decay purging the program's dirty pages (anonymous "
-            "RSS -90 KiB, jemalloc's dirty -188 KiB) and 68 KiB of them faulted in again at the next step (dirty "
-            "and resident +69,632 B; who touched them not located). Before the lock also a larger C2 compile "
-            f"under glibc (NMT Compiler +1.4-2.6 MB for 12-14 steps): {over}")
+    # The goal holds at every step of a run in most runs; in the rest one step of thirty is over it by what the
+    # program's allocator did between two snapshots on its own. Measured with the final code in 16 runs under pytest
+    # (8 of each allocator) and 12 more under glibc: jemalloc's 10 s decay purging dirty pages (anonymous RSS
+    # -94,208 B, jemalloc's dirty -98,304 B) or pages of its own mappings faulted in again (+73,728 B, allocated +96
+    # B), and once under glibc +2,756,608 B in its arenas with allocated +37,440 B (freed memory glibc kept; whose,
+    # not located). So a run over the goal is made again, twice at most, and the test fails when all three are over:
+    # a trace the workbench leaves is in every run.
+    attempts: list[list[tuple[str, int, int, dict[str, int]]]] = []
+    for attempt in range(3):
+        out = tmp_path / f"run-{attempt}"
+        out.mkdir()
+        report = run_json(out, str(scenario), "--allocator", allocator, "--no-html")
+        snapshots = report["snapshots"]
+        assert len(snapshots) == 31
+        # The reader's own buffers are resident from the baseline on and do not grow per snapshot: a page or a few
+        # more only when the process gains mappings meanwhile (measured once in a full CI run: 225,280 -> 237,568 B).
+        own = [s["attribution"]["workbench_buffers_bytes"] for s in snapshots]
+        assert own[0] > 0 and own == sorted(own), own
+        assert own[-1] - own[0] <= 64 * KIB and len(set(own)) <= 3, own
+        # The snapshot's own allocations, measured by the snapshot itself: the same small amount every time.
+        odd = [(s["label"], s["own_allocated_bytes"]) for s in snapshots if not 0 <= s["own_allocated_bytes"] < 128 * KIB]
+        assert not odd, (odd, [s["own_allocated_bytes"] for s in snapshots])
+        steps = _steps(report)
+        # Every step, with which layer moved: the test's output is the measurement (pytest -s, or on failure).
+        for label, anon, allocated, moved in steps:
+            flag = "over" if abs(anon) >= 64 * KIB or abs(allocated) >= 16 * KIB else "    "
+            print(f"{flag} {label:>4} anon {anon:+9,} B  allocated {allocated:+9,} B  {moved}")
+        over = [step for step in steps if abs(step[1]) >= 64 * KIB or abs(step[2]) >= 16 * KIB]
+        if not over:
+            return
+        print(f"run {attempt + 1}: {len(over)} of 30 steps over the goal (64 KiB anonymous RSS, 16 KiB allocated)")
+        attempts.append(over)
+    pytest.fail(f"every run had a step over the goal (64 KiB anonymous RSS, 16 KiB allocated): {attempts}")
