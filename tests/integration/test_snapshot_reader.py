@@ -173,17 +173,20 @@ def test_thirty_snapshots_in_a_row_leave_no_trace(allocator: str, tmp_path: Path
         own = [s["attribution"]["workbench_buffers_bytes"] for s in snapshots]
         assert own[0] > 0 and own == sorted(own), own
         assert own[-1] - own[0] <= 64 * KIB and len(set(own)) <= 3, own
-        # The snapshot's own allocations, measured by the snapshot itself: the same small amount every time.
-        odd = [(s["label"], s["own_allocated_bytes"]) for s in snapshots if not 0 <= s["own_allocated_bytes"] < 128 * KIB]
-        assert not odd, (odd, [s["own_allocated_bytes"] for s in snapshots])
         steps = _steps(report)
         # Every step, with which layer moved: the test's output is the measurement (pytest -s, or on failure).
         for label, anon, allocated, moved in steps:
             flag = "over" if abs(anon) >= 64 * KIB or abs(allocated) >= 16 * KIB else "    "
             print(f"{flag} {label:>4} anon {anon:+9,} B  allocated {allocated:+9,} B  {moved}")
         over = [step for step in steps if abs(step[1]) >= 64 * KIB or abs(step[2]) >= 16 * KIB]
+        # The snapshot's own allocations, measured by the snapshot itself: the same small amount every time (34-73 KB
+        # measured); one outside that counts as a step over the goal.
+        over += [(s["label"], 0, 0, {"own (during the snapshot)": s["own_allocated_bytes"]}) for s in snapshots
+                 if not 0 <= s["own_allocated_bytes"] < 128 * KIB]
         if not over:
             return
-        print(f"run {attempt + 1}: {len(over)} of 30 steps over the goal (64 KiB anonymous RSS, 16 KiB allocated)")
+        print(f"run {attempt + 1}: {len(over)} of 30 steps over the goal (64 KiB anonymous RSS, 16 KiB allocated, "
+              f"the snapshot's own allocations within 0..128 KiB): {over}")
         attempts.append(over)
-    pytest.fail(f"every run had a step over the goal (64 KiB anonymous RSS, 16 KiB allocated): {attempts}")
+    pytest.fail(f"every run had a step over the goal (64 KiB anonymous RSS, 16 KiB allocated, the snapshot's own "
+                f"allocations within 0..128 KiB): {attempts}")
