@@ -90,7 +90,10 @@ def test_churn_grow_idle_returns_memory_while_idle_only_with_a_background_thread
     returned = workbench_run("churn-grow-idle", allocator="jemalloc@background_thread:true")
     kept_while_idle = measured(kept, "process.anon_rss_bytes", at="idle", delta="closed")
     returned_while_idle = measured(returned, "process.anon_rss_bytes", at="idle", delta="closed")
-    assert kept_while_idle > -4 * MIB, kept_while_idle
+    # Without the thread some is purged all the same: the JVM's own threads call malloc while the program idles, and
+    # jemalloc purges on such calls (measured once in a fresh clone's full run: -5,713,920 B); with it, at least
+    # twice that much more.
+    assert kept_while_idle > -8 * MIB, kept_while_idle
     assert returned_while_idle < -16 * MIB, returned_while_idle
 
 
