@@ -77,8 +77,7 @@ def summarize(mappings: list[Mapping], top: int = 10, source: str = "smaps") -> 
     for mapping in mappings:
         rss += mapping.rss_bytes
         anon += mapping.anon_bytes
-        name = mapping.name
-        if name == "" or name == "[heap]" or name.startswith("[anon:"):  # as Mapping.is_anonymous
+        if mapping.is_anonymous:
             anonymous.append(mapping)
             anonymous_rss += mapping.rss_bytes
     return ProcessSnapshot(
