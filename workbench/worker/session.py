@@ -465,7 +465,9 @@ class Session:
             return [kept.note, kept.text], kept.regions
         text = str(ask())
         regions = parse(text)
-        note = f"# workbench: not asked again; what the JVM said at '{label}' (unchanged since)\n".encode() \
+        # A text asked in the warm-up is from before the first snapshot: its label is in no report, so say so.
+        when = ", the workbench's own snapshot before the first one" if self._warming else ""
+        note = f"# workbench: not asked again; what the JVM said at '{label}'{when} (unchanged since)\n".encode() \
             if noted else b""
         self._kept_texts[source] = _Asked(depends_on, note, text.encode(), regions)
         return [text.encode()] if depends_on is None else [self._kept_texts[source].text], regions
