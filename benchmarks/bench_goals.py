@@ -109,10 +109,14 @@ def compiled_bytecode(cache: str, trees: list[Path]) -> dict[str, str]:
 
 
 def workbench(*args: str, ok: tuple[int, ...] = (0,), tree: Path = ROOT) -> tuple[float, dict[str, int]]:
-    """``python -m workbench ARGS`` of the checkout ``tree`` (first on PYTHONPATH: its worker follows it)."""
+    """``python -m workbench ARGS`` of the checkout ``tree`` (first on PYTHONPATH: its worker follows it).
+
+    ``-P``: without it ``-m`` puts the current directory first on the path, and run from a checkout that checkout's
+    workbench was the one timed on both sides of ``--against`` (found 2026-12-02: earlier rounds' before/after pairs
+    run from the project root timed the same code twice)."""
     assert TOOL_ENV is not None
     env = dict(TOOL_ENV, PYTHONPATH=os.pathsep.join(filter(None, [str(tree), TOOL_ENV.get("PYTHONPATH")])))
-    return timed([sys.executable, "-m", "workbench", *args], env=env, ok=ok)
+    return timed([sys.executable, "-P", "-m", "workbench", *args], env=env, ok=ok)
 
 
 def bytecode_line(repeat: int) -> str:
