@@ -9,9 +9,20 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from workbench.protocol.events import Done, Event, StepFailed, encode
 from workbench.protocol.lifetime import die_with_parent
 from workbench.protocol.spec import WorkerSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from workbench.protocol.events import Event
+
+
+def _import_the_rest() -> None:
+    # Beside the JVM's start (start_early): the session, its models and probes, and pyarrow.
+    import pyarrow  # noqa: F401
+
+    import workbench.protocol.events  # noqa: F401
+    import workbench.worker.session  # noqa: F401
 
 
 class EventStream:
@@ -19,11 +30,14 @@ class EventStream:
     a ``threads`` step's threads emit at once."""
 
     def __init__(self, stream: TextIO) -> None:
+        from workbench.protocol.events import encode
+
+        self._encode = encode
         self._stream = stream
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        line = encode(event)
+        line = self._encode(event)
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
@@ -33,12 +47,18 @@ def main(argv: list[str]) -> int:
     spec = WorkerSpec.read(Path(argv[1]))
     # Killed with the workbench, even by SIGKILL: nothing is left appending samples under PID 1.
     die_with_parent(spec.parent_pid)
-    emit = EventStream(os.fdopen(int(argv[2]), "w", encoding="utf-8"))
-    # Imported after the event stream exists: these load pyarrow and JPype, which can fail in a broken install.
+    stream = os.fdopen(int(argv[2]), "w", encoding="utf-8")
+    # The JVM first, the rest imported beside it (pyarrow and JPype can fail in a broken install: a traceback in
+    # the worker's log, and the run says the worker died).
+    from workbench.worker.jvm import start_early
+
+    early = start_early(spec, beside=_import_the_rest)
+    from workbench.protocol.events import Done, StepFailed
     from workbench.worker.session import Session, StepError
 
+    emit = EventStream(stream)
     try:
-        Session(spec, emit).run()
+        Session(spec, emit, early).run()
     except StepError as failure:
         emit(failure.event)
         return 3
