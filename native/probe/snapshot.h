@@ -63,6 +63,10 @@ const char *workbench_allocator_backend(void);
 /* Its `allocated` figure as workbench/probes/allocator.py reads it (jemalloc stats.allocated, glibc uordblks +
  * hblkhd, tcmalloc generic.current_allocated_bytes), in a few microseconds; 0 or -ENOTSUP (mimalloc, unknown). */
 int workbench_allocator_allocated(uint64_t *bytes);
+/* jemalloc's figures of a snapshot (workbench/probes/allocator.py, JemallocBackend.FIGURES, in that order) after
+ * one `epoch`, in one call: values[i] is set where bit i of the returned mask is (a key jemalloc did not answer is
+ * left out); -ENOTSUP for another allocator, -EINVAL when `max` is not the number of figures. */
+long long workbench_jemalloc_figures(int64_t *values, int max);
 /* Returns the blocks the calling thread's cache holds (freed, but counted in `allocated` until then) to the
  * allocator (jemalloc's thread.tcache.flush); 0, or -ENOTSUP for an allocator whose figure does not count them. */
 int workbench_allocator_flush_thread_cache(void);

@@ -194,6 +194,15 @@ class JemallocBackend:
     """jemalloc through ``mallctl``: write ``epoch`` to refresh, then read ``stats.*``."""
 
     STATS = ("allocated", "active", "metadata", "resident", "mapped", "retained")
+    # A snapshot's keys, and their C types, in the order the probe library's workbench_jemalloc_figures reads them.
+    FIGURES: tuple[tuple[str, type[ctypes._SimpleCData[int]]], ...] = (
+        *((f"stats.{name}", ctypes.c_size_t) for name in STATS),
+        ("arenas.narenas", ctypes.c_uint),
+        # All arenas merged (MALLCTL_ARENAS_ALL): freed pages kept for reuse, and what the threads' caches hold.
+        *((f"stats.arenas.4096.{name}", ctypes.c_size_t) for name in ("pdirty", "pmuzzy", "tcache_bytes", "base",
+                                                                        "internal")),
+        ("opt.dirty_decay_ms", ctypes.c_ssize_t),
+    )
 
     def __init__(self, library: ctypes.CDLL, path: str | None) -> None:
         self._mallctl = library.mallctl
@@ -201,6 +210,8 @@ class JemallocBackend:
         self._mallctl.argtypes = [
             ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p, ctypes.c_size_t,
         ]
+        # The figures read in one call of the probe library when it is loaded (read_figures_with), else from here.
+        self._figures: Callable[[], dict[str, int] | None] = self._read_figures
         self._stats_print = library.malloc_stats_print
         self._stats_print.argtypes = [_WRITE_CALLBACK, ctypes.c_void_p, ctypes.c_char_p]
         self._stats_print.restype = None
@@ -256,27 +267,38 @@ class JemallocBackend:
         value = ctypes.c_size_t()
         return int(value.value) if self._read(name, value) else None
 
-    def snapshot(self) -> AllocatorSnapshot:
+    def read_figures_with(self, figures: Callable[[], dict[str, int] | None]) -> None:
+        """Read a snapshot's figures (``FIGURES``: key -> value, a key jemalloc did not answer left out) with
+        ``figures``: the probe library's one call instead of fourteen through ctypes (~0.1 ms less a sample)."""
+        self._figures = figures
+
+    def _read_figures(self) -> dict[str, int] | None:
         epoch = ctypes.c_uint64(1)
         self._mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.sizeof(epoch))
-        stats = {name: self._read_size(f"stats.{name}") for name in self.STATS}
-        narenas = ctypes.c_uint()
-        raw = {"narenas": int(narenas.value)} if self._read("arenas.narenas", narenas) else {}
+        figures = {}
+        for key, kind in self.FIGURES:
+            value = kind()
+            if self._read(key, value):
+                figures[key] = int(value.value)
+        return figures
+
+    def snapshot(self) -> AllocatorSnapshot:
+        figures = self._figures() or {}
+        stats = {f"{name}_bytes": figures.get(f"stats.{name}") for name in self.STATS}
+        raw: dict[str, Any] = {"narenas": figures["arenas.narenas"]} if "arenas.narenas" in figures else {}
         # Of those, the workbench's own (its sampler's and snapshots' allocations: use_own_arena).
         raw["workbench_arenas"] = 0 if self._own_arena is None else 1
-        # All arenas merged (MALLCTL_ARENAS_ALL): freed pages kept for reuse, and what the threads' caches hold.
         for name, key in (("pdirty", "dirty_bytes"), ("pmuzzy", "muzzy_bytes")):
-            pages = self._read_size(f"stats.arenas.4096.{name}")
+            pages = figures.get(f"stats.arenas.4096.{name}")
             if pages is not None:
                 raw[key] = pages * self._page
         for name in ("tcache_bytes", "base", "internal"):
-            value = self._read_size(f"stats.arenas.4096.{name}")
+            value = figures.get(f"stats.arenas.4096.{name}")
             if value is not None:
                 raw[name if name.endswith("_bytes") else f"{name}_bytes"] = value
-        decay = ctypes.c_ssize_t()
-        if self._read("opt.dirty_decay_ms", decay):
-            raw["dirty_decay_ms"] = int(decay.value)
-        return AllocatorSnapshot(backend="jemalloc", **{f"{k}_bytes": v for k, v in stats.items()}, raw=raw)
+        if "opt.dirty_decay_ms" in figures:
+            raw["dirty_decay_ms"] = figures["opt.dirty_decay_ms"]
+        return AllocatorSnapshot(backend="jemalloc", **stats, raw=raw)
 
     def size_classes(self, raw: tuple[str, str] | None) -> list[SizeClass] | None:
         return size_classes(raw)

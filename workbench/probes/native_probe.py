@@ -18,12 +18,13 @@ import ctypes
 import json
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from workbench.probes._socket import ask, socket_dir
-from workbench.probes.allocator import AllocatorSnapshot, SizeClass
+from workbench.probes.allocator import AllocatorSnapshot, JemallocBackend, SizeClass
 from workbench.probes.process import Mapping
 
 TYPE_CHECKING = False
@@ -176,6 +177,11 @@ class SnapshotLibrary:
         library.workbench_allocator_allocated.restype = ctypes.c_int
         self._allocated = ctypes.c_uint64()
         library.workbench_allocator_flush_thread_cache.restype = ctypes.c_int
+        library.workbench_jemalloc_figures.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_int]
+        library.workbench_jemalloc_figures.restype = ctypes.c_longlong
+        self._figures = (ctypes.c_int64 * len(JemallocBackend.FIGURES))()
+        self._figure_keys = [key for key, _ in JemallocBackend.FIGURES]
+        self._figures_lock = threading.Lock()  # the sampler's thread and the snapshots' share the buffer
         library.workbench_size_classes.argtypes = [ctypes.POINTER(_SizeClass), ctypes.c_int]
         library.workbench_size_classes.restype = ctypes.c_int
         self._pools = self._with_gil.workbench_pymalloc_pools
@@ -265,6 +271,16 @@ class SnapshotLibrary:
         if self._library.workbench_allocator_allocated(ctypes.byref(self._allocated)) != 0:
             return None
         return int(self._allocated.value)
+
+    def jemalloc_figures(self) -> dict[str, int] | None:
+        """jemalloc's figures of a snapshot (``JemallocBackend.FIGURES``, a key it did not answer left out) after one
+        ``epoch``, read in one call; None when the allocator is not jemalloc."""
+        with self._figures_lock:
+            known = self._library.workbench_jemalloc_figures(self._figures, len(self._figures))
+            if known < 0:
+                return None
+            values = self._figures
+            return {key: values[i] for i, key in enumerate(self._figure_keys) if known >> i & 1}
 
     def flush_thread_cache(self) -> bool:
         """Give the blocks this thread freed but its allocator cache still holds back to the allocator (jemalloc:
