@@ -51,16 +51,14 @@ _SIDE_BY_SIDE = """
 import dataclasses, json, os, statistics, sys, time
 from pathlib import Path
 from workbench.protocol.spec import WorkerSpec
-from workbench.protocol.events import encode
-from workbench.worker.session import Session
-from workbench.probes import allocator as allocator_probe
-from workbench.probes.native_probe import SnapshotLibrary
+from workbench.worker.jvm import start_early
 spec = WorkerSpec.read(Path(sys.argv[1]))
 run_dir = Path(sys.argv[2])
 spec = dataclasses.replace(spec, run_dir=str(run_dir))
-session = Session(spec, lambda event: None if encode(event) else None)
-session.reader = SnapshotLibrary(Path(spec.probe_library))
-session.allocator_probe = allocator_probe.detect()
+early = start_early(spec, beside=lambda: None)  # as the worker starts (its probes, then the JVM)
+from workbench.protocol.events import encode
+from workbench.worker.session import Session
+session = Session(spec, lambda event: None if encode(event) else None, early)
 session._start_jvm()
 for step in session.scenario.steps[:3]:
     session._run_step(step, session.vectors)
