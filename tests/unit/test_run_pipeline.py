@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from workbench import _own_environment
 from workbench._errors import BadInput
 from workbench.probes.arrow import ArrowSnapshot
 from workbench.protocol import events, layout
@@ -39,6 +40,22 @@ def test_preload_environment_keeps_the_order_and_the_conf() -> None:
     assert env["ARROW_DEFAULT_MEMORY_POOL"] == "system"
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(Path(__file__).resolve().parents[2])
     assert allocator_preload(GLIBC) == []
+
+
+def test_what_the_workbench_set_for_itself_reaches_its_worker_and_not_a_program(monkeypatch: pytest.MonkeyPatch) \
+        -> None:
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    monkeypatch.setattr(_own_environment, "_set_here", set())
+    _own_environment.set_own_variables()
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+    assert preload_environment([], None, python=True)["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+    assert "PYDANTIC_DISABLE_PLUGINS" not in preload_environment([], None)
+    # The user's own setting is theirs: kept as it is, and a program inherits it.
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "logfire")
+    monkeypatch.setattr(_own_environment, "_set_here", set())
+    _own_environment.set_own_variables()
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == "logfire"
+    assert preload_environment([], None)["PYDANTIC_DISABLE_PLUGINS"] == "logfire"
 
 
 def test_preload_mismatch_names_what_was_asked_and_what_answers() -> None:

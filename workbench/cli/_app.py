@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from workbench._errors import WorkbenchError
+from workbench._own_environment import set_own_variables
 from workbench.cli import commands_take_interrupts
 
 _HELP = "Where a JVM's off-heap memory goes: Arrow, NMT, the allocator and the kernel, reconciled in one report."
@@ -81,6 +82,7 @@ def __getattr__(name: str) -> Any:
 def run_app(argv: list[str] | None) -> int:
     """The app on ``argv``; returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
+    set_own_variables()
     # Only the command asked for (`--help` and usage errors of the root see them all).
     app = build_app(args[0] if args and args[0] in _NAMES else None)
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench._errors import BadInput
+from workbench._own_environment import set_here
 from workbench.probes.allocator import ConfSetting
 from workbench.toolchain import settings as allocator_settings
 from workbench.toolchain.allocators import AllocatorChoice, check_allocator, ready_allocator
@@ -51,8 +52,13 @@ def preload_environment(preload: Sequence[Path], malloc_conf: str | None = None,
     (PYTHONMALLOC=malloc): Python's own objects then go through the measured allocator, whose mappings the ledger
     finds by address, instead of pymalloc's arenas, whose resident pages no statistic gives (measured on
     intvector-large under jemalloc, JDK 17: 1,490,944 B unexplained at 'closed' with pymalloc, 4,096 B without).
+    What the ``workbench`` command set for itself (``workbench._own_environment``) a Python child keeps and a
+    program does not get.
     """
     env = {key: kept for key, value in os.environ.items() if (kept := _inherited(key, value)) is not None}
+    if not python:
+        for key in set_here():
+            env.pop(key, None)
     if preload:
         env["LD_PRELOAD"] = ":".join(str(path) for path in preload)
     if malloc_conf:
