@@ -107,21 +107,25 @@ def _charts(browser: Any) -> list[Any]:
     return list(browser.find_elements(By.CSS_SELECTOR, "figure.chart"))
 
 
-# For every uPlot the page drew: each series' values that are not null, and how many of their points show the
-# series' own colour on the canvas at the point's position (read back from the canvas's pixels).
+# For every uPlot the page drew: each series' values that are not null, how many of their points show the series'
+# own colour on the canvas at the point's position (read back from the canvas's pixels), and how many are under a
+# series drawn after it in the same plot, at the same place (jemalloc's active and allocated are often equal: the
+# later line covers the earlier one there, which a CI run measured at 3 of 13 points of 'active').
 _DRAWN_POINTS = """
 const hex = c => [1, 3, 5].map(i => parseInt(c.slice(i, i + 2), 16));
 return window.workbenchCharts.map(chart => chart.plots.map(u => u.series.slice(1).map((series, k) => {
   const s = k + 1, stroke = hex(typeof series.stroke === "function" ? series.stroke(u, s) : series.stroke);
-  let values = 0, coloured = 0;
+  let values = 0, coloured = 0, covered = 0;
   u.data[s].forEach((y, i) => {
     if (y === null || y === undefined) return;
     values++;
     const x = Math.round(u.valToPos(u.data[0][i], "x", true)), py = Math.round(u.valToPos(y, series.scale, true));
     const pixel = u.ctx.getImageData(x, py, 1, 1).data;
     if (stroke.every((c, j) => Math.abs(c - pixel[j]) < 40) && pixel[3] > 200) coloured++;
+    else if (u.series.some((later, t) => t > s && later.show !== false && u.data[t][i] !== null &&
+             u.data[t][i] !== undefined && Math.abs(u.valToPos(u.data[t][i], later.scale, true) - py) <= 2)) covered++;
   });
-  return {label: series.label, values: values, coloured: coloured};
+  return {label: series.label, values: values, coloured: coloured, covered: covered};
 })));
 """
 
@@ -153,8 +157,11 @@ def test_html_page_draws_one_chart_per_layer_group_with_every_sample_and_snapsho
     for chart in drawn:
         for panel in chart:
             for series in panel:
-                # ...and every line is on the canvas, in its colour, at (nearly) all of its points.
-                assert series["values"] > 0 and series["coloured"] >= 0.8 * series["values"], series
+                # ...and every line is on the canvas, in its colour, at (nearly) all of its points that no later
+                # line covers (the last line of a plot: at all of them), and seen somewhere unless covered everywhere.
+                assert series["values"] > 0 and series["coloured"] + series["covered"] >= 0.8 * series["values"], \
+                    series
+                assert series["coloured"] > 0 or series["covered"] == series["values"], series
     # The page fills a screen and more: a visible report, not an error page.
     height = browser.execute_script("return document.documentElement.scrollHeight")
     assert height > 3000
