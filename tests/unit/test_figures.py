@@ -21,7 +21,7 @@ from workbench.figures import (
 )
 from workbench.probes.allocator import AllocatorInfo, AllocatorSnapshot
 from workbench.probes.nmt import parse_summary
-from workbench.probes.process_status import read_status
+from workbench.probes.process_status import StatusFile, read_status
 from workbench.protocol.samples import make_sample
 from workbench.report.timeline import schema, write_timeline
 from workbench.worker.sampler import Sampler
@@ -154,3 +154,26 @@ def test_the_status_reader_reads_the_kernels_two_lines_exactly() -> None:
         assert "VmRSS" not in Path(f"/proc/{zombie.pid}/status").read_text() and read_status(zombie.pid) == {}
     finally:
         zombie.wait()
+
+
+def test_the_samplers_open_statm_reads_each_time_what_the_kernel_counts_now() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdin.readline(); "
+                              "block = bytearray(64 << 20); print(flush=True); time.sleep(30)"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    status = StatusFile(child.pid)
+    try:
+        time.sleep(0.3)
+        before = status.read()
+        assert before == read_status(child.pid)
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write("\n")
+        child.stdin.flush()
+        child.stdout.readline()  # 64 MiB allocated and zeroed (touched) by now
+        after = status.read()
+        assert after == read_status(child.pid)
+        # The same open file, read again: the 64 MiB block is in it (bytearray writes its zeros: every page).
+        assert after["anon_rss_bytes"] - before["anon_rss_bytes"] >= 64 << 20
+    finally:
+        child.kill()
+        child.wait()
+        status.close()

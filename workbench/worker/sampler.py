@@ -11,7 +11,7 @@ from typing import Any, Callable
 from workbench._files import appending
 from workbench.probes.allocator import Backend, enter_own_arena
 from workbench.probes.nmt import parse_summary
-from workbench.probes.process_status import read_status
+from workbench.probes.process_status import StatusFile
 from workbench.protocol.samples import make_sample
 
 
@@ -37,6 +37,7 @@ class Sampler:
         self.samples = 0
         self.cost_s = 0.0
         self.failure: BaseException | None = None  # what ended the thread early; the run fails with it
+        self._status: StatusFile | None = None  # /proc/self/statm, open from the first sample on
 
     def start(self) -> None:
         self._thread.start()
@@ -44,6 +45,8 @@ class Sampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        if self._status is not None:
+            self._status.close()
 
     def _sample(self, count: int) -> dict[str, Any]:
         began = time.perf_counter()
@@ -51,7 +54,9 @@ class Sampler:
         t_ms = round((began - self._started) * 1000, 3)
         step = self._current_step()
         nmt = parse_summary(self._nmt_text()) if self._nmt_text is not None and count % self._nmt_every == 0 else None
-        sample = make_sample(t_ms, step, read_status(), self._arrow_allocated(), allocator, nmt)
+        if self._status is None:
+            self._status = StatusFile()
+        sample = make_sample(t_ms, step, self._status.read(), self._arrow_allocated(), allocator, nmt)
         sample["cost_us"] = round((time.perf_counter() - began) * 1e6, 1)
         return sample
 
