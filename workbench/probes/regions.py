@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from workbench.probes.glibc_chunks import FindChunks, GlibcChunks
+from workbench.protocol import layout
 from workbench.probes.pages import anonymous_bytes
 from workbench.probes.process import Mapping, parse_smaps
 from workbench.probes.thread_stacks import CachedStacks, ended_thread_stack, has_stack_shape
@@ -26,10 +27,8 @@ from workbench.probes.thread_stacks import CachedStacks, ended_thread_stack, has
 JvmOwner = Literal["java-heap", "class-space", "metaspace", "code", "gc", "cds", "thread-stacks", "jvm-other"]
 RegionSource = Literal["system-map", "start-up-log", "codecache", "metaspace", "stack-pointer"]
 
-# The file the JVM logs its heap and class space ranges into, in the run directory (the worker's working directory).
-REGIONS_LOG = "jvm-regions.log"
-# pagesize=info: where the GC's own tables (card table, block offset table, mark bitmaps) are reserved.
-REGIONS_LOG_OPTION = f"-Xlog:gc+heap+coops=debug,gc+metaspace=info,pagesize=info:file={REGIONS_LOG}"
+# The JVM's log of its heap and class space ranges, in the run directory, and the option that writes it.
+REGIONS_LOG, REGIONS_LOG_OPTION = layout.REGIONS_LOG, layout.REGIONS_LOG_OPTION
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ TIMELINE = "timeline.parquet"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 HS_ERR_GLOB = "hs_err_pid*.log"
+# The file the JVM logs its heap and class space ranges into (the worker's working directory is the run directory);
+# pagesize=info: where the GC's own tables (card table, block offset table, mark bitmaps) are reserved.
+REGIONS_LOG = "jvm-regions.log"
+REGIONS_LOG_OPTION = f"-Xlog:gc+heap+coops=debug,gc+metaspace=info,pagesize=info:file={REGIONS_LOG}"
 # Raw text each snapshot's figures came from: <kind>/<label>.<suffix>
 RAW_KINDS = ("smaps", "nmt", "allocator", "regions")
 

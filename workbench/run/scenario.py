@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.probes.regions import REGIONS_LOG_OPTION
+from workbench.protocol import layout
 from workbench.protocol.spec import WorkerSpec
 from workbench.run.environment import (
     CheckedSettings, allocator_environment, allocator_preload, check_allocator_settings, malloc_conf_finding, preload_environment,
@@ -117,7 +117,7 @@ def prepare(request: RunRequest) -> PreparedRun:
         # A native crash's report goes into the run directory (the worker runs there).
         "-XX:ErrorFile=hs_err_pid%p.log",
         # The Java heap's and the class space's ranges, for the ledger's attribution by address (probes/regions.py).
-        REGIONS_LOG_OPTION,
+        layout.REGIONS_LOG_OPTION,
         *scenario.jvm.options,
     ]
     buffers = request.profile_buffers or scenario.profile == "buffers"
