@@ -152,6 +152,11 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
 
         profiling = Profiling.start(classpath, run.profile_interval, run.profile_buffers)
     jvm_options = [*run.jvm_options, *([profiling.option()] if profiling else [])]
+    if profiling is not None:
+        from workbench.protocol.callsites import PROFILE_DIR
+
+        # Where the agent (started with the JVM, before the worker's session exists) writes its recording and log.
+        (run_dir.path / PROFILE_DIR).mkdir(exist_ok=True)
     WorkerSpec(
         scenario=run.scenario.model_dump(mode="json", by_alias=True),
         java_home=str(run.jdk.home),
