@@ -55,7 +55,7 @@ from workbench.worker.jvm import start_early
 spec = WorkerSpec.read(Path(sys.argv[1]))
 run_dir = Path(sys.argv[2])
 spec = dataclasses.replace(spec, run_dir=str(run_dir))
-early = start_early(spec, beside=lambda: None)  # as the worker starts (its probes, then the JVM)
+early = start_early(spec, imports=lambda: None)  # as the worker starts (its probes, then the JVM)
 from workbench.protocol.events import encode
 from workbench.worker.session import Session
 session = Session(spec, lambda event: None if encode(event) else None, early)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def _import_the_rest() -> None:
-    # Beside the JVM's start (start_early): the session, its models and probes, and pyarrow.
+    # Before the JVM's start (start_early): the session, its models and probes, and pyarrow.
     import pyarrow  # noqa: F401
 
     import workbench.protocol.events  # noqa: F401
@@ -48,11 +48,11 @@ def main(argv: list[str]) -> int:
     # Killed with the workbench, even by SIGKILL: nothing is left appending samples under PID 1.
     die_with_parent(spec.parent_pid)
     stream = os.fdopen(int(argv[2]), "w", encoding="utf-8")
-    # The JVM first, the rest imported beside it (pyarrow and JPype can fail in a broken install: a traceback in
-    # the worker's log, and the run says the worker died).
+    # The probes, the imports, the JVM (pyarrow and JPype can fail in a broken install: a traceback in the worker's
+    # log, and the run says the worker died).
     from workbench.worker.jvm import start_early
 
-    early = start_early(spec, beside=_import_the_rest)
+    early = start_early(spec, imports=_import_the_rest)
     from workbench.protocol.events import Done, StepFailed
     from workbench.worker.session import Session, StepError
 

@@ -198,7 +198,7 @@ class Session:
                                            step=index, step_kind=kind)) from exc
 
     def _start_jvm(self) -> None:
-        """The JVM, started by start_early before this session's modules were imported, made ready for the steps."""
+        """The JVM, started by start_early, made ready for the steps."""
         level = self.scenario.jvm.nmt
         keep_link = self.scenario.jvm.jpype_gc_link
         self.early.jvm_started()
@@ -214,7 +214,7 @@ class Session:
             nmt_text = str(self.NativeMemory.query("summary"))
             self.nmt_enabled = parse_summary(nmt_text) is not None
             nmt = level if self.nmt_enabled else f"off: {nmt_text.strip()}"
-        import pyarrow  # imported beside the JVM's start (worker.__main__)
+        import pyarrow  # imported before the JVM's start (worker.__main__)
 
         self.emit(JvmStarted(
             version=str(system.getProperty("java.runtime.version")),
