@@ -50,15 +50,18 @@ def snapshot_cost(snapshots: int) -> list[float]:
 _SIDE_BY_SIDE = """
 import dataclasses, json, os, statistics, sys, time
 from pathlib import Path
+sys.modules.setdefault("numpy", None)  # as the worker has it (workbench/worker/__main__.py)
 from workbench.protocol.spec import WorkerSpec
-from workbench.worker.jvm import start_early
+from workbench.protocol.events import encode
+from workbench.worker.session import Session
+from workbench.probes import allocator as allocator_probe
+from workbench.probes.native_probe import SnapshotLibrary
 spec = WorkerSpec.read(Path(sys.argv[1]))
 run_dir = Path(sys.argv[2])
 spec = dataclasses.replace(spec, run_dir=str(run_dir))
-early = start_early(spec, imports=lambda: None)  # as the worker starts (its probes, then the JVM)
-from workbench.protocol.events import encode
-from workbench.worker.session import Session
-session = Session(spec, lambda event: None if encode(event) else None, early)
+session = Session(spec, lambda event: None if encode(event) else None)
+session.reader = SnapshotLibrary(Path(spec.probe_library))
+session.allocator_probe = allocator_probe.detect()
 session._start_jvm()
 for step in session.scenario.steps[:3]:
     session._run_step(step, session.vectors)

@@ -9,20 +9,14 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from workbench.protocol.lifetime import die_with_parent
-from workbench.protocol.spec import WorkerSpec
+# numpy is never imported in this process: JPype and pyarrow import it when it is installed (0.1 s, and OpenBLAS's
+# thread with its stack and buffers in the measured process), and nothing the worker runs uses it (pyarrow's compute
+# and its JVM bridge work without it). Set before anything imports JPype (the events import the probes).
+sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # Python's own way to make an import fail
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from workbench.protocol.events import Event
-
-
-def _import_the_rest() -> None:
-    # Before the JVM's start (start_early): the session, its models and probes, and pyarrow.
-    import pyarrow  # noqa: F401
-
-    import workbench.protocol.events  # noqa: F401
-    import workbench.worker.session  # noqa: F401
+from workbench.protocol.events import Done, Event, StepFailed, encode  # noqa: E402
+from workbench.protocol.lifetime import die_with_parent  # noqa: E402
+from workbench.protocol.spec import WorkerSpec  # noqa: E402
 
 
 class EventStream:
@@ -30,14 +24,11 @@ class EventStream:
     a ``threads`` step's threads emit at once."""
 
     def __init__(self, stream: TextIO) -> None:
-        from workbench.protocol.events import encode
-
-        self._encode = encode
         self._stream = stream
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        line = self._encode(event)
+        line = encode(event)
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
@@ -47,18 +38,12 @@ def main(argv: list[str]) -> int:
     spec = WorkerSpec.read(Path(argv[1]))
     # Killed with the workbench, even by SIGKILL: nothing is left appending samples under PID 1.
     die_with_parent(spec.parent_pid)
-    stream = os.fdopen(int(argv[2]), "w", encoding="utf-8")
-    # The probes, the imports, the JVM (pyarrow and JPype can fail in a broken install: a traceback in the worker's
-    # log, and the run says the worker died).
-    from workbench.worker.jvm import start_early
-
-    early = start_early(spec, imports=_import_the_rest)
-    from workbench.protocol.events import Done, StepFailed
+    emit = EventStream(os.fdopen(int(argv[2]), "w", encoding="utf-8"))
+    # Imported after the event stream exists: these load pyarrow and JPype, which can fail in a broken install.
     from workbench.worker.session import Session, StepError
 
-    emit = EventStream(stream)
     try:
-        Session(spec, emit, early).run()
+        Session(spec, emit).run()
     except StepError as failure:
         emit(failure.event)
         return 3

@@ -59,7 +59,6 @@ from workbench.scenario.model import (
     TransferSpec,
 )
 from workbench.worker.profiler import recorder_for
-from workbench.worker.jvm import EarlyStart
 from workbench.worker.sampler import Sampler
 from workbench.protocol.spec import WorkerSpec
 
@@ -109,9 +108,8 @@ def requested_bytes(vector_type: str, count: int, bytes_per_value: int = 8) -> i
 
 
 class Session:
-    def __init__(self, spec: WorkerSpec, emit: Emit, early: EarlyStart) -> None:
+    def __init__(self, spec: WorkerSpec, emit: Emit) -> None:
         self.spec = spec
-        self.early = early
         self.scenario = Scenario.model_validate(spec.scenario)
         self.emit = emit
         self.started = time.perf_counter()
@@ -136,15 +134,20 @@ class Session:
         self._raw_dirs: set[str] = set()  # raw kinds whose folder exists
         # The region texts last written, by source: their parts (the very objects) and the file they went into.
         self._written_texts: dict[str, tuple[list[bytes], Path]] = {}
-        self.reader: SnapshotLibrary | None = early.reader
-        self.allocator_probe = early.allocator
+        self.reader: SnapshotLibrary | None = None
         self.recorder = recorder_for(spec, self.roots)  # --profile: marks on async-profiler's recording
         self._warming = False  # the warm-up's snapshots are marked nowhere
         self._warmed_before_first = False  # the late warm-up (see _step_snapshot) is done
         self._sampling = threading.Lock()  # a sample or a snapshot, never both at once (see Sampler)
 
     def run(self) -> None:
-        probe = self.allocator_probe  # detected, and the reader loaded, before the JVM started (EarlyStart)
+        # Loaded before the JVM starts its threads (the library reads its environment once, at load).
+        if self.spec.probe_library is not None:
+            self.reader = SnapshotLibrary(Path(self.spec.probe_library))
+        probe = allocator_probe.detect()
+        if self.reader is not None and isinstance(probe, allocator_probe.JemallocBackend):
+            probe.read_figures_with(self.reader.jemalloc_figures)  # one call of the library instead of fourteen
+        self.allocator_probe = probe
         settings = allocator_probe.conf_settings(probe, os.environ.get("MALLOC_CONF"))
         self.emit(AllocatorDetected(**{**asdict(probe.info), "settings": settings}))
         self._start_jvm()
@@ -198,10 +201,27 @@ class Session:
                                            step=index, step_kind=kind)) from exc
 
     def _start_jvm(self) -> None:
-        """The JVM, started by start_early, made ready for the steps."""
         level = self.scenario.jvm.nmt
+        # JDKs that only read the NMT level from the launcher's environment variable (JDK-8256844, before 18).
+        if level != "off":
+            os.environ[f"NMT_LEVEL_{os.getpid()}"] = level
+        # JPype registers its GC link (native/common/jp_gc.cpp: System.gc() when a mallinfo() prediction passes a
+        # limit) as a Python gc callback during startJVM, twice. mallinfo() answers 0 under allocators that do not
+        # export it, so the link makes the Java heap depend on the allocator; with Python's collector off during
+        # start-up it cannot fire before it is removed (tcmalloc's real mallinfo fires it during start-up).
         keep_link = self.scenario.jvm.jpype_gc_link
-        self.early.jvm_started()
+        if not keep_link:
+            gc.disable()
+        try:
+            jpype.startJVM(
+                self.spec.jvm_library, *self.spec.jvm_options, classpath=self.spec.classpath, convertStrings=False
+            )
+        finally:
+            if not keep_link:
+                import _jpype
+
+                gc.callbacks[:] = [c for c in gc.callbacks if c is not _jpype._collect]
+                gc.enable()
         system = jpype.JClass("java.lang.System")
         self.NativeMemory = jpype.JClass("workbench.jvm.NativeMemory")
         self.Kernels = jpype.JClass("workbench.jvm.IntVectorKernels")
@@ -214,7 +234,7 @@ class Session:
             nmt_text = str(self.NativeMemory.query("summary"))
             self.nmt_enabled = parse_summary(nmt_text) is not None
             nmt = level if self.nmt_enabled else f"off: {nmt_text.strip()}"
-        import pyarrow  # imported before the JVM's start (worker.__main__)
+        import pyarrow
 
         self.emit(JvmStarted(
             version=str(system.getProperty("java.runtime.version")),
