@@ -132,3 +132,13 @@ def test_jdk25_gets_its_netty_options_and_nmt_is_parsed(tmp_path: Path) -> None:
     assert snaps["allocated"]["arrow"]["allocated_bytes"] == 524288
     assert snaps["allocated"]["deltas"]["nmt.categories.Other.committed_bytes"] >= NETTY_CHUNK
     assert report["checks"]["zero_copy"] is True and report["checks"]["sum"] == 9_999_900_000
+
+
+def test_the_worker_runs_without_numpy(jemalloc_report: dict[str, Any]) -> None:
+    # The baseline's raw maps: every file the worker has mapped. JPype and pyarrow would import numpy (and map its
+    # OpenBLAS) if the worker let them; their own libraries are there, numpy's are not.
+    raw = (Path(jemalloc_report["run_dir"]) / "smaps" / "baseline.txt").read_text()
+    files = {line.split()[-1] for line in raw.splitlines() if line[:1].isalnum() and "/" in line.split()[-1]}
+    assert any(path.endswith(".so") and "/_jpype" in path for path in files), sorted(files)
+    assert any("/pyarrow/" in path for path in files)
+    assert not [path for path in files if "numpy" in path]
