@@ -108,24 +108,39 @@ def _charts(browser: Any) -> list[Any]:
 
 
 # For every uPlot the page drew: each series' values that are not null, how many of their points show the series'
-# own colour on the canvas at the point's position (read back from the canvas's pixels), and how many are under a
-# series drawn after it in the same plot, at the same place (jemalloc's active and allocated are often equal: the
-# later line covers the earlier one there, which a CI run measured at 3 of 13 points of 'active').
+# own colour, opaque, on the canvas within a pixel of the point's position (read back from the canvas's pixels: a
+# point on the plot's edge is half-covered at its exact pixel), and how many are under a series drawn after it in the
+# same plot, at the same place (jemalloc's active and allocated are often equal: the later line covers the earlier
+# one there, which a CI run measured at 3 of 13 points of 'active'). And per snapshot, the share of the plot's height
+# at the snapshot's x that shows the dashed line's grey.
 _DRAWN_POINTS = """
 const hex = c => [1, 3, 5].map(i => parseInt(c.slice(i, i + 2), 16));
-return window.workbenchCharts.map(chart => chart.plots.map(u => u.series.slice(1).map((series, k) => {
-  const s = k + 1, stroke = hex(typeof series.stroke === "function" ? series.stroke(u, s) : series.stroke);
-  let values = 0, coloured = 0, covered = 0;
-  u.data[s].forEach((y, i) => {
-    if (y === null || y === undefined) return;
-    values++;
-    const x = Math.round(u.valToPos(u.data[0][i], "x", true)), py = Math.round(u.valToPos(y, series.scale, true));
-    const pixel = u.ctx.getImageData(x, py, 1, 1).data;
-    if (stroke.every((c, j) => Math.abs(c - pixel[j]) < 40) && pixel[3] > 200) coloured++;
-    else if (u.series.some((later, t) => t > s && later.show !== false && u.data[t][i] !== null &&
-             u.data[t][i] !== undefined && Math.abs(u.valToPos(u.data[t][i], later.scale, true) - py) <= 2)) covered++;
-  });
-  return {label: series.label, values: values, coloured: coloured, covered: covered};
+const near = (pixels, rgb) => {
+  for (let p = 0; p < pixels.length; p += 4)
+    if (rgb.every((c, j) => Math.abs(c - pixels[p + j]) < 40) && pixels[p + 3] > 200) return true;
+  return false;
+};
+return window.workbenchCharts.map(chart => chart.plots.map(u => ({
+  series: u.series.slice(1).map((series, k) => {
+    const s = k + 1, stroke = hex(typeof series.stroke === "function" ? series.stroke(u, s) : series.stroke);
+    let values = 0, coloured = 0, covered = 0;
+    u.data[s].forEach((y, i) => {
+      if (y === null || y === undefined) return;
+      values++;
+      const x = Math.round(u.valToPos(u.data[0][i], "x", true)), py = Math.round(u.valToPos(y, series.scale, true));
+      if (near(u.ctx.getImageData(x - 1, py - 1, 3, 3).data, stroke)) coloured++;
+      else if (u.series.some((later, t) => t > s && later.show !== false && u.data[t][i] !== null &&
+               u.data[t][i] !== undefined && Math.abs(u.valToPos(u.data[t][i], later.scale, true) - py) <= 2)) covered++;
+    });
+    return {label: series.label, values: values, coloured: coloured, covered: covered};
+  }),
+  snapshot_lines: arguments[0].map(seconds => {
+    const x = Math.round(u.valToPos(seconds, "x", true)), top = Math.round(u.bbox.top), height = Math.round(u.bbox.height);
+    const column = u.ctx.getImageData(x, top, 1, height).data;
+    let grey = 0;
+    for (let p = 0; p < column.length; p += 4) if (near(column.slice(p, p + 4), [0x99, 0x99, 0x99])) grey++;
+    return grey / height;
+  }),
 })));
 """
 
@@ -148,15 +163,17 @@ def test_html_page_draws_one_chart_per_layer_group_with_every_sample_and_snapsho
             assert box[0] > 300 and box[1] > 150, box
         labels = [span.text for span in figure.find_elements(By.CSS_SELECTOR, ".snapshot-labels span")]
         assert labels == LABELS
-    drawn = browser.execute_script(_DRAWN_POINTS)
+    drawn = browser.execute_script(_DRAWN_POINTS, [s.t_ms / 1000 for s in jemalloc_run.report.snapshots])
     assert len(drawn) == CHART_COUNT
     samples = read_samples(jemalloc_run.run_dir / "samples.jsonl")
-    process_rss = drawn[0][0][0]
+    process_rss = drawn[0][0]["series"][0]
     # The RSS line has a point for every sample of the run (the sampler reads it every time)...
     assert process_rss["label"] == "RSS" and process_rss["values"] == len(samples) > 10
     for chart in drawn:
         for panel in chart:
-            for series in panel:
+            # A dashed line at every snapshot, on every panel: 4 px drawn, 3 px not, under the series.
+            assert all(0.3 < share < 0.7 for share in panel["snapshot_lines"]), panel["snapshot_lines"]
+            for series in panel["series"]:
                 # ...and every line is on the canvas, in its colour, at (nearly) all of its points that no later
                 # line covers (the last line of a plot: at all of them), and seen somewhere unless covered everywhere.
                 assert series["values"] > 0 and series["coloured"] + series["covered"] >= 0.8 * series["values"], \

@@ -1,5 +1,6 @@
 // The timeline charts of report.html, drawn with the inlined uPlot from the JSON in #timeline-data: one figure per
-// layer group, one uPlot per panel, dashed lines at the snapshots and their labels above the first panel. Text from
+// layer group, one uPlot per panel, dashed lines at the snapshots (drawn under the series) and their labels above the
+// first panel. Text from
 // the scenario (the labels) is set as textContent, never as markup.
 (function () {
   "use strict";
@@ -20,10 +21,12 @@
     var ctx = u.ctx, ratio = window.devicePixelRatio || 1;
     ctx.save();
     ctx.strokeStyle = "#999";
-    ctx.lineWidth = ratio;
+    ctx.lineWidth = Math.round(ratio);
     ctx.setLineDash([4 * ratio, 3 * ratio]);
+    // An odd width is drawn on a pixel's centre, or it smears over two pixels at half strength.
+    var crisp = (ctx.lineWidth % 2) / 2;
     data.snapshots.forEach(function (snapshot) {
-      var x = Math.round(u.valToPos(snapshot.seconds, "x", true));
+      var x = Math.round(u.valToPos(snapshot.seconds, "x", true)) + crisp;
       ctx.beginPath();
       ctx.moveTo(x, u.bbox.top);
       ctx.lineTo(x, u.bbox.top + u.bbox.height);
@@ -70,7 +73,7 @@
           return { label: series.label, stroke: color, width: 1.5, spanGaps: true,
                    points: { show: series.points, size: 6, fill: color } };
         })),
-        hooks: { draw: [snapshotLines] },
+        hooks: { drawAxes: [snapshotLines] }, // under the lines: a snapshot's line never hides a sample
       };
       var columns = [panel.seconds].concat(panel.series.map(function (series) { return series.values; }));
       var plot = new uPlot(options, columns, figure);
