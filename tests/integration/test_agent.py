@@ -185,6 +185,35 @@ def test_agent_nmt_text_of_jdk25_parses(jar_and_classpath: tuple[str, str], jema
     assert not agent_socket(run.pid, probe_dir).exists()
 
 
+@pytest.mark.parametrize("jdk", ["17", "25"])
+def test_agent_reads_the_management_beans_without_loading_the_platform_components(
+        jdk: str, jar_and_classpath: tuple[str, str], probe_dir: Path, tmp_path: Path) -> None:
+    # ManagementFactory's own lookup loads every platform component and its providers first (80 ms of the start
+    # snapshot that `workbench exec` holds the program for, measured on JDK 17); the agent takes the same beans from
+    # sun.management.ManagementFactoryHelper, opened to it through Instrumentation.
+    if jdk == "25" and not JDK25.exists():
+        pytest.skip(f"JDK 25 is not installed at {JDK25}")
+    java, extra = (JAVA17, ()) if jdk == "17" else (JAVA25, JDK25_FLAGS)
+    classes = tmp_path / "classes.txt"
+    with example(java, jar_and_classpath, probe_dir=probe_dir, sleep_ms=2000,
+                 jvm_flags=("-XX:NativeMemoryTracking=summary", f"-Xlog:class+load:file={classes}", *extra)) as run:
+        run.wait_for_allocated()
+        stats = query_when_listening(run.pid, directory=probe_dir)
+        exit_code = run.finish()
+
+    loaded = classes.read_text()
+    assert "sun.management.ManagementFactoryHelper " in loaded
+    assert "java.lang.management.PlatformComponent" not in loaded
+    collectors = ["G1 Young Generation", "G1 Old Generation"] + (["G1 Concurrent GC"] if jdk == "25" else [])
+    assert [gc["name"] for gc in stats["gc"]] == collectors
+    assert {"direct", "mapped"} <= stats["buffer_pools"].keys()
+    if jdk == "17":  # Netty's chunk is a direct ByteBuffer there (on 25 Netty allocates it without one)
+        assert NETTY_CHUNK <= stats["buffer_pools"]["direct"]["total_capacity_bytes"] < NETTY_CHUNK + 1 * MIB
+    assert 0 < stats["heap"]["used_bytes"] <= stats["heap"]["committed_bytes"]
+    assert stats["threads"] >= 2 and stats["t_ms"] > 0
+    assert exit_code == 0 and b"workbench-agent" not in run.stderr
+
+
 def test_agent_without_nmt_answers_null_and_says_why_at_the_dir_it_was_given(
         jar_and_classpath: tuple[str, str], probe_dir: Path, tmp_path: Path) -> None:
     # The agent argument wins over WORKBENCH_PROBE_DIR (which points elsewhere here).

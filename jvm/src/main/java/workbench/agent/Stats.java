@@ -3,7 +3,6 @@ package workbench.agent;
 import java.lang.management.BufferPoolMXBean;
 import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
-import java.lang.management.MemoryMXBean;
 import java.lang.management.MemoryUsage;
 import java.lang.instrument.Instrumentation;
 import java.util.Map;
@@ -31,17 +30,21 @@ final class Stats {
     /** Given by premain or agentmain: lets the agent open the JDK's diagnostic command to itself. */
     static volatile Instrumentation instrumentation;
     private static boolean directTried;
+    private static boolean opened;
     private static DirectDiagnosticCommand diagnosticCommand;
+    private static PlatformBeans beans;
 
     private Stats() {}
 
     static String collect() {
+        DirectDiagnosticCommand direct = direct(); // first: it opens sun.management, which the beans come from
+        PlatformBeans beans = beans();
         Json json = new Json().beginObject();
         json.field("pid", ProcessHandle.current().pid());
-        json.field("t_ms", ManagementFactory.getRuntimeMXBean().getUptime());
-        nmt(json);
+        json.field("t_ms", beans.runtime.getUptime());
+        nmt(json, direct);
         json.key("buffer_pools").beginObject();
-        for (BufferPoolMXBean pool : ManagementFactory.getPlatformMXBeans(BufferPoolMXBean.class)) {
+        for (BufferPoolMXBean pool : beans.bufferPools) {
             json.key(pool.getName()).beginObject()
                     .fieldOrNull("count", pool.getCount())
                     .fieldOrNull("memory_used_bytes", pool.getMemoryUsed())
@@ -49,11 +52,10 @@ final class Stats {
                     .endObject();
         }
         json.endObject();
-        MemoryMXBean memory = ManagementFactory.getMemoryMXBean();
-        usage(json.key("heap"), memory.getHeapMemoryUsage());
-        usage(json.key("non_heap"), memory.getNonHeapMemoryUsage());
+        usage(json.key("heap"), beans.memory.getHeapMemoryUsage());
+        usage(json.key("non_heap"), beans.memory.getNonHeapMemoryUsage());
         json.key("gc").beginArray();
-        for (GarbageCollectorMXBean gc : ManagementFactory.getGarbageCollectorMXBeans()) {
+        for (GarbageCollectorMXBean gc : beans.collectors) {
             json.beginObject()
                     .field("name", gc.getName())
                     .fieldOrNull("count", gc.getCollectionCount())
@@ -61,7 +63,7 @@ final class Stats {
                     .endObject();
         }
         json.endArray();
-        json.field("threads", ManagementFactory.getThreadMXBean().getThreadCount());
+        json.field("threads", beans.threads.getThreadCount());
         json.field("java_version", System.getProperty("java.version"));
         json.field("vm_name", System.getProperty("java.vm.name"));
         return json.endObject().toString();
@@ -70,10 +72,9 @@ final class Stats {
     /** NMT read in-process: about 10 ms through the JDK's diagnostic command directly, where the first call
      * through the DiagnosticCommand MBean spends 200-300 ms building the platform MBean server (that cost was most
      * of what the program waited for its start snapshot) and jcmd starts a JVM of its own. */
-    private static void nmt(Json json) {
+    private static void nmt(Json json, DirectDiagnosticCommand direct) {
         String text;
         try {
-            DirectDiagnosticCommand direct = direct();
             text = direct != null ? direct.execute(NMT_COMMAND)
                     : (String) ManagementFactory.getPlatformMBeanServer().invoke(
                             new ObjectName("com.sun.management:type=DiagnosticCommand"), "vmNativeMemory",
@@ -112,8 +113,16 @@ final class Stats {
         } catch (RuntimeException refused) {
             return null;
         }
+        opened = true;
         diagnosticCommand = DirectDiagnosticCommand.open(jdkManagement);
         return diagnosticCommand;
+    }
+
+    private static synchronized PlatformBeans beans() {
+        if (beans == null) {
+            beans = PlatformBeans.lookUp(opened);
+        }
+        return beans;
     }
 
     private static void usage(Json json, MemoryUsage usage) {
