@@ -64,6 +64,38 @@ def _snapshot_adapter() -> TypeAdapter[Snapshot]:
     return TypeAdapter(Snapshot)
 
 
+@dataclass(frozen=True)
+class Captured:
+    """A full snapshot as read (ExternalSampler.capture), before its replies are validated and its text written."""
+
+    label: str
+    t_ms: float
+    cost_ms: float
+    process: ProcessSnapshot
+    smaps: str
+    agent: dict[str, Any] | None
+    probe: dict[str, Any] | None
+    jcmd_nmt: NmtSummary | None = None  # attach without an agent: NMT as jcmd printed it
+
+
+@dataclass(frozen=True)
+class RawSample:
+    """A timeline sample as read (ExternalSampler._ask_sample), before its replies are validated."""
+
+    t_ms: float
+    status: dict[str, int]
+    probe: dict[str, Any] | None
+    agent: dict[str, Any] | None
+    jcmd_nmt: NmtSummary | None
+    with_nmt: bool  # one sample in nmt_every reads NMT
+    read_s: float  # what reading it took
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
+
+
 @dataclass
 class ExternalSampler:
     """Samples one process; its snapshots and samples go to ``run_dir`` as they are taken."""
@@ -86,37 +118,70 @@ class ExternalSampler:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _raw_fd: int | None = None  # where the reader writes a snapshot's raw text (a memfd), read back for its file
+    # Set once what reading the replies needs (pydantic's models) is imported: `exec` imports it in the background
+    # after the program's release, and until then snapshots and samples are read and kept as they came, completed
+    # (validated, written) in order once it is set or at the end (finish). Set from the start unless given.
+    ready: threading.Event = field(default_factory=lambda: _set(threading.Event()))
+    _pending: list[Captured] = field(default_factory=list)  # taken, not completed yet: the next in `snapshots`
+    _latest_captured: Captured | None = None  # the latest periodic one, not completed yet
 
     def t_ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 3)
 
-    # The layers, each None when its source does not answer (the program exited, no probe, no agent).
-    def _allocator(self) -> AllocatorSnapshot | None:
+    # The layers, each None when its source does not answer (the program exited, no probe, no agent). Each is asked
+    # (_ask_*: its raw reply, nothing imported) and then read (_allocator_of, _jvm_of: validated by pydantic's
+    # models), so that the start snapshot, which the program is held for, asks only and is read after the release.
+    def _ask_probe(self) -> dict[str, Any] | None:
+        try:
+            return native_probe.query(self.pid, "stats", timeout=1.0)
+        except native_probe.ProbeUnavailable:
+            return None
+
+    def _allocator_of(self, reply: dict[str, Any] | None) -> AllocatorSnapshot | None:
+        if reply is None:
+            return None
         from workbench.protocol.replies import BadReply, probe_stats
 
         try:
-            stats = probe_stats(native_probe.query(self.pid, "stats", timeout=1.0))
-        except (native_probe.ProbeUnavailable, BadReply):
+            stats = probe_stats(reply)
+        except BadReply:
             return None
         self.sources["allocator"] = "probe"
         if self.allocator_info is None:
             self.allocator_info = {"backend": stats.backend, "version": stats.version, "library": stats.library}
         return native_probe.snapshot_from_stats(stats)
 
-    def _jvm(self) -> tuple[NmtSummary | None, dict[str, Any] | None, str | None]:
+    def _allocator(self) -> AllocatorSnapshot | None:
+        return self._allocator_of(self._ask_probe())
+
+    def _ask_agent(self) -> dict[str, Any] | None:
         if self.use_jcmd:
-            return self._jcmd_nmt(), None, None
+            return None
+        try:
+            return jvm_agent.query_agent(self.pid, "stats", timeout=2.0)
+        except jvm_agent.AgentUnavailable:
+            return None
+
+    def _jvm_of(self, reply: dict[str, Any] | None,
+                jcmd_nmt: NmtSummary | None = None) -> tuple[NmtSummary | None, dict[str, Any] | None, str | None]:
+        if self.use_jcmd:
+            return jcmd_nmt, None, None
+        if reply is None:
+            return None, None, None
         from workbench.protocol.replies import BadReply, agent_stats
 
         try:
-            stats = agent_stats(jvm_agent.query_agent(self.pid, "stats", timeout=2.0))
-        except (jvm_agent.AgentUnavailable, BadReply):
+            stats = agent_stats(reply)
+        except BadReply:
             return None, None, None
         self.sources["jvm"] = "agent"
         if self.jvm_info is None:
             self.jvm_info = {"java_version": stats.java_version, "vm_name": stats.vm_name}
         nmt = parse_summary(stats.nmt) if stats.nmt is not None else None
         return nmt, stats.runtime(), stats.nmt
+
+    def _jvm(self) -> tuple[NmtSummary | None, dict[str, Any] | None, str | None]:
+        return self._jvm_of(self._ask_agent(), self._jcmd_nmt() if self.use_jcmd else None)
 
     def _jcmd_nmt(self) -> NmtSummary | None:
         if self.jcmd is None:
@@ -163,6 +228,12 @@ class ExternalSampler:
 
     def snapshot(self, label: str) -> dict[str, Any] | None:
         """A full snapshot (mappings, probe, agent/jcmd); None when the process is gone."""
+        captured = self.capture(label)
+        return self.complete(captured) if captured is not None else None
+
+    def capture(self, label: str) -> Captured | None:
+        """A full snapshot's readings, as they came: the mappings, the agent's and the probe's replies unvalidated
+        (nothing is imported, nothing written); None when the process is gone. ``complete`` makes the snapshot."""
         began = time.perf_counter()
         try:
             process, smaps = self._read_process()
@@ -170,17 +241,25 @@ class ExternalSampler:
             return None
         if process.rss_bytes == 0:
             return None  # an exiting process (its mappings already gone): no figure of it is a measurement
-        nmt, runtime, nmt_text = self._jvm()
-        allocator = self._allocator()
+        agent = self._ask_agent()
+        jcmd_nmt = self._jcmd_nmt() if self.use_jcmd else None
+        probe = self._ask_probe()
+        return Captured(label, self.t_ms(), round((time.perf_counter() - began) * 1000, 3), process, smaps, agent,
+                        probe, jcmd_nmt)
+
+    def complete(self, captured: Captured) -> dict[str, Any]:
+        """The snapshot of ``captured``: its replies read, its raw text written to the run directory."""
+        nmt, runtime, nmt_text = self._jvm_of(captured.agent, captured.jcmd_nmt)
+        allocator = self._allocator_of(captured.probe)
         snapshot = {
-            "label": label, "t_ms": self.t_ms(), "cost_ms": round((time.perf_counter() - began) * 1000, 3),
+            "label": captured.label, "t_ms": captured.t_ms, "cost_ms": captured.cost_ms,
             "arrow": None, "nmt": asdict(nmt) if nmt else None, "allocator": asdict(allocator) if allocator else None,
-            "process": asdict(process), "jvm_runtime": runtime,
+            "process": asdict(captured.process), "jvm_runtime": runtime,
         }
         try:
-            layout.write_raw(self.run_dir, "smaps", label, "txt", smaps)
+            layout.write_raw(self.run_dir, "smaps", captured.label, "txt", captured.smaps)
             if nmt_text:
-                layout.write_raw(self.run_dir, "nmt", label, "txt", nmt_text)
+                layout.write_raw(self.run_dir, "nmt", captured.label, "txt", nmt_text)
         except WriteFailed as failure:
             self._failed(failure)  # the figures are kept in the report; their raw text could not be
         return snapshot
@@ -190,22 +269,63 @@ class ExternalSampler:
             self.write_failure = failure
         self.stop()
 
-    def take(self, label: str) -> dict[str, Any] | None:
-        """A labelled snapshot kept in the report."""
+    def take(self, label: str) -> Captured | None:
+        """A labelled snapshot kept in the report (completed now when reading is ready, else once it is); None when
+        the process is gone."""
         with self._lock:
-            snapshot = self.snapshot(label)
-            if snapshot is not None:
-                self.snapshots.append(snapshot)
-            return snapshot
+            captured = self.capture(label)
+            if captured is not None:
+                self._pending.append(captured)
+                if self.ready.is_set():
+                    self._complete_pending()
+            return captured
 
-    def _sample(self, count: int) -> dict[str, Any] | None:
+    def keep(self, captured: Captured) -> None:
+        """``captured`` (taken by ``capture``), kept in the report like ``take``'s."""
+        with self._lock:
+            self._pending.append(captured)
+            if self.ready.is_set():
+                self._complete_pending()
+
+    def has_label(self, label: str) -> bool:
+        with self._lock:
+            return any(s["label"] == label for s in self.snapshots) or any(c.label == label for c in self._pending)
+
+    def _complete_pending(self) -> None:
+        for captured in self._pending:
+            self.snapshots.append(self.complete(captured))
+        self._pending.clear()
+
+    def finish(self) -> None:
+        """Complete what was taken and not completed yet (this imports what reading needs, if nothing has)."""
+        with self._lock:
+            self._complete_pending()
+            if self._latest_captured is not None:
+                self.latest = self.complete(self._latest_captured)
+                self._latest_captured = None
+
+    def _ask_sample(self, count: int) -> RawSample | None:
+        began = time.perf_counter()
         try:
             status = read_status(self.pid)
         except (FileNotFoundError, ProcessLookupError):
             return None
-        allocator = self._allocator()
-        nmt = self._jvm()[0] if count % self.nmt_every == 0 else None
-        return make_sample(self.t_ms(), None, status, None, allocator, nmt)
+        probe = self._ask_probe()
+        agent, jcmd_nmt = None, None
+        if count % self.nmt_every == 0:
+            agent = self._ask_agent()
+            jcmd_nmt = self._jcmd_nmt() if self.use_jcmd else None
+        return RawSample(self.t_ms(), status, probe, agent, jcmd_nmt, count % self.nmt_every == 0,
+                         time.perf_counter() - began)
+
+    def _sample_of(self, raw: RawSample) -> dict[str, Any]:
+        """The timeline's row of ``raw``; its cost is the reading's and this reading of the replies'."""
+        began = time.perf_counter()
+        allocator = self._allocator_of(raw.probe)
+        nmt = self._jvm_of(raw.agent, raw.jcmd_nmt)[0] if raw.with_nmt else None
+        sample: dict[str, Any] = dict(make_sample(raw.t_ms, None, raw.status, None, allocator, nmt))
+        sample["cost_us"] = round((raw.read_s + time.perf_counter() - began) * 1e6, 1)
+        return sample
 
     def run(self, full_every_s: float = 1.0) -> None:
         """Sample until stop() or the process exits; keep the latest full snapshot for the end."""
@@ -217,21 +337,35 @@ class ExternalSampler:
     def _run(self, full_every_s: float) -> None:
         with appending(self.run_dir / layout.SAMPLES) as out:
             count, next_full = 0, 0.0
+            waiting: list[RawSample] = []  # read before reading was ready
+
+            def write_waiting() -> None:
+                for raw in waiting:
+                    out.write_line(json.dumps(self._sample_of(raw)))
+                waiting.clear()
+
             while not self._stop.is_set():
-                began = time.perf_counter()
-                sample = self._sample(count)
-                if sample is None:
+                raw = self._ask_sample(count)
+                if raw is None:
                     break
-                sample["cost_us"] = round((time.perf_counter() - began) * 1e6, 1)
-                out.write_line(json.dumps(sample))
+                waiting.append(raw)
+                if self.ready.is_set():
+                    write_waiting()
+                    if self._pending:
+                        with self._lock:
+                            self._complete_pending()
                 if time.monotonic() >= next_full:
                     with self._lock:
-                        latest = self.snapshot("last")
-                    if latest is not None:
-                        self.latest = latest
+                        latest = self.capture("last")
+                        if latest is not None:
+                            self._latest_captured = latest
+                            if self.ready.is_set():
+                                self.latest = self.complete(latest)
+                                self._latest_captured = None
                     next_full = time.monotonic() + full_every_s
                 count += 1
                 self._stop.wait(self.interval_s)
+            write_waiting()
 
     def stop(self) -> None:
         self._stop.set()
@@ -271,11 +405,11 @@ class ControlServer:
                         answer = {"error": "expected: snapshot LABEL"}
                     elif (bad := _label_problem(label)) is not None:
                         answer = {"error": f"--label: {bad}"}
-                    elif any(s["label"] == label for s in self._sampler.snapshots) or label in ("start", "last"):
+                    elif self._sampler.has_label(label) or label in ("start", "last"):
                         answer = {"error": f"--label: a snapshot labelled {label!r} exists already"}
                     else:
                         taken = self._sampler.take(label)
-                        answer = {"label": label, "t_ms": taken["t_ms"]} if taken else {"error": "process gone"}
+                        answer = {"label": label, "t_ms": taken.t_ms} if taken else {"error": "process gone"}
                     connection.sendall((json.dumps(answer) + "\n").encode())
                 except (OSError, ValueError):
                     continue
@@ -338,6 +472,7 @@ def external_report(sampler: ExternalSampler, argv: list[str], shown: list[str],
         AllocatorSection, Checks, JvmSection, ProgramSection, Report, RunError, ScenarioSection,
     )
 
+    sampler.finish()
     raw = list(sampler.snapshots)
     # "last" (the latest periodic one) only stands in for an end that was not seen: no "exit" snapshot.
     exited = any(s["label"] == "exit" for s in raw)
