@@ -246,3 +246,32 @@ def test_java_version_never_shows_a_zero_layer(tmp_path: Path) -> None:
             for layer, figure in (("process", "rss_bytes"), ("allocator", "allocated_bytes"),
                                   ("nmt", "total_committed_bytes")):
                 assert snapshot[layer] is not None and snapshot[layer][figure] > 0, (n, snapshot["label"], layer)
+
+
+def test_exec_prepares_its_report_at_the_lowest_priority_and_samples_from_the_release(tmp_path: Path) -> None:
+    # The imports and the report's writers run beside the program in a thread at nice 19; the main thread (which
+    # takes the start snapshot and releases the program) and the sampler stay at the workbench's own priority.
+    out = tmp_path / "run"
+    workbench = subprocess.Popen([sys.executable, "-m", "workbench", "exec", "--out", str(out), "--quiet", "--",
+                                  *reference_command(1500)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+    seen: dict[int, int] = {}  # thread id -> the highest nice it had
+    while workbench.poll() is None:
+        for task in Path(f"/proc/{workbench.pid}/task").glob("*"):
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            seen[int(task.name)] = max(seen.get(int(task.name), -20), int(fields[16]))  # stat's 19th: nice
+        time.sleep(0.005)
+    assert workbench.returncode == 0, workbench.stderr.read() if workbench.stderr else ""
+    assert seen[workbench.pid] == 0 and 19 in seen.values()
+    assert sorted(set(seen.values())) == [0, 19]
+    report = json.loads((out / "report.json").read_text())
+    start = next(s for s in report["snapshots"] if s["label"] == "start")
+    assert start["nmt"] is not None and start["allocator"] is not None
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    # Read while the imports ran and written once they were done: the timeline starts at the release.
+    assert 0 < samples[0]["t_ms"] - start["t_ms"] < 250
+    assert all(b["t_ms"] > a["t_ms"] for a, b in zip(samples, samples[1:]))
+    assert samples[0]["allocator_allocated_bytes"] is not None
