@@ -23,7 +23,7 @@ from workbench.run.environment import (
 )
 from workbench.run.external import (ControlServer, ExternalSampler, external_report, find_jcmd, import_reading,
                                     private_dir)
-from workbench.run.run_dir import RunDir, crash_line, prepare_report_writers, run_dir_name
+from workbench.run.run_dir import RunDir, at_lowest_priority, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
 from workbench.toolchain.maven import kernels_classpath
@@ -199,10 +199,7 @@ def _prepare_in_background(sampler: ExternalSampler, html: bool, text: bool) -> 
     first and the imports take its idle time. Measured on 2 cores around a 1.7 s Java program (8 runs each, medians):
     with the imports (0.37 s of CPU) and the report's writers (0.3-0.4 s) at normal priority, from the program's
     release to its exit 1.63 s; at nice 19, 1.44 s."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except OSError:
-        pass  # not allowed here: at the priority it has
+    at_lowest_priority()
     try:
         import_reading()
     finally:

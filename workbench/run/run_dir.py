@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,9 +125,20 @@ class RunDir:
             raise RunFailed(first + (f" ({', '.join(others)} not written either)" if others else ""))
 
 
-def prepare_report_writers(html: bool, text: bool = False) -> None:
+def at_lowest_priority() -> None:
+    """This thread at nice 19 (Linux gives each thread its own): on a busy machine the measured process runs first
+    and this thread takes its idle time. Left as it is where that is not allowed."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError:
+        pass
+
+
+def prepare_report_writers(html: bool, text: bool = False, lowest_priority: bool = False) -> None:
     """Import what finishing a run needs (pyarrow for the timeline, the HTML renderer, the text report's rich), so
     that a thread can do it while the measured process runs: after it, only the writing is left."""
+    if lowest_priority:
+        at_lowest_priority()
     import pyarrow.parquet  # noqa: F401  (timeline.parquet)
 
     import workbench.report.model  # noqa: F401

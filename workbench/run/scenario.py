@@ -185,8 +185,8 @@ def execute(run: PreparedRun, run_dir: RunDir, quiet: bool = False,
         import_report_building()
         from workbench.protocol.events import BadEvent, decode
         # What the report needs once the worker is done (pyarrow for the timeline, the HTML renderer) is made ready
-        # while it runs: this process only waits for its events meanwhile.
-        threading.Thread(target=prepare_report_writers, args=(html, True), name="workbench-prepare-report",
+        # while it runs (this process only waits for its events meanwhile), at the lowest priority: the worker first.
+        threading.Thread(target=prepare_report_writers, args=(html, True, True), name="workbench-prepare-report",
                          daemon=True).start()
         stopper = _WorkerStopper(worker)
         watchdog = _Watchdog(run.scenario.timeout / 1000, stopper)
