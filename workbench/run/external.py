@@ -123,7 +123,7 @@ class ExternalSampler:
     # (validated, written) in order once it is set or at the end (finish). Set from the start unless given.
     ready: threading.Event = field(default_factory=lambda: _set(threading.Event()))
     _pending: list[Captured] = field(default_factory=list)  # taken, not completed yet: the next in `snapshots`
-    _latest_captured: Captured | None = None  # the latest periodic one, not completed yet
+    _latest_captured: Captured | None = None  # the latest periodic one, completed into `latest` by finish()
 
     def t_ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 3)
@@ -151,9 +151,6 @@ class ExternalSampler:
             self.allocator_info = {"backend": stats.backend, "version": stats.version, "library": stats.library}
         return native_probe.snapshot_from_stats(stats)
 
-    def _allocator(self) -> AllocatorSnapshot | None:
-        return self._allocator_of(self._ask_probe())
-
     def _ask_agent(self) -> dict[str, Any] | None:
         if self.use_jcmd:
             return None
@@ -179,9 +176,6 @@ class ExternalSampler:
             self.jvm_info = {"java_version": stats.java_version, "vm_name": stats.vm_name}
         nmt = parse_summary(stats.nmt) if stats.nmt is not None else None
         return nmt, stats.runtime(), stats.nmt
-
-    def _jvm(self) -> tuple[NmtSummary | None, dict[str, Any] | None, str | None]:
-        return self._jvm_of(self._ask_agent(), self._jcmd_nmt() if self.use_jcmd else None)
 
     def _jcmd_nmt(self) -> NmtSummary | None:
         if self.jcmd is None:
@@ -225,11 +219,6 @@ class ExternalSampler:
         if self._raw_fd is not None:
             os.close(self._raw_fd)
             self._raw_fd = None
-
-    def snapshot(self, label: str) -> dict[str, Any] | None:
-        """A full snapshot (mappings, probe, agent/jcmd); None when the process is gone."""
-        captured = self.capture(label)
-        return self.complete(captured) if captured is not None else None
 
     def capture(self, label: str) -> Captured | None:
         """A full snapshot's readings, as they came: the mappings, the agent's and the probe's replies unvalidated
@@ -275,17 +264,18 @@ class ExternalSampler:
         with self._lock:
             captured = self.capture(label)
             if captured is not None:
-                self._pending.append(captured)
-                if self.ready.is_set():
-                    self._complete_pending()
+                self._keep(captured)
             return captured
 
     def keep(self, captured: Captured) -> None:
         """``captured`` (taken by ``capture``), kept in the report like ``take``'s."""
         with self._lock:
-            self._pending.append(captured)
-            if self.ready.is_set():
-                self._complete_pending()
+            self._keep(captured)
+
+    def _keep(self, captured: Captured) -> None:
+        self._pending.append(captured)
+        if self.ready.is_set():
+            self._complete_pending()
 
     def has_label(self, label: str) -> bool:
         with self._lock:
@@ -355,13 +345,8 @@ class ExternalSampler:
                         with self._lock:
                             self._complete_pending()
                 if time.monotonic() >= next_full:
-                    with self._lock:
-                        latest = self.capture("last")
-                        if latest is not None:
-                            self._latest_captured = latest
-                            if self.ready.is_set():
-                                self.latest = self.complete(latest)
-                                self._latest_captured = None
+                    with self._lock:  # completed once, by finish(): only the latest one is ever reported
+                        self._latest_captured = self.capture("last") or self._latest_captured
                     next_full = time.monotonic() + full_every_s
                 count += 1
                 self._stop.wait(self.interval_s)
