@@ -275,3 +275,35 @@ def test_exec_prepares_its_report_at_the_lowest_priority_and_samples_from_the_re
     assert 0 < samples[0]["t_ms"] - start["t_ms"] < 250
     assert all(b["t_ms"] > a["t_ms"] for a, b in zip(samples, samples[1:]))
     assert samples[0]["allocator_allocated_bytes"] is not None
+
+
+# What `exec` must not have loaded when it starts java: pydantic and the report (they load beside the program at
+# nice 19), the sampler and the probes' readers (while the JVM starts), the build machinery (a cached allocator is
+# only looked up: no tarfile, no Debian source fetcher).
+NOT_BEFORE_JAVA = ("pydantic", "workbench.report.model", "workbench.run.external", "workbench.probes.native_probe",
+                   "workbench.probes.allocator", "workbench.toolchain.debian_source", "tarfile")
+AT_POPEN = """
+import json, subprocess, sys
+from workbench.cli import main
+seen = {}
+started = subprocess.Popen.__init__
+def noting(self, args, *rest, **options):
+    if not seen and str(args[0]).endswith("java"):
+        seen["loaded"] = sorted(sys.modules)
+    started(self, args, *rest, **options)
+subprocess.Popen.__init__ = noting
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "at_java": seen["loaded"], "at_end": sorted(sys.modules)}))
+"""
+
+
+def test_exec_starts_java_before_loading_the_sampler_the_report_or_the_build_machinery(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-c", AT_POPEN, "exec", "--out", str(tmp_path / "run"), "--no-html",
+                             "--quiet", "--", "java", "-version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.splitlines()[-1])
+    assert seen["code"] == 0
+    assert [m for m in NOT_BEFORE_JAVA if m in seen["at_java"]] == []
+    # The sampler and pydantic did load afterwards (the hook saw the right process), and the run has its report.
+    assert {"workbench.run.external", "workbench.probes.native_probe", "pydantic"} <= set(seen["at_end"])
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["snapshots"][0]["label"] == "start"

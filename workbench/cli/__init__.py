@@ -6,6 +6,7 @@ from __future__ import annotations
 # Only modules the interpreter has already loaded, or built in: a Ctrl-C while these are imported has no handler yet.
 import _signal  # type: ignore[import-not-found]  # signal without its enums (not loaded at start-up)
 import codecs
+import gc
 import os
 import sys
 
@@ -51,6 +52,15 @@ def commands_take_interrupts() -> None:
         _signal.signal(_signal.SIGINT, _signal.default_int_handler)
 
 
+def imports_done() -> None:
+    """The collector back on, with what the imports made (modules, classes, functions: alive until the exit) frozen
+    out of its passes. During the imports it would only walk that growing graph and find nothing to free: 15-20 ms of
+    the 0.17-0.19 s from `workbench exec` to its program's start (median of 15 alternated runs of the imports)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: the process's arguments); returns the exit code."""
     try:
@@ -59,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         previous = None
     try:
         _readable_output()
+        gc.disable()  # until the command's modules are imported (run_app re-enables it): see imports_done
         from workbench.cli._app import run_app
 
         return run_app(argv)
     finally:
+        imports_done()
         if previous is not None:
             _signal.signal(_signal.SIGINT, previous)
 

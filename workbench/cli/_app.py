@@ -12,7 +12,7 @@ import typer
 
 from workbench._errors import WorkbenchError
 from workbench._own_environment import set_own_variables
-from workbench.cli import commands_take_interrupts
+from workbench.cli import commands_take_interrupts, imports_done
 
 _HELP = "Where a JVM's off-heap memory goes: Arrow, NMT, the allocator and the kernel, reconciled in one report."
 
@@ -85,6 +85,7 @@ def run_app(argv: list[str] | None) -> int:
     set_own_variables()
     # Only the command asked for (`--help` and usage errors of the root see them all).
     app = build_app(args[0] if args and args[0] in _NAMES else None)
+    imports_done()
     try:
         app(args=args, prog_name="workbench")  # standalone: usage errors print click's message and exit 2
     except SystemExit as done:

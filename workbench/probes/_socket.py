@@ -8,6 +8,7 @@ import socket
 import stat
 from pathlib import Path
 
+from workbench._errors import BadInput
 from workbench._files import pid_alive
 
 
@@ -65,3 +66,16 @@ def reclaim_stale(directory: Path, pid: int | None = None) -> list[Path]:
         except OSError:
             continue
     return removed
+
+
+def private_dir(directory: Path) -> Path:
+    """The per-user socket directory: created 0700, refused when it is a symlink or anyone else can enter it; the
+    sockets left in it by processes that are gone (killed by SIGKILL) are removed."""
+    if directory.is_symlink():
+        raise BadInput(f"{directory}: is a symbolic link; refusing it as the private socket directory")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise BadInput(f"{directory}: must be owned by you with mode 0700 (it holds the probe's sockets)")
+    reclaim_stale(directory)
+    return directory

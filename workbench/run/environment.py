@@ -16,7 +16,6 @@ from pathlib import Path
 
 from workbench._errors import BadInput
 from workbench._own_environment import set_here
-from workbench.probes.allocator import ConfSetting
 from workbench.toolchain import settings as allocator_settings
 from workbench.toolchain.allocators import AllocatorChoice, check_allocator, ready_allocator
 from workbench.toolchain.elf import NotAnAllocator, defined_functions
@@ -24,6 +23,7 @@ from workbench.toolchain.settings import AllocatorSpec, Family
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the report model (pydantic) is imported where a finding is made: not before `exec` starts java
+    from workbench.probes.allocator import ConfSetting
     from workbench.report.model import RunError
 
 # The directory that holds the workbench package, for Python children (`python -m workbench.worker`).
@@ -352,6 +352,8 @@ def _try_settings(choice: AllocatorChoice, family: Family | None, pairs: tuple[t
             value = options.get(key)
             kind = keys[key].kind if key in keys else "int"
             effective[key] = bool(value) if value is not None and kind == "bool" else value
+    from workbench.probes.allocator import ConfSetting  # here: `exec` loads the probes' readers after java starts
+
     settings = [ConfSetting(key, value, effective.get(key)) for key, value in pairs]
     for setting in settings:
         if setting.effective is not None and not _same_value(setting.asked, setting.effective):

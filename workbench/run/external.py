@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench._errors import BadInput
 from workbench._files import WriteFailed, appending
 from workbench.probes import jvm_agent, native_probe
 from workbench.probes._socket import ask, reclaim_stale
@@ -433,19 +432,6 @@ def find_jcmd(java: str | None) -> str | None:
         if candidate.is_file():
             return str(candidate)
     return shutil.which("jcmd")
-
-
-def private_dir(directory: Path) -> Path:
-    """The per-user socket directory: created 0700, refused when it is a symlink or anyone else can enter it; the
-    sockets left in it by processes that are gone (killed by SIGKILL) are removed."""
-    if directory.is_symlink():
-        raise BadInput(f"{directory}: is a symbolic link; refusing it as the private socket directory")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = directory.stat()
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise BadInput(f"{directory}: must be owned by you with mode 0700 (it holds the probe's sockets)")
-    reclaim_stale(directory)
-    return directory
 
 
 def external_report(sampler: ExternalSampler, argv: list[str], shown: list[str], exit_code: int | None,

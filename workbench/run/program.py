@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench._errors import BadInput
-from workbench.probes import jvm_agent, native_probe
+from workbench.probes._socket import private_dir, socket_dir
 from workbench.protocol.lifetime import die_with_parent
 from workbench.run.environment import (
     CheckedSettings, allocator_environment, allocator_preload, check_allocator_settings, preload_environment, preload_mismatch,
 )
-from workbench.run.external import (ControlServer, ExternalSampler, external_report, find_jcmd, import_reading,
-                                    private_dir)
 from workbench.run.run_dir import RunDir, at_lowest_priority, crash_line, prepare_report_writers, run_dir_name
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
@@ -32,6 +30,7 @@ from workbench.toolchain.settings import AllocatorSpec, parse_spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pydantic and the report model: imported once the program is starting (import_reading)
+    from workbench.run.external import ExternalSampler
     from workbench.report.model import Report, RunError
     from workbench.run.profile import Profiling
 
@@ -91,7 +90,7 @@ def prepare_program(command: list[str], allocator: str, malloc_conf: str | None,
 
         profiling = Profiling.start(classpath, profile_interval)
     return PreparedProgram(command, java, choice, settings.malloc_conf, probe, classpath[0],
-                           private_dir(native_probe.probe_dir()), interval_ms, nmt, spec, settings, profiling)
+                           private_dir(socket_dir()), interval_ms, nmt, spec, settings, profiling)
 
 
 def claim_program_run_dir(program: PreparedProgram, out: Path | None) -> RunDir:
@@ -122,6 +121,11 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     parent = os.getpid()
     # The program dies with `workbench exec` (even by SIGKILL) unless the user asked to leave it running.
     process = subprocess.Popen(argv, env=env, preexec_fn=None if leave_running else lambda: die_with_parent(parent))
+    # The sampler, the probes' readers and the agent's client, imported only now: while the JVM starts (0.15-0.2 s
+    # to its agent's premain) rather than before it (about 30 ms of `exec`'s start, in front of the program's).
+    from workbench.probes import jvm_agent, native_probe
+    from workbench.run.external import ControlServer, ExternalSampler, external_report
+
     # The program's mappings are read by the probe's snapshot reader, loaded here as a library (as the worker does).
     # Until the background thread started at the release has imported what reading needs, snapshots and samples are
     # read and kept as they came (see ExternalSampler.ready).
@@ -199,6 +203,8 @@ def _prepare_in_background(sampler: ExternalSampler, html: bool, text: bool) -> 
     first and the imports take its idle time. Measured on 2 cores around a 1.7 s Java program (8 runs each, medians):
     with the imports (0.37 s of CPU) and the report's writers (0.3-0.4 s) at normal priority, from the program's
     release to its exit 1.63 s; at nice 19, 1.44 s."""
+    from workbench.run.external import import_reading
+
     at_lowest_priority()
     try:
         import_reading()
@@ -210,6 +216,8 @@ def _prepare_in_background(sampler: ExternalSampler, html: bool, text: bool) -> 
 def _exit_snapshot(sampler: ExternalSampler, sockets: Path, waiting: socket.socket) -> None:
     """The `exit` snapshot: the agent says when the JVM starts to exit and holds the exit until it is taken, so every
     layer (NMT included) is still there to read."""
+    from workbench.probes import jvm_agent
+
     try:
         reply = jvm_agent.exit_reply(waiting)
     except (jvm_agent.AgentUnavailable, ValueError):
@@ -243,6 +251,8 @@ def _crash(exit_code: int, run_dir: RunDir, forwarded: list[str]) -> RunError | 
 def _wait_for_agent(process: subprocess.Popen[bytes], sockets: Path, timeout_s: float = 30) -> None:
     """Until the agent answers (the JVM is up), the program ends, or ``timeout_s`` passes. Asked every 10 ms: the
     program is held in premain from its first answer on, and a ping at a socket not there yet costs microseconds."""
+    from workbench.probes import jvm_agent
+
     deadline = time.monotonic() + timeout_s
     while process.poll() is None and time.monotonic() < deadline:
         try:
@@ -263,7 +273,9 @@ def attach_process(pid: int, duration_ms: int | None, interval_ms: int, out: Pat
     """Sample a running JVM with what it has: the kernel's view always, the probe's and the agent's when loaded,
     else NMT through `jcmd PID VM.native_memory`. With ``profile_interval``, async-profiler is loaded into it
     (``jcmd PID JVMTI.agent_load``) to record call sites from the start snapshot on, and stopped at the end."""
+    from workbench.probes import jvm_agent
     from workbench.protocol.callsites import PROFILE_DIR
+    from workbench.run.external import ExternalSampler, external_report, find_jcmd
     from workbench.run.profile import Profiling, wall_clock_of
 
     cmdline_path = Path(f"/proc/{pid}/cmdline")
