@@ -107,3 +107,36 @@ def test_an_unfinished_entry_is_replaced(tmp_path: Path) -> None:
     with area_in(tmp_path).locked() as locked:
         locked.build(entry, write_artifact, manifest=str)
     assert sorted(p.name for p in entry.iterdir()) == ["artifact.bin", "build.log", "manifest.json"]
+
+
+def test_a_built_librarys_checksum_is_read_again_only_when_its_file_changed(tmp_path: Path) -> None:
+    """The lookup of a built allocator (every run and exec) hashes the library only when its file status (inode,
+    size, modification and inode-change times) differs from the last time its checksum was read."""
+    import hashlib
+    import os
+    import time
+
+    from workbench.toolchain.source_build import _library_sha256
+
+    library = tmp_path / "libx.so"
+    verified = tmp_path / "verified.json"
+    library.write_bytes(b"\x7fELF" + b"\x01" * 100_000)
+    first = hashlib.sha256(library.read_bytes()).hexdigest()
+    # Changed less than a second ago: hashed, not recorded (a write in the same clock tick would go unseen).
+    assert _library_sha256(library, verified) == first
+    assert not verified.exists()
+    time.sleep(1.1)
+    assert _library_sha256(library, verified) == first
+    record = read_json(verified)
+    assert record is not None and record["sha256"] == first and record["status"]["size"] == 100_004
+    # The record is what answers while the file is unchanged (a stand-in checksum proves it was not hashed)...
+    verified.write_text(json.dumps({**record, "sha256": "0" * 64}), encoding="utf-8")
+    assert _library_sha256(library, verified) == "0" * 64
+    # ...and a write of the same size with the modification time set back is still seen: the inode change time moved.
+    before = library.stat()
+    with library.open("r+b") as out:
+        out.seek(50)
+        out.write(b"\x02")
+    os.utime(library, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert library.stat().st_size == before.st_size and library.stat().st_mtime_ns == before.st_mtime_ns
+    assert _library_sha256(library, verified) == hashlib.sha256(library.read_bytes()).hexdigest() != first

@@ -28,6 +28,8 @@ from workbench._resources import cache_dir
 T = TypeVar("T")
 
 LOG_TAIL_LINES = 15
+# Where a download of sources is staged in the cache (debian_source) until it is whole.
+FETCH_PREFIX = ".fetch-"
 
 
 def allocators_dir() -> Path:

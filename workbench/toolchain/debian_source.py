@@ -21,10 +21,9 @@ from pathlib import Path
 
 from workbench._errors import BadInput, RunFailed
 from workbench._files import sha256_file
-from workbench.toolchain.cache import require_tools
+from workbench.toolchain.cache import FETCH_PREFIX, require_tools
 
 HOST_APT_DIR = Path("/etc/apt")
-FETCH_PREFIX = ".fetch-"
 # The command -> the Debian package that provides it.
 APT_TOOLS = {"apt-get": "apt", "apt-cache": "apt"}
 # One-line sources.list options -> their deb822 field; architecture options do not apply to deb-src.

@@ -28,7 +28,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,12 +38,13 @@ from workbench._errors import BadInput
 from workbench._files import sha256_file
 from workbench._resources import native_dir
 from workbench.toolchain.cache import (
-    BuildArea, BuildFailed, LockedArea, allocators_dir, json_text, read_json, require_tools, write_json,
+    FETCH_PREFIX, BuildArea, BuildFailed, LockedArea, allocators_dir, json_text, read_json, require_tools, write_json,
 )
-from workbench.toolchain.debian_source import FETCH_PREFIX, fetch_source_package
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "workbench.built-allocator/1"
+# The library's file status when its checksum was last found to be the manifest's (see _library_sha256).
+VERIFIED = "verified.json"
 BUILD_LOG = "build.log"
 RANGES_HEADER = Path("mapped-ranges") / "workbench_ranges.h"  # under native/
 # The command -> the Debian package that provides it, for every recipe.
@@ -149,7 +149,7 @@ def _lookup(recipe: Recipe, entry: Path, configure_args: Sequence[str]) -> Build
         return BuildLookup(None, None)
     library = entry / recipe.library  # not manifest["library"]: the cache may have moved since
     try:
-        actual = sha256_file(library)
+        actual = _library_sha256(library, entry / VERIFIED)
     except OSError:
         return BuildLookup(None, f"{library} is missing")
     if actual != manifest["library_sha256"]:
@@ -163,6 +163,34 @@ def _lookup(recipe: Recipe, entry: Path, configure_args: Sequence[str]) -> Build
         ),
         None,
     )
+
+
+def _file_status(path: Path) -> dict[str, int]:
+    info = path.stat()
+    return {"device": info.st_dev, "inode": info.st_ino, "size": info.st_size, "mtime_ns": info.st_mtime_ns,
+            "ctime_ns": info.st_ctime_ns}
+
+
+def _library_sha256(library: Path, verified: Path) -> str:
+    """The library's sha256, read again only when its file status changed since it was last read (git's index
+    does the same for its files). Any write to the file, a rename over it, a `touch -r` or a `chmod` changes its
+    inode change time, which no user can set back; a lookup (every `run` and `exec`, before the program starts)
+    then costs a stat where hashing the 4-10 MB library took 8-9 ms here."""
+    status = _file_status(library)
+    record = read_json(verified)
+    if record is not None and record.get("status") == status and isinstance(record.get("sha256"), str):
+        return str(record["sha256"])
+    started_ns = time.time_ns()
+    actual = sha256_file(library)
+    # Not recorded when the file changed while it was read, or changed less than a second before: the kernel keeps
+    # these times at its clock tick, so a write in the same tick as this read would leave the status unchanged
+    # (git's "racily clean" entries).
+    if _file_status(library) == status and started_ns - status["ctime_ns"] >= 1_000_000_000:
+        try:
+            write_json(verified, {"status": status, "sha256": actual})
+        except OSError:
+            pass  # a cache we may not write to (another user's, read-only): hashed every time
+    return actual
 
 
 def _warn(message: str) -> None:
@@ -253,6 +281,8 @@ def _top_and_marker(recipe: Recipe, member: str) -> tuple[str, str] | None:
 
 def _tarball_version(recipe: Recipe, tarball: Path, shown_as: str) -> str:
     """The release in a tarball, read from its top directory's version file without unpacking it."""
+    import tarfile  # here: the cache's lookup (every exec's start) does not unpack
+
     try:
         with tarfile.open(tarball, "r:*") as archive:
             tops: dict[str, dict[str, tarfile.TarInfo]] = {}
@@ -286,6 +316,8 @@ def _directory_sha256(root: Path) -> str:
 
 def _unpack(recipe: Recipe, tarball: Path, into: Path, shown_as: str) -> Path:
     """The source tree inside a tarball, unpacked with tarfile's ``data`` filter (no links or devices out of it)."""
+    import tarfile  # here: the cache's lookup (every exec's start) does not unpack
+
     try:
         with tarfile.open(tarball, "r:*") as archive:
             if hasattr(tarfile, "data_filter"):
@@ -516,6 +548,8 @@ def build(recipe: Recipe, version: str | None = None, configure_args: Sequence[s
                              _tarball_version(recipe, kept, str(kept)))
         else:
             progress.start("fetching source (Debian source package)")
+            from workbench.toolchain.debian_source import fetch_source_package
+
             fetched = fetch_source_package(root, recipe.debian_package, version)
             debian = _Source(fetched.tarball, fetched.description, fetched.sha256,
                              _tarball_version(recipe, fetched.tarball, fetched.tarball.name))
