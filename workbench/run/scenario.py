@@ -100,6 +100,14 @@ def prepare(request: RunRequest) -> PreparedRun:
                    if value is not None}
     if jvm_updates:
         scenario = scenario.model_copy(update={"jvm": scenario.jvm.model_copy(update=jvm_updates)})
+    # The cheap checks first: a bad option is refused before the allocator is resolved (which may build it).
+    buffers = request.profile_buffers or scenario.profile == "buffers"
+    interval = None
+    if request.profile or buffers or scenario.profile == "native" or request.profile_interval is not None:
+        from workbench.run.profile import profile_interval_for
+
+        interval = profile_interval_for(request.profile or buffers or scenario.profile == "native",
+                                        request.profile_interval)
     option = "--allocator" if request.allocator else f"{source}: allocator"
     spec = parse_spec(request.allocator or scenario.allocator, option)
     allocator = resolve_allocator(spec.name, option=option)
@@ -120,15 +128,10 @@ def prepare(request: RunRequest) -> PreparedRun:
         layout.REGIONS_LOG_OPTION,
         *scenario.jvm.options,
     ]
-    buffers = request.profile_buffers or scenario.profile == "buffers"
-    interval = None
-    if request.profile or buffers or scenario.profile == "native" or request.profile_interval is not None:
-        from workbench.run.profile import ARROW_DEBUG_OPTION, profile_interval_for
+    if buffers:
+        from workbench.run.profile import ARROW_DEBUG_OPTION
 
-        interval = profile_interval_for(request.profile or buffers or scenario.profile == "native",
-                                        request.profile_interval)
-        if buffers:
-            jvm_options.append(ARROW_DEBUG_OPTION)
+        jvm_options.append(ARROW_DEBUG_OPTION)
     return PreparedRun(scenario, source, allocator, settings.malloc_conf, jdk, jvm_options, malloc_conf_option, spec,
                        settings, profile_interval=interval, profile_buffers=buffers)
 
