@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from workbench.toolchain.allocators import resolve_allocator  # noqa: E402
 from workbench.toolchain.maven import kernels_classpath  # noqa: E402
-from workbench.run.jdk import arrow_options, resolve_jdk  # noqa: E402
+from workbench.run.jdk import DIAGNOSTIC_COMMAND_OPTIONS, arrow_options, resolve_jdk  # noqa: E402
 
 
 def workbench(*args: str) -> float:
@@ -140,7 +140,8 @@ def main() -> None:
 
     if args.snapshots_only:
         return
-    plain_cmd = [java, "-XX:NativeMemoryTracking=summary", *arrow_options(jdk),
+    # The diagnostic command opened as the worker has it (else the plain side's NMT query builds the MBean server).
+    plain_cmd = [java, "-XX:NativeMemoryTracking=summary", *arrow_options(jdk), *DIAGNOSTIC_COMMAND_OPTIONS,
                  "-Darrow.allocation.manager.type=Netty", "-cp", classpath,
                  "workbench.jvm.ReferenceProgram", "100000", "1000"]
     plain, tool, tool_no_html = [], [], []

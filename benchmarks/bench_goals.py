@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from workbench.report.html import render_html  # noqa: E402
 from workbench.report.model import report_from_dict  # noqa: E402
-from workbench.run.jdk import Jdk, arrow_options, resolve_jdk  # noqa: E402
+from workbench.run.jdk import DIAGNOSTIC_COMMAND_OPTIONS, Jdk, arrow_options, resolve_jdk  # noqa: E402
 from workbench.toolchain.allocators import resolve_allocator  # noqa: E402
 from workbench.toolchain.maven import kernels_classpath  # noqa: E402
 
@@ -186,8 +186,11 @@ def main() -> None:
     jdk = resolve_jdk(None)
     java = str(jdk.home / "bin" / "java")
     jemalloc = str(resolve_allocator("jemalloc").library)
-    program = [*arrow_options(jdk), "-Darrow.allocation.manager.type=Netty", "-cp", classpath,
-               "workbench.jvm.ReferenceProgram", "100000", "1000"]
+    # The diagnostic command opened to the program as the workbench's JVMs have it (the worker's options, exec's
+    # agent): without it the program's closing NMT query builds the platform MBean server, 130-150 ms that only the
+    # plain side paid until the seventh round (docs/performance.md).
+    program = [*arrow_options(jdk), *DIAGNOSTIC_COMMAND_OPTIONS, "-Darrow.allocation.manager.type=Netty", "-cp",
+               classpath, "workbench.jvm.ReferenceProgram", "100000", "1000"]
 
     if args.repeat > 0:
         side_by_side(args.repeat, java, jdk, classpath, program, {"LD_PRELOAD": jemalloc, "PATH": "/usr/bin:/bin"},
