@@ -37,6 +37,9 @@ public final class ProbeAgent {
         start(args);
         long holdMillis = Long.getLong(HOLD_PROPERTY, 0L);
         if (holdMillis > 0) {
+            // The first snapshot comes next: its reply's one-time costs are paid here, while the server thread
+            // starts its socket on the other core, instead of after it while the program waits.
+            Stats.warmUp();
             try {
                 RELEASE.await(holdMillis, TimeUnit.MILLISECONDS);
             } catch (InterruptedException e) {
@@ -56,7 +59,14 @@ public final class ProbeAgent {
             if (!STARTED.compareAndSet(false, true)) {
                 return;
             }
-            Thread thread = new Thread(() -> run(args), "workbench-agent");
+            // A class, not a lambda: the first lambda of a JVM bootstraps the lambda machinery, in the program's
+            // start (held JVMs wait for this thread's socket); so are ProbeServer's.
+            Thread thread = new Thread(new Runnable() {
+                @Override
+                public void run() {
+                    ProbeAgent.run(args);
+                }
+            }, "workbench-agent");
             thread.setDaemon(true);
             thread.start();
         } catch (Throwable t) {

@@ -38,7 +38,12 @@ final class ProbeServer {
     /** Binds the socket and answers clients until the JVM exits; the socket file goes with the JVM. */
     void serve() throws IOException {
         try {
-            Runtime.getRuntime().addShutdownHook(new Thread(this::close, "workbench-agent-cleanup"));
+            Runtime.getRuntime().addShutdownHook(new Thread(new Runnable() {
+                @Override
+                public void run() {
+                    close();
+                }
+            }, "workbench-agent-cleanup"));
         } catch (IllegalStateException exiting) {
             return;
         }
@@ -120,7 +125,12 @@ final class ProbeServer {
                 selector.selectNow();
                 client.configureBlocking(true);
                 ProbeAgent.EXIT_WAITERS.incrementAndGet();
-                Thread waiter = new Thread(() -> awaitExit(client), "workbench-agent-exit");
+                Thread waiter = new Thread(new Runnable() {
+                    @Override
+                    public void run() {
+                        awaitExit(client);
+                    }
+                }, "workbench-agent-exit");
                 waiter.setDaemon(true);
                 waiter.start();
                 return true;
