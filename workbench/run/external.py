@@ -18,6 +18,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,11 +258,14 @@ class ExternalSampler:
             self.write_failure = failure
         self.stop()
 
-    def take(self, label: str) -> Captured | None:
+    def take(self, label: str, read: Callable[[], None] | None = None) -> Captured | None:
         """A labelled snapshot kept in the report (completed now when reading is ready, else once it is); None when
-        the process is gone."""
+        the process is gone. ``read`` is called once the layers are read, before the snapshot is completed (exec's
+        `exit` lets the JVM go on exiting there)."""
         with self._lock:
             captured = self.capture(label)
+            if read is not None:
+                read()
             if captured is not None:
                 self._keep(captured)
             return captured
