@@ -251,8 +251,9 @@ _LAYERS = ("arrow", "nmt", "allocator", "process")
 
 
 @functools.cache
-def _snapshot_adapter() -> TypeAdapter[Snapshot]:
-    # Built once: building it costs more than 20 ms, and the report asks for every snapshot's figures twice.
+def snapshot_adapter() -> TypeAdapter[Snapshot]:
+    """Built once (20 ms here; the report asks for every snapshot's figures twice), by the thread that prepares a
+    run's report (run_dir.prepare_report_writers, exec's import_reading) while the measured program runs."""
     return TypeAdapter(Snapshot)
 
 
@@ -267,7 +268,7 @@ def byte_figures(snapshot: Snapshot) -> dict[str, int]:
         elif isinstance(value, int) and not isinstance(value, bool) and prefix.endswith("_bytes"):
             figures[prefix] = value
 
-    data = _snapshot_adapter().dump_python(snapshot, mode="python", include=set(_LAYERS))
+    data = snapshot_adapter().dump_python(snapshot, mode="python", include=set(_LAYERS))
     for layer in _LAYERS:
         walk(layer, data[layer])
     return figures

@@ -9,7 +9,6 @@ snapshot before the program exited).
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import os
 import shlex
@@ -38,30 +37,21 @@ from workbench.toolchain.allocators import AllocatorChoice
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pydantic import TypeAdapter
-
-    from workbench.report.model import Report, RunError, Snapshot
+    from workbench.report.model import Report, RunError
 
 CONTROL_PREFIX = "exec-"
 
 
 def import_reading() -> None:
-    """Import what reading the program's layers and writing its report need (pydantic, the report model): `exec`
-    calls it once its program is starting, so that the imports overlap the JVM's start instead of delaying it."""
+    """Import what reading the program's layers and writing its report need (pydantic, the report model, the
+    snapshots' adapter, 20 ms to build): `exec` calls it once its program is starting, so that this work overlaps
+    the program instead of following its exit."""
     import workbench.protocol.replies  # noqa: F401
     import workbench.report.build  # noqa: F401
     import workbench.values  # noqa: F401
+    from workbench.report.model import snapshot_adapter
 
-    _snapshot_adapter()
-
-
-@functools.cache
-def _snapshot_adapter() -> TypeAdapter[Snapshot]:
-    from pydantic import TypeAdapter
-
-    from workbench.report.model import Snapshot
-
-    return TypeAdapter(Snapshot)
+    snapshot_adapter()
 
 
 @dataclass(frozen=True)
@@ -444,7 +434,7 @@ def external_report(sampler: ExternalSampler, argv: list[str], shown: list[str],
     """The report of a program that `exec` ran (``exit_code`` set) or a process `attach` watched (None)."""
     from workbench.report.build import with_deltas
     from workbench.report.model import (
-        AllocatorSection, Checks, JvmSection, ProgramSection, Report, RunError, ScenarioSection,
+        AllocatorSection, Checks, JvmSection, ProgramSection, Report, RunError, ScenarioSection, snapshot_adapter,
     )
 
     sampler.finish()
@@ -453,7 +443,7 @@ def external_report(sampler: ExternalSampler, argv: list[str], shown: list[str],
     exited = any(s["label"] == "exit" for s in raw)
     if not exited and sampler.latest is not None and (not raw or sampler.latest["t_ms"] > raw[-1]["t_ms"]):
         raw.append(sampler.latest)
-    snapshots, baseline = with_deltas([_snapshot_adapter().validate_python(s) for s in raw], "unknown")
+    snapshots, baseline = with_deltas([snapshot_adapter().validate_python(s) for s in raw], "unknown")
     info = sampler.allocator_info or {}
     jvm = sampler.jvm_info or {}
     hs_err = run_dir.hs_err()
