@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import run_workbench
+from tests.integration.conftest import JDK25, run_workbench
 from workbench.probes.native_probe import SnapshotLibrary
 from workbench.toolchain.maven import kernels_classpath
 from workbench.toolchain.probe import ensure_probe
@@ -36,7 +36,7 @@ def pid_of(marker: str) -> int | None:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if marker.encode() in cmdline and b"-javaagent" in cmdline:
+            if marker.encode() in cmdline and b"-Dworkbench.agent.jar=" in cmdline:
                 return int(entry.name)
     return None
 
@@ -233,6 +233,33 @@ def test_the_exit_snapshot_sees_the_seed_programs_netty_chunk(tmp_path: Path) ->
     exit_ = report["snapshots"][-1]
     assert NETTY - 4096 <= exit_["deltas"]["nmt.categories.Other.committed_bytes"] <= NETTY + 64 * 1024
     assert exit_["allocator"]["allocated_bytes"] > 0 and exit_["process"]["rss_bytes"] > 0
+
+
+@pytest.mark.parametrize("jdk", ["17", "25"])
+def test_exec_starts_its_agent_without_costing_the_jvm_its_archived_module_graph(tmp_path: Path, jdk: str) -> None:
+    """-javaagent adds java.instrument to the root modules, which turns CDS's archived module graph off (the JVM
+    then builds it at start-up: +30-37 ms); the native agent exec starts the Java agent with does not. The
+    program's JVM keeps the graph and the boot layer it has alone, and the agent still opens the diagnostic command
+    to itself (else the start snapshot's NMT would cost the program 150-300 ms of MBean server)."""
+    if jdk == "25" and not JDK25.is_dir():
+        pytest.skip("the Temurin JDK 25 is not installed here")
+    java = "java" if jdk == "17" else str(JDK25 / "bin" / "java")
+    classes = tmp_path / "classes"
+    subprocess.run(["javac", "-d", str(classes), str(Path(__file__).parent / "programs" / "ModulesMain.java")],
+                   check=True)
+    program = [java, "-Xlog:cds=info", "-cp", str(classes), "ModulesMain"]
+    alone = subprocess.run(program, capture_output=True, text=True, check=True).stdout
+    out = tmp_path / "run"
+    result = run_workbench("exec", "--out", str(out), "--no-html", "--quiet", "--", *program)
+    assert result.returncode == 0, result.stderr
+    for printed in (alone, result.stdout):
+        assert "full module graph: enabled" in printed and "optimized module handling: disabled" not in printed
+    boot_modules = [line for line in alone.splitlines() if line.startswith("boot modules: ")]
+    assert len(boot_modules) == 1 and boot_modules[0] in result.stdout.splitlines()
+    assert "sun.management open: false" in alone and "sun.management open: true" in result.stdout
+    assert "workbench-agent" not in result.stderr
+    start = json.loads((out / "report.json").read_text())["snapshots"][0]
+    assert start["label"] == "start" and start["nmt"]["total_committed_bytes"] > 0
 
 
 def test_java_version_never_shows_a_zero_layer(tmp_path: Path) -> None:

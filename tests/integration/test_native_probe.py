@@ -317,6 +317,19 @@ def test_probe_build_is_cached_and_needs_gcc(probe: Path, tmp_path: Path, monkey
         ensure_probe()
 
 
+def test_probe_build_needs_a_jdks_headers_for_the_native_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jre = tmp_path / "jre"  # a Java home without include/ (a JRE)
+    (jre / "lib" / "server").mkdir(parents=True)
+    (jre / "lib" / "server" / "libjvm.so").write_bytes(b"")
+    (jre / "release").write_text('JAVA_VERSION="17.0.15"\n')
+    monkeypatch.setenv("JAVA_HOME", str(jre))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    with pytest.raises(BadInput, match=f"needs a JDK's C headers: {jre}/include/jni.h is missing"):
+        ensure_probe()
+    cache = tmp_path / "empty-cache" / "workbench" / "probe"
+    assert [p.name for p in cache.iterdir() if p.name != "probe.lock"] == []  # nothing built, nothing half-built
+
+
 _HOLD = """
 public class Hold {
     public static void main(String[] args) throws Exception {

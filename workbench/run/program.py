@@ -25,7 +25,7 @@ from workbench.run.run_dir import RunDir, at_lowest_priority, crash_line, prepar
 from workbench.run.signals import on_stop_signals
 from workbench.toolchain.allocators import AllocatorChoice, resolve_allocator
 from workbench.toolchain.maven import kernels_classpath
-from workbench.toolchain.probe import ensure_probe
+from workbench.toolchain.probe import ensure_jvm_agent, ensure_probe
 from workbench.toolchain.settings import AllocatorSpec, parse_spec
 
 TYPE_CHECKING = False
@@ -50,6 +50,7 @@ class PreparedProgram:
     malloc_conf: str | None
     probe: Path
     agent_jar: str
+    jvm_agent: Path  # the native agent that starts the Java agent in the program (see agent_options)
     sockets: Path
     interval_ms: int
     nmt: str = "summary"  # off, summary, detail
@@ -90,11 +91,19 @@ def prepare_program(command: list[str], allocator: str, malloc_conf: str | None,
 
         profiling = Profiling.start(classpath, profile_interval)
     return PreparedProgram(command, java, choice, settings.malloc_conf, probe, classpath[0],
-                           private_dir(socket_dir()), interval_ms, nmt, spec, settings, profiling)
+                           ensure_jvm_agent(quiet=quiet), private_dir(socket_dir()), interval_ms, nmt, spec, settings,
+                           profiling)
 
 
 def claim_program_run_dir(program: PreparedProgram, out: Path | None) -> RunDir:
     return RunDir.claim(run_dir_name("exec", program.allocator, program.settings.label()), out)
+
+
+def agent_options(program: PreparedProgram) -> list[str]:
+    """The Java agent, started by the native agent: ``-javaagent`` would add java.instrument to the program's root
+    modules, and a JVM whose module options differ from its CDS archive's builds its module graph at start-up (+30
+    ms on JDK 17, +37 ms on JDK 25 here; native/probe/jvm_agent.c)."""
+    return [f"-agentpath:{program.jvm_agent}=dir={program.sockets}", f"-Dworkbench.agent.jar={program.agent_jar}"]
 
 
 def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
@@ -110,7 +119,7 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
 
         (run_dir.path / PROFILE_DIR).mkdir(exist_ok=True)
         profiler = [program.profiling.option(str(run_dir.path / PROFILE_DIR / RECORDING_FILE))]
-    argv = [program.java, *nmt, *profiler, f"-javaagent:{program.agent_jar}=dir={program.sockets}",
+    argv = [program.java, *nmt, *profiler, *agent_options(program),
             f"-Dworkbench.agent.hold={AGENT_HOLD_MS}", f"-Dworkbench.agent.exit-hold={AGENT_EXIT_HOLD_MS}",
             f"-XX:ErrorFile={run_dir.path}/hs_err_pid%p.log",
             *program.command[1:]]

@@ -1,9 +1,11 @@
-"""Build the allocator probe (native/probe: libworkbench-probe.so and its test program) into the per-user cache.
+"""Build the allocator probe (native/probe: libworkbench-probe.so, the native agent that starts the Java agent
+libworkbench-jvmagent.so, and the probe's test program) into the per-user cache.
 
 The cache, under ``cache_dir()/probe`` (see :mod:`workbench.toolchain.cache`)::
 
-    <sha256 of native/probe's sources, 16 hex>/   libworkbench-probe.so, test_probe, build.log (moved in complete),
-                                                  manifest.json (last: the sha256 of both, checked at first use)
+    <sha256 of native/probe's sources, 16 hex>/   libworkbench-probe.so, libworkbench-jvmagent.so, test_probe,
+                                                  build.log (moved in complete), manifest.json (last: the sha256 of
+                                                  each, checked at first use)
     .build-probe-*/                               a build in progress (or killed: removed under the lock)
     failed-<entry>.log                            the log of the last failed build
     probe.lock                                    held while building
@@ -16,12 +18,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workbench._errors import BadInput
 from workbench._files import sha256_file, write_atomically
 from workbench._resources import native_dir
 from workbench.toolchain.cache import BuildArea, BuildFailed, json_text, probe_dir, read_json, require_tools
 from workbench.toolchain.elf import NotAnAllocator, defined_functions
 
 LIBRARY = "libworkbench-probe.so"
+JVM_AGENT = "libworkbench-jvmagent.so"
 TEST_PROGRAM = "test_probe"
 BUILD_LOG = "build.log"
 MANIFEST = "manifest.json"
@@ -52,13 +56,13 @@ def _entry() -> Path:
     return probe_dir() / sources_hash()[:16]
 
 
-_FILES = (LIBRARY, TEST_PROGRAM)
+_FILES = (LIBRARY, JVM_AGENT, TEST_PROGRAM)
 _verified: set[Path] = set()  # entries checked against their manifest in this process (once is enough)
 
 
 def _complete(entry: Path) -> bool:
-    # An entry is moved in whole, so both files there mean a finished build.
-    return (entry / LIBRARY).is_file() and (entry / TEST_PROGRAM).is_file()
+    # An entry is moved in whole, so its files there mean a finished build.
+    return all((entry / name).is_file() for name in _FILES)
 
 
 def _manifest(entry: Path) -> str:
@@ -88,9 +92,21 @@ def _sound_without_manifest(entry: Path) -> bool:
     return True
 
 
-def _make(staging: Path, log: Path) -> None:
+def _java_include() -> Path:
+    """The include directory (jni.h, jvmti.h) of the workbench's JDK, for the native agent: the JNI and JVMTI
+    interfaces only grow, so one JDK's headers build an agent for every JDK from 9 on."""
+    from workbench.run.jdk import resolve_jdk
+
+    include = resolve_jdk(None).home / "include"
+    if not (include / "jni.h").is_file() or not (include / "linux" / "jni_md.h").is_file():
+        raise BadInput(f"building the allocator probe needs a JDK's C headers: {include}/jni.h is missing (install "
+                       "the full JDK, e.g. Debian's openjdk-17-jdk-headless, or set JAVA_HOME to one)")
+    return include
+
+
+def _make(staging: Path, log: Path, include: Path) -> None:
     with log.open("wb") as out:
-        result = subprocess.run(["make", "-C", str(_sources()), f"OUT={staging}"], stdout=out,
+        result = subprocess.run(["make", "-C", str(_sources()), f"OUT={staging}", f"JAVA_INCLUDE={include}"], stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=300, check=False)
     if result.returncode != 0 or not _complete(staging):
         raise BuildFailed(f"building the allocator probe into {probe_dir()} failed (exit {result.returncode})")
@@ -115,12 +131,13 @@ def _ensure_entry(quiet: bool) -> Path:
             _verified.add(entry)
             return entry
         require_tools(BUILD_TOOLS, "to build the allocator probe")
+        include = _java_include()
         if damage is not None:
             print(f"workbench: the cached allocator probe is damaged ({damage}); rebuilding it in {entry}",
                   file=sys.stderr)
         elif not quiet:
             print(f"Building the allocator probe with gcc (first use; cached in {entry}) ...", file=sys.stderr)
-        area.build(entry, _make, manifest=lambda _: _manifest(entry))
+        area.build(entry, lambda staging, log: _make(staging, log, include), manifest=lambda _: _manifest(entry))
     _verified.add(entry)
     return entry
 
@@ -130,6 +147,12 @@ def ensure_probe(quiet: bool = False) -> Path:
     program). A second call runs no compiler. Raises BadInput (exit 2) when gcc or make is missing, RunFailed
     (exit 3) when the build fails."""
     return _ensure_entry(quiet) / LIBRARY
+
+
+def ensure_jvm_agent(quiet: bool = False) -> Path:
+    """libworkbench-jvmagent.so (native/probe/jvm_agent.c), built beside the library by :func:`ensure_probe`: what
+    `exec` starts its program's Java agent with (``-agentpath``), instead of ``-javaagent``."""
+    return _ensure_entry(quiet) / JVM_AGENT
 
 
 def ensure_probe_test_program(quiet: bool = False) -> Path:

@@ -107,8 +107,8 @@ final class Stats {
         }
     }
 
-    /** HotSpot's diagnostic command called directly, its packages opened to the agent through Instrumentation;
-     * null (the MBean is used) when there is no Instrumentation or this JDK's internals differ. */
+    /** HotSpot's diagnostic command called directly, its packages opened to the agent through Instrumentation or
+     * the native agent; null (the MBean is used) when neither is there or this JDK's internals differ. */
     private static synchronized DirectDiagnosticCommand direct() {
         if (directTried) {
             return diagnosticCommand;
@@ -116,21 +116,29 @@ final class Stats {
         directTried = true;
         Instrumentation inst = instrumentation;
         Module jdkManagement = ModuleLayer.boot().findModule("jdk.management").orElse(null);
-        if (inst == null || jdkManagement == null) {
+        if ((inst == null && !NativeStart.canOpen()) || jdkManagement == null) {
             return null;
         }
         try {
             Module agent = Stats.class.getModule();
-            inst.redefineModule(ManagementFactory.class.getModule(), Set.of(), Map.of(),
-                    Map.of("sun.management", Set.of(agent)), Set.of(), Map.of());
-            inst.redefineModule(jdkManagement, Set.of(), Map.of(),
-                    Map.of("com.sun.management.internal", Set.of(agent)), Set.of(), Map.of());
+            open(inst, ManagementFactory.class.getModule(), "sun.management", agent);
+            open(inst, jdkManagement, "com.sun.management.internal", agent);
         } catch (RuntimeException refused) {
             return null;
         }
         opened = true;
         diagnosticCommand = DirectDiagnosticCommand.open(jdkManagement);
         return diagnosticCommand;
+    }
+
+    /** {@code module} opens {@code pkg} to {@code to}: through Instrumentation (-javaagent, attach), else through
+     * the native agent's JVMTI AddModuleOpens ({@link NativeStart}). */
+    private static void open(Instrumentation inst, Module module, String pkg, Module to) {
+        if (inst != null) {
+            inst.redefineModule(module, Set.of(), Map.of(), Map.of(pkg, Set.of(to)), Set.of(), Map.of());
+        } else {
+            NativeStart.addOpens(module, pkg, to);
+        }
     }
 
     private static synchronized PlatformBeans beans() {
