@@ -119,6 +119,17 @@ def workbench(*args: str, ok: tuple[int, ...] = (0,), tree: Path = ROOT) -> tupl
     return timed([sys.executable, "-P", "-m", "workbench", *args], env=env, ok=ok)
 
 
+def tree_classpath(tree: Path) -> str:
+    """The kernels' classpath as the checkout ``tree`` builds it. `exec` runs ReferenceProgram from it: the jar also
+    holds the Java agent, and the agent's classes load from the program's classpath first, so a program run from
+    this checkout's jar would give ``--against``'s side this checkout's agent (found 2026-12-04, seventh round)."""
+    assert TOOL_ENV is not None
+    env = dict(TOOL_ENV, PYTHONPATH=str(tree))
+    script = "from workbench.toolchain.maven import kernels_classpath; print(':'.join(kernels_classpath(quiet=True)))"
+    return subprocess.run([sys.executable, "-P", "-c", script], env=env, check=True, capture_output=True,
+                          text=True).stdout.strip().splitlines()[-1]
+
+
 def bytecode_line(repeat: int) -> str:
     """Importing every command of the CLI, from source (each start compiles it) and from compiled bytecode."""
     command = [sys.executable, "-c", "from workbench.cli._app import build_app; build_app()"]
@@ -206,14 +217,18 @@ def side_by_side(repeat: int, java: str, jdk: Jdk, classpath: str, program: list
     other_run: list[float] = []
     other_exec: list[float] = []
     peaks: dict[str, int] = {}
+    program_of = {ROOT: program}
+    if against is not None and "exec" in parts:
+        index = program.index("-cp") + 1
+        program_of[against] = [*program[:index], tree_classpath(against), *program[index + 1:]]
     with tempfile.TemporaryDirectory() as runs:
         # Once untimed: the libraries' bytecode is written into the cache (a pip install has it), the OS caches warm.
         for tree in [ROOT, *([against] if against else [])]:
             if runs_too:
                 workbench("run", "arrow-intvector", "--quiet", "--out", f"{runs}/warm-run-{tree.name}", tree=tree)
             if "exec" in parts:
-                workbench("exec", "--quiet", "--out", f"{runs}/warm-exec-{tree.name}", "--", java, *program,
-                          tree=tree)
+                workbench("exec", "--quiet", "--out", f"{runs}/warm-exec-{tree.name}", "--", java,
+                          *program_of[tree], tree=tree)
         for index in range(repeat):  # interleaved, so drift on a noisy machine hits all sides alike
             if runs_too:
                 plain_run.append(timed([java, "-XX:NativeMemoryTracking=summary", *program], env=plain_env)[0])
@@ -230,7 +245,7 @@ def side_by_side(repeat: int, java: str, jdk: Jdk, classpath: str, program: list
                                             *program)[0])
                 if against is not None:
                     other_exec.append(workbench("exec", "--quiet", "--out", f"{runs}/against-exec-{index}", "--",
-                                                java, *program, tree=against)[0])
+                                                java, *program_of[against], tree=against)[0])
         if runs_too:
             drawn_s, page_bytes = draw_time(Path(runs) / "run-0")
             costs = {"this checkout": run_costs([Path(runs) / f"run-{i}" for i in range(repeat)])}
