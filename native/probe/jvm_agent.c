@@ -28,18 +28,27 @@ static jvmtiEnv *jvmti;
 static char *jar;        /* -Dworkbench.agent.jar, read at load */
 static char *arguments;  /* the agent's options, for NativeStart.premain */
 
-static void warn(const char *what, int code) {
-    fprintf(stderr, "workbench-agent: not started: %s (%d)\n", what, code);
+/* One line on stderr; error is JVMTI's code, or 0 (none) or -1 (a Java exception, cleared). */
+static void warn(const char *what, int error) {
+    if (error > 0) {
+        fprintf(stderr, "workbench-agent: not started: %s (JVMTI error %d)\n", what, error);
+    } else {
+        fprintf(stderr, "workbench-agent: not started: %s%s\n", what, error < 0 ? " (a Java exception)" : "");
+    }
 }
 
-/* A pending Java exception ends the start: reported in one line, then cleared, so the program runs on. */
-static int failed(JNIEnv *env, const char *what) {
-    if (!(*env)->ExceptionCheck(env)) {
-        return 0;
+/* The start ends at a pending Java exception or a missing value: one line, the exception cleared, the program runs. */
+static int missing(JNIEnv *env, const void *value, const char *what) {
+    if ((*env)->ExceptionCheck(env)) {
+        (*env)->ExceptionClear(env);
+        warn(what, -1);
+        return 1;
     }
-    (*env)->ExceptionClear(env);
-    warn(what, -1);
-    return 1;
+    if (value == NULL) {
+        warn(what, 0);
+        return 1;
+    }
+    return 0;
 }
 
 static void JNICALL add_opens(JNIEnv *env, jclass caller, jobject module, jstring package, jobject to) {
@@ -68,35 +77,45 @@ static void JNICALL vm_init(jvmtiEnv *env_jvmti, JNIEnv *env, jthread thread) {
         return;
     }
     jclass loaders = (*env)->FindClass(env, "java/lang/ClassLoader");
-    if (loaders == NULL || failed(env, "no java.lang.ClassLoader")) {
+    if (missing(env, loaders, "no java.lang.ClassLoader")) {
         return;
     }
     jmethodID system = (*env)->GetStaticMethodID(env, loaders, "getSystemClassLoader", "()Ljava/lang/ClassLoader;");
+    if (missing(env, system, "no ClassLoader.getSystemClassLoader")) {
+        return;
+    }
     jmethodID load = (*env)->GetMethodID(env, loaders, "loadClass", "(Ljava/lang/String;)Ljava/lang/Class;");
-    if (system == NULL || load == NULL || failed(env, "no ClassLoader.loadClass")) {
+    if (missing(env, load, "no ClassLoader.loadClass")) {
         return;
     }
     jobject loader = (*env)->CallStaticObjectMethod(env, loaders, system);
+    if (missing(env, loader, "no system class loader")) {
+        return;
+    }
     jstring name = (*env)->NewStringUTF(env, START_CLASS);
-    if (loader == NULL || name == NULL || failed(env, "no system class loader")) {
+    if (missing(env, name, "out of memory")) {
         return;
     }
     jclass start = (jclass)(*env)->CallObjectMethod(env, loader, load, name);
-    if (start == NULL || failed(env, START_CLASS " could not be loaded from the jar")) {
+    if (missing(env, start, START_CLASS " could not be loaded from the jar")) {
         return;
     }
     JNINativeMethod opens = {"addOpens", "(Ljava/lang/Module;Ljava/lang/String;Ljava/lang/Module;)V",
                              (void *)add_opens};
-    if ((*env)->RegisterNatives(env, start, &opens, 1) != JNI_OK || failed(env, "NativeStart.addOpens")) {
+    jint registered = (*env)->RegisterNatives(env, start, &opens, 1);
+    if (missing(env, registered == JNI_OK ? start : NULL, "NativeStart.addOpens could not be registered")) {
         return;
     }
     jmethodID premain = (*env)->GetStaticMethodID(env, start, "premain", "(Ljava/lang/String;)V");
+    if (missing(env, premain, "no NativeStart.premain")) {
+        return;
+    }
     jstring args = (*env)->NewStringUTF(env, arguments);
-    if (premain == NULL || args == NULL || failed(env, "no NativeStart.premain")) {
+    if (missing(env, args, "out of memory")) {
         return;
     }
     (*env)->CallStaticVoidMethod(env, start, premain, args); /* holds here (premain's hold), as -javaagent would */
-    failed(env, "NativeStart.premain threw");
+    missing(env, start, "NativeStart.premain threw");
 }
 
 JNIEXPORT jint JNICALL Agent_OnLoad(JavaVM *vm, char *options, void *reserved) {

@@ -247,3 +247,29 @@ def test_agent_refuses_a_world_writable_probe_dir_and_the_program_runs_on(
     assert list(probe_dir.iterdir()) == []
     with pytest.raises(AgentUnavailable):
         query_agent(run.pid, directory=probe_dir)
+
+
+@pytest.mark.parametrize("jar", ["missing", "without the agent"])
+def test_the_native_agent_that_cannot_start_the_java_agent_says_so_once_and_the_program_runs_on(
+        jar: str, tmp_path: Path) -> None:
+    """`exec`'s native agent (libworkbench-jvmagent.so) with no jar property, or a jar that has no NativeStart: one
+    `workbench-agent:` line, the program's own output and exit code, and no socket."""
+    from workbench.toolchain.probe import ensure_jvm_agent
+
+    sockets = tmp_path / "sockets"
+    sockets.mkdir(mode=0o700)
+    other_jar = tmp_path / "other.jar"
+    other_jar.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
+    options = [] if jar == "missing" else [f"-Dworkbench.agent.jar={other_jar}"]
+    result = subprocess.run([JAVA17, f"-agentpath:{ensure_jvm_agent(quiet=True)}=dir={sockets}",
+                             "-Dworkbench.agent.hold=30000", *options, "-version"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    lines = result.stderr.splitlines()
+    agent_lines = [line for line in lines if line.startswith("workbench-agent:")]
+    expected = ("workbench-agent: not started: -Dworkbench.agent.jar=<the project jar> is missing" if jar == "missing"
+                else "workbench-agent: not started: workbench.agent.NativeStart could not be loaded from the jar "
+                     "(a Java exception)")
+    assert agent_lines == [expected]
+    assert any(line.startswith("openjdk version") for line in lines)  # -version's own output, after the agent's line
+    assert list(sockets.iterdir()) == []
