@@ -31,6 +31,7 @@ from workbench.toolchain.mimalloc import MIMALLOC
 from workbench.toolchain.source_build import Recipe
 from workbench.toolchain.tcmalloc import TCMALLOC
 from workbench.toolchain.maven import cached_kernels, kernels_classpath, kernels_entry
+from workbench.toolchain.probe import java_include_problem, probe_cached
 
 JVM_DIR = Path("/usr/lib/jvm")
 CHILD_TIMEOUT_S = 60
@@ -335,6 +336,22 @@ def _toolchain_check(jemalloc_cached: bool) -> Check:
                  needed, found)
 
 
+def _headers_check() -> Check:
+    """The default JDK's C headers, which the probe's build needs (its native agent, native/probe/jvm_agent.c)."""
+    needed = not probe_cached()
+    try:
+        home = resolve_jdk(None).home
+    except BadInput as error:
+        return Check("jdk headers", "FAIL", error.message, None, needed)
+    problem = java_include_problem(home)
+    if problem is not None:
+        fix = "apt-get install openjdk-17-jdk-headless" + (" (the probe is built, so runs do not need them)"
+                                                             if not needed else "")
+        return Check("jdk headers", "FAIL", problem, fix, needed, {"include": str(home / "include")})
+    return Check("jdk headers", "ok", f"{home / 'include'} (jni.h, jvmti.h: the probe's native agent)", None, needed,
+                 {"include": str(home / "include")})
+
+
 # --- 6. /proc ---------------------------------------------------------------------------------------------------
 
 
@@ -374,4 +391,5 @@ def run_checks(build: bool) -> Iterator[Check]:
     yield _built_check(MIMALLOC, build, False, "about 5 s")[0]
     yield from _system_allocator_checks()
     yield _toolchain_check(jemalloc_cached)
+    yield _headers_check()
     yield _proc_check()

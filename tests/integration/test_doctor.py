@@ -118,3 +118,22 @@ def test_java_home_that_is_not_a_jdk_fails_the_default_jdk(tmp_path: Path) -> No
     assert document["problems"] == 1
     # The JDKs under /usr/lib/jvm are still checked on their own.
     assert jdks(document)[str(JDK17)]["status"] == "ok"
+
+
+def test_a_jdk_without_c_headers_fails_the_headers_check_with_its_fix(tmp_path: Path) -> None:
+    # JDK 17 as a JRE has it: everything but include/ (the probe's native agent is built with jni.h and jvmti.h).
+    from workbench.toolchain.probe import ensure_probe
+
+    ensure_probe(quiet=True)  # built with the real JDK's headers, as a first run would have
+    jre = tmp_path / "jre"
+    jre.mkdir()
+    for entry in JDK17.iterdir():
+        if entry.name != "include":
+            (jre / entry.name).symlink_to(entry)
+    checks = by_check(doctor_json({"JAVA_HOME": str(jre)}))
+    headers = checks["jdk headers"]
+    assert headers["status"] == "FAIL" and headers["found"]["include"] == str(jre / "include")
+    assert headers["detail"].startswith(f"building the allocator probe needs a JDK's C headers: {jre}/include/jni.h")
+    # The probe is built here already, so a default run does not need them: not a problem, and the fix says why.
+    assert headers["needed_by_default_run"] is False
+    assert headers["fix"] == "apt-get install openjdk-17-jdk-headless (the probe is built, so runs do not need them)"

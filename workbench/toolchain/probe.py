@@ -92,16 +92,30 @@ def _sound_without_manifest(entry: Path) -> bool:
     return True
 
 
+def probe_cached() -> bool:
+    """Whether the probe of these sources is built (complete in the cache; its manifest is checked at first use)."""
+    return _complete(_entry())
+
+
+def java_include_problem(home: Path) -> str | None:
+    """Why the JDK at ``home`` cannot build the native agent (its C headers are missing), or None."""
+    include = home / "include"
+    if (include / "jni.h").is_file() and (include / "linux" / "jni_md.h").is_file():
+        return None
+    return (f"building the allocator probe needs a JDK's C headers: {include}/jni.h is missing (install the full "
+            "JDK, e.g. Debian's openjdk-17-jdk-headless, or set JAVA_HOME to one)")
+
+
 def _java_include() -> Path:
     """The include directory (jni.h, jvmti.h) of the workbench's JDK, for the native agent: the JNI and JVMTI
     interfaces only grow, so one JDK's headers build an agent for every JDK from 9 on."""
     from workbench.run.jdk import resolve_jdk
 
-    include = resolve_jdk(None).home / "include"
-    if not (include / "jni.h").is_file() or not (include / "linux" / "jni_md.h").is_file():
-        raise BadInput(f"building the allocator probe needs a JDK's C headers: {include}/jni.h is missing (install "
-                       "the full JDK, e.g. Debian's openjdk-17-jdk-headless, or set JAVA_HOME to one)")
-    return include
+    home = resolve_jdk(None).home
+    problem = java_include_problem(home)
+    if problem is not None:
+        raise BadInput(problem)
+    return home / "include"
 
 
 def _make(staging: Path, log: Path, include: Path) -> None:
