@@ -44,7 +44,10 @@ public final class ProbeAgent {
         long holdMillis = Long.getLong(HOLD_PROPERTY, 0L);
         if (holdMillis > 0) {
             // The first snapshot comes next: its reply's one-time costs are paid here, while the server thread
-            // starts its socket on the other core, instead of after it while the program waits.
+            // starts its socket on the other core, instead of after it while the program waits. First the class
+            // that socket needs whose initializer seeds a SecureRandom (the security providers loaded: 12-15 ms),
+            // while the server thread checks its directory.
+            initialize("sun.nio.ch.UnixDomainSockets");
             Stats.warmUp();
             try {
                 RELEASE.await(holdMillis, TimeUnit.MILLISECONDS);
@@ -57,6 +60,15 @@ public final class ProbeAgent {
     public static void agentmain(String args, Instrumentation instrumentation) {
         Stats.instrumentation = instrumentation;
         start(args);
+    }
+
+    /** A JDK class initialized now (Class.forName needs no export), or left to its first use where it cannot be. */
+    private static void initialize(String name) {
+        try {
+            Class.forName(name, true, null);
+        } catch (Throwable otherJdk) {
+            // not there on this JDK: the server thread pays it, as before
+        }
     }
 
     /** Starts the server thread once per JVM; everything that can fail happens on that thread. */
@@ -88,7 +100,11 @@ public final class ProbeAgent {
                 warn(refusal);
                 return;
             }
-            new ProbeServer(directory.resolve("agent-" + ProcessHandle.current().pid() + ".sock")).serve();
+            // String.concat, not `+`, on the way to the socket: the first `+` of a JVM bootstraps its invokedynamic
+            // concatenation (StringConcatFactory), in the start of the program this agent holds. (Not compiled away
+            // for the whole jar: the kernels run in the worker's measured JVM, and that changed its allocations.)
+            String name = "agent-".concat(Long.toString(ProcessHandle.current().pid())).concat(".sock");
+            new ProbeServer(directory.resolve(name)).serve();
         } catch (IllegalArgumentException badArgument) {
             warn("not started: " + badArgument.getMessage());
         } catch (Throwable t) {

@@ -53,7 +53,7 @@ final class ProbeDirectory {
         }
         PosixFileAttributes attributes =
                 Files.readAttributes(directory, PosixFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
-        String refusing = "refusing " + directory + ": ";
+        String refusing = "refusing ".concat(directory.toString()).concat(": "); // no `+` here: see ProbeAgent.run
         if (attributes.isSymbolicLink()) {
             return refusing + "it is a symlink";
         }

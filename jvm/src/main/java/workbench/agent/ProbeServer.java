@@ -135,7 +135,7 @@ final class ProbeServer {
                 waiter.start();
                 return true;
             }
-            byte[] reply = (respond(request.strip()) + "\n").getBytes(StandardCharsets.UTF_8);
+            byte[] reply = respond(request.strip()).concat("\n").getBytes(StandardCharsets.UTF_8); // see ProbeAgent.run
             key.interestOps(SelectionKey.OP_WRITE);
             ByteBuffer out = ByteBuffer.wrap(reply);
             while (out.hasRemaining()) {
