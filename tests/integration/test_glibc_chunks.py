@@ -33,11 +33,20 @@ def test_the_chunks_found_by_their_headers_are_exactly_hblkhd_and_mostly_not_res
         assert ledger["malloc"] is None and ledger["glibc_chunks"] == "found", label  # nothing claimed by figure
     base, allocated = snapshots["baseline"]["attribution"]["glibc_chunks"], \
         snapshots["allocated"]["attribution"]["glibc_chunks"]
-    # Netty's pooled chunk is one more mmapped chunk of 4 MiB + 4 KiB.
-    assert allocated["hblks"] - base["hblks"] >= 1
-    assert allocated["found_bytes"] - base["found_bytes"] >= NETTY_CHUNK
-    if jdk == "25":  # Arrow touched a part of it (measured: +532,480 B; on JDK 17 the chunks' pages grew +4.2 MB)
-        assert allocated["resident_bytes"] - base["resident_bytes"] < NETTY_CHUNK // 2
+    if allocated["hblks"] == base["hblks"]:
+        # glibc's mmap threshold is dynamic: a freed mmapped chunk larger than the threshold raises it to that size.
+        # When the JVM has freed one larger than 4 MiB before the allocation (its compilers' arenas, at times),
+        # Netty's chunk comes from an arena and no mmapped chunk is added (1 run in 6 here, on 2026-12-04, also
+        # with the session's starting code): it is then in the allocator's in-use bytes.
+        allocator_growth = (snapshots["allocated"]["allocator"]["allocated_bytes"]
+                            - snapshots["baseline"]["allocator"]["allocated_bytes"])
+        assert allocator_growth >= NETTY_CHUNK - 4096
+    else:
+        # Netty's pooled chunk is one more mmapped chunk of 4 MiB + 4 KiB, found by its header.
+        assert allocated["hblks"] - base["hblks"] >= 1
+        assert allocated["found_bytes"] - base["found_bytes"] >= NETTY_CHUNK
+        if jdk == "25":  # Arrow touched a part of it (measured: +532,480 B; on JDK 17 the chunks' pages grew +4.2 MB)
+            assert allocated["resident_bytes"] - base["resident_bytes"] < NETTY_CHUNK // 2
     # Found by address, it no longer pushes the ledger below the bound (it was -3,665,920 B on JDK 25, claimed).
     unexplained = snapshots["allocated"]["reconciliation"]["unexplained_bytes"]
     assert abs(unexplained) <= snapshots["allocated"]["reconciliation"]["bound_bytes"], unexplained
