@@ -250,12 +250,14 @@ class ExternalSampler:
 
     def take(self, label: str, read: Callable[[], None] | None = None) -> Captured | None:
         """A labelled snapshot kept in the report (completed now when reading is ready, else once it is); None when
-        the process is gone. ``read`` is called once the layers are read, before the snapshot is completed (exec's
-        `exit` lets the JVM go on exiting there)."""
+        the process is gone. ``read`` is called once the layers are read (or their reading failed), before the
+        snapshot is completed (exec's `exit` lets the JVM go on exiting there)."""
         with self._lock:
-            captured = self.capture(label)
-            if read is not None:
-                read()
+            try:
+                captured = self.capture(label)
+            finally:
+                if read is not None:
+                    read()
             if captured is not None:
                 self._keep(captured)
             return captured

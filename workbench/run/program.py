@@ -231,24 +231,19 @@ def _exit_snapshot(sampler: ExternalSampler, sockets: Path, waiting: socket.sock
         reply = jvm_agent.exit_reply(waiting)
     except (jvm_agent.AgentUnavailable, ValueError):
         return  # no agent, or the program died without exiting (a signal): "last" stands in
-    released = False
 
     def release() -> None:
-        nonlocal released
-        released = True
         try:
             jvm_agent.query_agent(sampler.pid, "release-exit", timeout=2.0, directory=sockets)
         except jvm_agent.AgentUnavailable:
             pass
 
-    try:
-        if reply.get("exiting"):
-            # Released once read: the snapshot's completion (its replies validated, its raw text written: 2-38 ms
-            # here) overlaps the JVM's exit instead of holding it.
-            sampler.take("exit", read=release)
-    finally:
-        if not released:
-            release()
+    if reply.get("exiting"):
+        # Released once read (take calls release even when reading fails): the snapshot's completion (its replies
+        # validated, its raw text written: 2-38 ms here) overlaps the JVM's exit instead of holding it.
+        sampler.take("exit", read=release)
+    else:
+        release()
 
 
 def _crash(exit_code: int, run_dir: RunDir, forwarded: list[str]) -> RunError | None:

@@ -102,12 +102,12 @@ def prepare(request: RunRequest) -> PreparedRun:
         scenario = scenario.model_copy(update={"jvm": scenario.jvm.model_copy(update=jvm_updates)})
     # The cheap checks first: a bad option is refused before the allocator is resolved (which may build it).
     buffers = request.profile_buffers or scenario.profile == "buffers"
+    profiled = request.profile or buffers or scenario.profile == "native"
     interval = None
-    if request.profile or buffers or scenario.profile == "native" or request.profile_interval is not None:
+    if profiled or request.profile_interval is not None:
         from workbench.run.profile import profile_interval_for
 
-        interval = profile_interval_for(request.profile or buffers or scenario.profile == "native",
-                                        request.profile_interval)
+        interval = profile_interval_for(profiled, request.profile_interval)
     option = "--allocator" if request.allocator else f"{source}: allocator"
     spec = parse_spec(request.allocator or scenario.allocator, option)
     allocator = resolve_allocator(spec.name, option=option)
