@@ -778,18 +778,7 @@ static int peer_is_same_user(int fd) {
 static int read_command(int fd, char *line, size_t size) {
     struct timeval timeout = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    size_t length = 0;
-    while (length < size - 1) {
-        ssize_t n = recv(fd, line + length, size - 1 - length, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        length += n;
-        if (memchr(line, '\n', length) != NULL)
-            break;
-    }
-    line[length] = '\0';
+    size_t length = workbench_receive_line(fd, line, size);
     line[strcspn(line, "\r\n")] = '\0';
     return length > 0 ? 0 : -1;
 }

@@ -273,3 +273,33 @@ def test_the_native_agent_that_cannot_start_the_java_agent_says_so_once_and_the_
     assert agent_lines == [expected]
     assert any(line.startswith("openjdk version") for line in lines)  # -version's own output, after the agent's line
     assert list(sockets.iterdir()) == []
+
+
+@pytest.mark.parametrize("problem", ["world-writable", "symlink", "unknown argument"])
+def test_the_native_agent_refuses_its_socket_directory_once_and_does_not_hold_the_program(
+        problem: str, jar_and_classpath: tuple[str, str], tmp_path: Path) -> None:
+    """The native agent checks the directory as the Java agent's ProbeDirectory does (and says so in the same
+    words); a server that cannot run holds nothing, even with -Dworkbench.agent.hold."""
+    from workbench.toolchain.probe import ensure_jvm_agent
+
+    sockets = tmp_path / "sockets"
+    sockets.mkdir(mode=0o700)
+    argument = f"dir={sockets}"
+    if problem == "world-writable":
+        sockets.chmod(0o777)
+        expected = f"workbench-agent: refusing {sockets}: group/other can access it (rwxrwxrwx); it must be mode 0700"
+    elif problem == "symlink":
+        link = tmp_path / "link"
+        link.symlink_to(sockets)
+        argument, expected = f"dir={link}", f"workbench-agent: refusing {link}: it is a symlink"
+    else:
+        argument = "bogus"
+        expected = "workbench-agent: not started: unknown agent argument 'bogus'; expected dir=<path>"
+    result = subprocess.run([JAVA17, f"-agentpath:{ensure_jvm_agent(quiet=True)}={argument}",
+                             f"-Dworkbench.agent.jar={jar_and_classpath[0]}", "-Dworkbench.agent.hold=600000", "-version"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("workbench-agent:")] == [expected]
+    assert any(line.startswith("openjdk version") for line in lines)
+    assert list(sockets.iterdir()) == []

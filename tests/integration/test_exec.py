@@ -334,3 +334,42 @@ def test_exec_starts_java_before_loading_the_sampler_the_report_or_the_build_mac
     # The sampler and pydantic did load afterwards (the hook saw the right process), and the run has its report.
     assert {"workbench.run.external", "workbench.probes.native_probe", "pydantic"} <= set(seen["at_end"])
     assert json.loads((tmp_path / "run" / "report.json").read_text())["snapshots"][0]["label"] == "start"
+
+
+def test_exec_serves_its_agent_from_the_native_agent_without_nio_and_detaches_it_before_the_exit(
+        tmp_path: Path) -> None:
+    """exec's agent socket is served by libworkbench-jvmagent.so in C (a JVM's first NIO server socket took the Java
+    agent's thread 77-100 ms from VMInit to its first answer, while the program was held). Its replies leave nothing
+    in the program's direct buffer pool (the Java server's went through NIO's temporary direct buffer); its thread
+    joins the JVM for the stats replies only (with a Java thread's stack) and leaves it before the JVM exits
+    (HotSpot's exit waits up to 300 ms for an attached thread that is in native code)."""
+    classes = tmp_path / "classes"
+    subprocess.run(["javac", "-d", str(classes), str(Path(__file__).parent / "programs" / "RepeatedMain.java")],
+                   check=True)
+    loaded, threads = tmp_path / "classes.txt", tmp_path / "threads.txt"
+    out = tmp_path / "run"
+    result = run_workbench("exec", "--out", str(out), "--no-html", "--quiet", "--interval", "10ms", "--",
+                           "java", f"-Xlog:class+load:file={loaded}", f"-Xlog:os+thread=info:file={threads}",
+                           "-cp", str(classes), "RepeatedMain", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["kept 77777"] and "workbench-agent" not in result.stderr
+    snapshots = json.loads((out / "report.json").read_text())["snapshots"]
+    assert [s["label"] for s in snapshots] == ["start", "exit"]
+    start, exit_ = (s["jvm_runtime"]["buffer_pools"]["direct"] for s in snapshots)
+    # The program's one buffer and nothing of the agent's, after at least the start snapshot's reply.
+    assert start["count"] == 0 and start["total_capacity_bytes"] == 0
+    assert exit_["count"] == 1 and exit_["total_capacity_bytes"] == 77_777
+    classes_loaded = loaded.read_text()
+    assert "workbench.agent.NativeStart " in classes_loaded
+    for nio in ("sun.nio.ch.ServerSocketChannelImpl ", "sun.nio.ch.UnixDomainSockets "):
+        assert nio not in classes_loaded, nio
+    log = threads.read_text().splitlines()
+    attached = {line.split("tid: ")[1].split(",")[0]: line for line in log if "Thread attached (tid: " in line}
+    # The launcher's main thread (attached at the start, and again by DestroyJavaVM at the end), and the agent's,
+    # with a Java thread's 1 MiB stack (not glibc's 8 MiB).
+    main_tid = next(iter(attached))
+    agent = {tid: line for tid, line in attached.items() if tid != main_tid}
+    assert len(agent) == 1, attached
+    (tid, line), = agent.items()
+    assert line.endswith("(1024K) )."), line
+    assert any(f"JavaThread detaching (tid: {tid})" in line for line in log), log[-10:]

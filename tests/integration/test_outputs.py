@@ -95,14 +95,17 @@ def test_a_run_directory_that_fills_up_fails_the_run_and_keeps_what_fitted(small
         assert json.loads(kept.read_text())["jemalloc"]["stats"]["allocated"] > 0, kept
 
 
-# A program with 400 threads waiting: about 800 mappings more (a stack and its guard each), so each snapshot's
-# mappings file (about 110 KiB) is larger than report.json (about 40 KiB). The reference program's (about 30 KiB:
-# the maps lines with their Rss and Anonymous) are smaller, and a disk that refused one of them would refuse
-# report.json as well.
+# A program with 600 threads waiting: about 1,200 mappings more (a stack and its guard each), so the mappings file of
+# a snapshot taken while they wait (about 137 KB) is larger than report.json (about 30 KB), and of the two such
+# snapshots (the periodic `last` and `exit`, written in either order) the second never fits in 256 KiB beside the
+# `start` one (30 KB, before the threads): report.json does. With 400 threads (101 KB each) both could fit, and then
+# report.json did not: measured once the agent's socket no longer made the program's mappings a few KB larger.
+# The reference program's (about 30 KiB: the maps lines with their Rss and Anonymous) are smaller, and a disk that
+# refused one of them would refuse report.json as well.
 THREADS_PROGRAM = """
 public class Threads {
     public static void main(String[] args) throws Exception {
-        for (int i = 0; i < 400; i++) {
+        for (int i = 0; i < 600; i++) {
             Thread thread = new Thread(() -> { try { Thread.sleep(60_000); } catch (InterruptedException e) { } });
             thread.setDaemon(true);
             thread.start();

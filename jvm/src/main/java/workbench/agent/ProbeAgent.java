@@ -38,7 +38,7 @@ public final class ProbeAgent {
     }
 
     /** The server started and, with {@code -Dworkbench.agent.hold}, the calling thread (the one that runs main)
-     * held until {@code release}: premain's, and {@link NativeStart}'s. */
+     * held until {@code release}: premain's. */
     static void startHeld(String args) {
         start(args);
         long holdMillis = Long.getLong(HOLD_PROPERTY, 0L);
@@ -69,6 +69,11 @@ public final class ProbeAgent {
         } catch (Throwable otherJdk) {
             // not there on this JDK: the server thread pays it, as before
         }
+    }
+
+    /** Another server (the native agent's, {@link NativeStart}) serves this JVM: {@link #start} does nothing. */
+    static void serving() {
+        STARTED.set(true);
     }
 
     /** Starts the server thread once per JVM; everything that can fail happens on that thread. */

@@ -19,9 +19,10 @@ import javax.management.ObjectName;
  * </pre>
  * A figure the JVM does not know (reported as -1, e.g. non_heap max) is null. The management beans are first
  * touched here, not at premain, so a program that never gets asked never loads JMX; except in a JVM held for a
- * start snapshot ({@code workbench exec}), where premain calls {@link #warmUp}.
- * NIO copies the reply through its per-thread temporary direct buffer, so after the first reply the "direct" pool
- * includes a few KiB of the agent's own.
+ * start snapshot ({@code workbench exec}), where premain (or {@link NativeStart#started}) calls {@link #warmUp}.
+ * Served by the Java agent's {@link ProbeServer} ({@code -javaagent}, attach), NIO copies the reply through its
+ * per-thread temporary direct buffer, so after the first reply the "direct" pool includes a few KiB of the agent's
+ * own; the native agent's server ({@code workbench exec}) sends the reply's bytes from a static buffer instead.
  */
 final class Stats {
     private static final String[] SIGNATURE = {String[].class.getName()};
