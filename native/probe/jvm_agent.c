@@ -485,7 +485,7 @@ static void JNICALL vm_init(jvmtiEnv *env_jvmti, JNIEnv *env, jthread thread) {
     if (missing(env, registered == JNI_OK ? start : NULL, "NativeStart's natives could not be registered")) {
         return;
     }
-    jmethodID started = (*env)->GetStaticMethodID(env, start, "started", "(Z)V");
+    jmethodID started = (*env)->GetStaticMethodID(env, start, "started", "(ZJ)V");
     if (missing(env, started, "no NativeStart.started")) {
         return;
     }
@@ -502,7 +502,7 @@ static void JNICALL vm_init(jvmtiEnv *env_jvmti, JNIEnv *env, jthread thread) {
     }
     /* The shutdown hook (the exit hold) registered, and, in a held JVM, the first stats reply's one-time costs paid
      * before the socket answers: the start snapshot comes next. */
-    (*env)->CallStaticVoidMethod(env, start, started, (jboolean)(g_hold_ms > 0));
+    (*env)->CallStaticVoidMethod(env, start, started, (jboolean)(g_hold_ms > 0), (jlong)getpid());
     int failed = missing(env, start, "NativeStart.started threw");
     if (!failed && start_server() != 0) {
         warn("the server thread could not start", 0);

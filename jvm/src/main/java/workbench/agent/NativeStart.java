@@ -28,12 +28,13 @@ public final class NativeStart {
     }
 
     /**
-     * Called by the native agent at VMInit on the thread that will run main, once its socket is bound: registers
-     * the exit hold, and in a JVM {@code held} for a start snapshot pays the first {@code stats} reply's one-time
-     * costs now (the native agent then holds the program until {@code release}).
+     * Called by the native agent at VMInit on the thread that will run main, once its socket is bound, with the
+     * process's id: registers the exit hold, and in a JVM {@code held} for a start snapshot pays the first
+     * {@code stats} reply's one-time costs now (the native agent then holds the program until {@code release}).
      */
-    public static void started(boolean held) {
+    public static void started(boolean held, long pid) {
         opener = true;
+        Stats.nativePid = pid;
         ProbeAgent.serving(); // a later attach (agentmain) must not start a second server on this socket
         // A class, not a lambda (see ProbeAgent.start).
         Runtime.getRuntime().addShutdownHook(new Thread(new Runnable() {

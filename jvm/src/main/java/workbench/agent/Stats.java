@@ -35,6 +35,7 @@ final class Stats {
     private static boolean opened;
     private static DirectDiagnosticCommand diagnosticCommand;
     private static PlatformBeans beans;
+    static volatile long nativePid;
 
     private Stats() {}
 
@@ -52,11 +53,18 @@ final class Stats {
         }
     }
 
+    /** The process id as the native agent gave it ({@link NativeStart#started}), else from ProcessHandle: whose
+     * first use initializes ProcessHandleImpl (its lambdas and reaper executor: 4-7 ms of a held start here). */
+    static long pid() {
+        long given = nativePid;
+        return given > 0 ? given : ProcessHandle.current().pid();
+    }
+
     static String collect() {
         DirectDiagnosticCommand direct = direct(); // first: it opens sun.management, which the beans come from
         PlatformBeans beans = beans();
         Json json = new Json().beginObject();
-        json.field("pid", ProcessHandle.current().pid());
+        json.field("pid", pid());
         json.field("t_ms", beans.runtime.getUptime());
         nmt(json, direct);
         json.key("buffer_pools").beginObject();
