@@ -117,10 +117,10 @@ static long property_ms(const char *name) {
 
 /* --- where the socket lives (ProbeDirectory.java's rule and checks) ------------------------------------------- */
 
-/* dir=<path>, else $WORKBENCH_PROBE_DIR, $XDG_RUNTIME_DIR/workbench, /tmp/workbench-<euid>; 0, or -1 (said why). */
+/* dir=<path>, else the probe's directory (probe.h: $WORKBENCH_PROBE_DIR, $XDG_RUNTIME_DIR/workbench,
+ * /tmp/workbench-<euid>); 0, or -1 (said why). */
 static int resolve_directory(char *out, size_t size) {
-    int n;
-    const char *dir;
+    int fits;
     if (arguments[0] != '\0') {
         size_t prefix = strlen(DIR_ARGUMENT);
         if (strncmp(arguments, DIR_ARGUMENT, prefix) != 0 || arguments[prefix] == '\0') {
@@ -128,15 +128,12 @@ static int resolve_directory(char *out, size_t size) {
                     arguments);
             return -1;
         }
-        n = snprintf(out, size, "%s", arguments + prefix);
-    } else if ((dir = getenv("WORKBENCH_PROBE_DIR")) != NULL && *dir != '\0') {
-        n = snprintf(out, size, "%s", dir);
-    } else if ((dir = getenv("XDG_RUNTIME_DIR")) != NULL && *dir != '\0') {
-        n = snprintf(out, size, "%s/workbench", dir);
+        int n = snprintf(out, size, "%s", arguments + prefix);
+        fits = n > 0 && (size_t)n < size;
     } else {
-        n = snprintf(out, size, "/tmp/workbench-%u", (unsigned)geteuid());
+        fits = workbench_probe_dir(out, size) == 0;
     }
-    if (n <= 0 || (size_t)n >= size) {
+    if (!fits) {
         warn("the socket directory's path is too long", 0);
         return -1;
     }
@@ -305,13 +302,13 @@ static void serve_client(JNIEnv **env) {
     }
     if (strcmp(command, "await-exit") == 0) {
         pthread_mutex_lock(&g_lock);
-        int kept = !g_exiting && g_waiting < WAITERS_MAX;
+        int exiting_now = g_exiting, kept = !exiting_now && g_waiting < WAITERS_MAX;
         if (kept)
             g_waiters[g_waiting++] = fd;
         pthread_mutex_unlock(&g_lock);
         if (kept)
             return;
-        send_text(fd, g_exiting ? "{\"exiting\": true}\n" : "{\"error\": \"too many clients wait for the exit\"}\n");
+        send_text(fd, exiting_now ? "{\"exiting\": true}\n" : "{\"error\": \"too many clients wait for the exit\"}\n");
     } else if (strcmp(command, "stats") == 0) {
         send_stats(env, fd);
     } else if (strcmp(command, "ping") == 0) {

@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # pydantic and the report model: imported once the program is
     from workbench.report.model import Report, RunError
     from workbench.run.profile import Profiling
 
-# The agent holds premain (at most this long) until the start snapshot is taken, so `start` is before main runs.
+# The agent holds the program at VMInit (at most this long) until the start snapshot is taken, so `start` is
+# before main runs.
 AGENT_HOLD_MS = 30_000
 # And the JVM's exit (at most this long) until the `exit` snapshot is taken, before NMT is torn down.
 AGENT_EXIT_HOLD_MS = 10_000
@@ -131,7 +132,7 @@ def run_program(program: PreparedProgram, run_dir: RunDir, html: bool = True,
     # The program dies with `workbench exec` (even by SIGKILL) unless the user asked to leave it running.
     process = subprocess.Popen(argv, env=env, preexec_fn=None if leave_running else lambda: die_with_parent(parent))
     # The sampler, the probes' readers and the agent's client, imported only now: while the JVM starts (0.15-0.2 s
-    # to its agent's premain) rather than before it (about 30 ms of `exec`'s start, in front of the program's).
+    # to its agent's VMInit) rather than before it (about 30 ms of `exec`'s start, in front of the program's).
     from workbench.probes import jvm_agent, native_probe
     from workbench.run.external import ControlServer, ExternalSampler, external_report
 
@@ -264,7 +265,7 @@ def _crash(exit_code: int, run_dir: RunDir, forwarded: list[str]) -> RunError | 
 
 def _wait_for_agent(process: subprocess.Popen[bytes], sockets: Path, timeout_s: float = 30) -> None:
     """Until the agent answers (the JVM is up), the program ends, or ``timeout_s`` passes. Asked every 10 ms: the
-    program is held in premain from its first answer on, and a ping at a socket not there yet costs microseconds."""
+    program is held at VMInit from its first answer on, and a ping at a socket not there yet costs microseconds."""
     from workbench.probes import jvm_agent
 
     deadline = time.monotonic() + timeout_s

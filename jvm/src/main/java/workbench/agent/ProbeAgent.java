@@ -32,14 +32,10 @@ public final class ProbeAgent {
 
     private ProbeAgent() {}
 
+    /** The server started and, with {@code -Dworkbench.agent.hold}, the calling thread (the one that runs main)
+     * held until {@code release}. */
     public static void premain(String args, Instrumentation instrumentation) {
         Stats.instrumentation = instrumentation;
-        startHeld(args);
-    }
-
-    /** The server started and, with {@code -Dworkbench.agent.hold}, the calling thread (the one that runs main)
-     * held until {@code release}: premain's. */
-    static void startHeld(String args) {
         start(args);
         long holdMillis = Long.getLong(HOLD_PROPERTY, 0L);
         if (holdMillis > 0) {
