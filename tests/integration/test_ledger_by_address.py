@@ -90,8 +90,9 @@ def _over_the_bound(report: dict[str, Any], scenario: str, allocator: str, jdk: 
             assert chunks["found_bytes"] == chunks["hblkhd"] and ledger["malloc"] is None, chunks
         changes = [owner["delta_bytes"] for owner in ledger["owners"]]
         assert sum(changes) == snapshot["deltas"]["process.anon_rss_bytes"]  # every byte has one owner
+        walked = f", System.map's mappings walked {chunks['named_mappings']}" if allocator in BY_HEADERS else ""
         print(f"{scenario} {allocator} JDK {jdk} '{snapshot['label']}': unexplained {ledger['unexplained_bytes']:+,} B,"
-              f" bound {ledger['bound_bytes']:,} B")
+              f" bound {ledger['bound_bytes']:,} B{walked}")
         if abs(ledger["unexplained_bytes"]) > ledger["bound_bytes"]:
             over.append((snapshot["label"], ledger["unexplained_bytes"], ledger["bound_bytes"]))
     return over

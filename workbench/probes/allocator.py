@@ -525,14 +525,15 @@ class GlibcBackend:
     def mapped_ranges(self) -> list[tuple[int, int]] | None:
         return None
 
-    def mmapped_chunks(self, parts: list[tuple[int, int]], edges: frozenset[tuple[int, int]] = frozenset(),
+    def mmapped_chunks(self, candidates: glibc_chunks.Candidates,
                        refresh: Callable[[], glibc_chunks.Candidates] | None = None,
                        ) -> glibc_chunks.ChunkSearch:
-        """glibc's mmapped chunks in ``parts`` (and at the edges of ``edges``: ``regions.glibc_chunk_candidates``),
-        found by their headers and checked against mallinfo2's hblks and hblkhd (``glibc_chunks.search``)."""
+        """glibc's mmapped chunks in ``candidates`` (``regions.glibc_chunk_candidates``), found by their headers and
+        checked against mallinfo2's hblks and hblkhd (``glibc_chunks.search``)."""
         if self._chunk_reader is None:
             self._chunk_reader = glibc_chunks.ChunkReader()
-        return glibc_chunks.search(parts, self._mmapped_figures, self._chunk_reader, edges=edges, refresh=refresh)
+        return glibc_chunks.search(candidates.parts, self._mmapped_figures, self._chunk_reader,
+                                   edges=candidates.edges, refresh=refresh, metadata=candidates.metadata)
 
     def _mmapped_figures(self) -> tuple[int, int]:
         info = self._mallinfo2()

@@ -13,6 +13,11 @@ written, so a chunk is never missed for not being present, and nothing is faulte
 A search is only taken when it is exact: the chunks found must sum to mallinfo2's ``hblkhd`` and number its
 ``hblks``, both read before and after the walk with the same values. Otherwise the figure is claimed instead, and
 the attribution says so (``GlibcChunks.how``).
+
+The mappings System.map names are walked at their edges first (inside them the JVM's data has look-alikes); when
+that does not add up, walked whole, but metaspace's and the class space's, where the look-alikes were measured: the
+kernel also merges chunks mapped between two of the JVM's regions into one mapping with both (measured on JDK 25:
+two 1 MiB chunks between 8 KiB and 20 KiB of what System.map calls CODE, in 1 run in 3 of intvector-grow).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import fcntl
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from workbench.probes.pages import PAGE_BYTES
 
@@ -50,6 +55,9 @@ class GlibcChunks:
     # one they share); None when they were not found (how == "claimed").
     resident_bytes: int | None = None
     attempts: int = 1  # walks made: hblkhd or hblks changed during a walk (another thread mapped or freed one)
+    # How the mappings System.map names were walked: "edges" (at their edges only), or "whole" (but metaspace's and
+    # the class space's) once at their edges did not add up; a reader that needed it walks them whole after.
+    named_mappings: Literal["edges", "whole"] = "edges"
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,7 @@ class ChunkReader:
         self._walked: list[Range] = []  # the parts the last search walked, and the chunks it found in them
         self._chunks: list[Range] = []
         self.failed_on: tuple[int, int] | None = None  # (hblks, hblkhd) a fresh walk did not add up to
+        self.whole = False  # the mappings System.map names are walked whole (``search``)
 
     @property
     def walked_before(self) -> bool:
@@ -297,36 +306,52 @@ def subtract(ranges: list[Range], away: list[Range]) -> list[Range]:
     return left
 
 
-Candidates = tuple[list[Range], frozenset[Range]]
-# The search as the attribution calls it: the candidates, their edges, and how to get them afresh (``refresh``).
-FindChunks = Callable[[list[Range], frozenset[Range], Callable[[], Candidates]], ChunkSearch]
+class Candidates(NamedTuple):
+    """Where a search looks (``regions.glibc_chunk_candidates``): ``parts``, sorted page-aligned ranges; ``edges``,
+    those System.map names (walked at their edges first); ``metadata``, of those, metaspace's and the class space's
+    (only ever at their edges)."""
+
+    parts: list[Range]
+    edges: frozenset[Range] = frozenset()
+    metadata: frozenset[Range] = frozenset()
+
+
+# The search as the attribution calls it: the candidates, and how to get them afresh (``refresh``).
+FindChunks = Callable[[Candidates, Callable[[], Candidates]], ChunkSearch]
 
 
 def search(parts: list[Range], figures: Callable[[], tuple[int, int]], reader: ChunkReader,
            attempts: int = 4, edges: frozenset[Range] = frozenset(),
-           refresh: Callable[[], Candidates] | None = None) -> ChunkSearch:
+           refresh: Callable[[], Candidates] | None = None, metadata: frozenset[Range] = frozenset()) -> ChunkSearch:
     """The chunks in ``parts``, checked against glibc's own count and bytes (``figures``: mallinfo2's hblks and
     hblkhd), read before and after each walk. Walked again (up to ``attempts`` times) while they change meanwhile;
     afresh, once, when a walk that relied on the last one does not add up (unless a fresh walk already failed on the
     same figures: what it misses is outside ``parts``, and walking again would not find it). ``parts`` come from the
     snapshot's read of the mappings, a moment before: a chunk another thread mapped since is in none of them; so when
     a fresh walk still does not add up, ``refresh`` (the candidates from the mappings read again now) is walked once
-    more (measured: 2 of 11 chunks mapped between the two reads, 1 run in ~20 of arrow-intvector under load)."""
+    more (measured: 2 of 11 chunks mapped between the two reads, 1 run in ~20 of arrow-intvector under load). When
+    that does not add up either, the mappings of ``edges`` are walked whole, but those of ``metadata`` (a chunk the
+    kernel merged between two of the JVM's regions), once; a reader that needed it walks them whole from then on."""
     made = 0
     fresh = not reader.walked_before
-    refreshed = False
+    refreshed = widened = False
+    whole = reader.whole
     while True:
         made += 1
         before = figures()
-        ranges = reader.find(parts, fresh, edges)
+        ranges = reader.find(parts, fresh, metadata if whole else edges)
         after = figures()
         steady = before == after
-        if steady and (len(ranges), sum(high - low for low, high in ranges)) == after or made >= attempts + refreshed:
+        if steady and (len(ranges), sum(high - low for low, high in ranges)) == after \
+                or made >= attempts + refreshed + widened:
             break
         if steady:
             if fresh and refresh is not None and not refreshed:
-                parts, edges = refresh()
+                parts, edges, metadata = refresh()
                 refreshed = True
+                continue
+            if fresh and not whole and edges - metadata:
+                whole = widened = True
                 continue
             if fresh or reader.failed_on == after:
                 break
@@ -336,5 +361,7 @@ def search(parts: list[Range], figures: Callable[[], tuple[int, int]], reader: C
     exact = steady and len(ranges) == hblks and found_bytes == hblkhd
     if not exact and fresh and steady:
         reader.failed_on = after
+    if exact and whole:
+        reader.whole = True
     return ChunkSearch(GlibcChunks("found" if exact else "claimed", hblks, hblkhd, len(ranges), found_bytes,
-                                   attempts=made), ranges)
+                                   attempts=made, named_mappings="whole" if whole else "edges"), ranges)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from workbench.probes.glibc_chunks import FindChunks, GlibcChunks
+from workbench.probes.glibc_chunks import Candidates, FindChunks, GlibcChunks
 from workbench.protocol import layout
 from workbench.probes.pages import anonymous_bytes
 from workbench.probes.process import Mapping, parse_smaps
@@ -268,16 +268,27 @@ def _mappings_now() -> list[Mapping]:
         return [replace(mapping, anon_bytes=mapping.size_bytes) for mapping in parse_smaps(maps.read())]
 
 
-def glibc_chunk_candidates(mappings: list[Mapping], regions: list[Region]) -> tuple[
-        list[tuple[int, int]], frozenset[tuple[int, int]]]:
+def _named_metadata(mapping: Mapping, named: list[Region], starts: list[int]) -> bool:
+    """Whether System.map names any part of ``mapping`` metaspace or class space (``named`` sorted by start)."""
+    index = max(bisect.bisect_right(starts, mapping.start) - 1, 0)
+    while index < len(named) and named[index].start < mapping.end:
+        region = named[index]
+        if region.end > mapping.start and region.owner in ("metaspace", "class-space"):
+            return True
+        index += 1
+    return False
+
+
+def glibc_chunk_candidates(mappings: list[Mapping], regions: list[Region]) -> Candidates:
     """Where glibc's mmapped chunks can be: the private read-write anonymous mappings with resident pages, outside
     glibc's own heaps, the threads' stacks (a mapping holding a stack pointer, ``[stack]``, System.map's stacks),
     the Java heap and the JVM's regions known by their exact range (the start-up log's, the code heaps', the
     metaspace nodes'), adjacent ones joined (a chunk the kernel split into two mappings is one range); and of those,
     the mappings System.map names (its other regions): it names each mapping by the JVM region in it, and the kernel
     merges a chunk mapped next to one of the JVM's into the same mapping (measured on JDK 25: two 1 MiB chunks in a
-    mapping System.map calls GC, a 516 KiB one in one it calls CODE), so a chunk is looked for only at their edges
-    (inside them the JVM's data has what looks like a header: metaspace, measured)."""
+    mapping System.map calls GC, a 516 KiB one in one it calls CODE), so a chunk is looked for at their edges first
+    (inside them the JVM's data has what looks like a header: metaspace, measured), and only ever there in those it
+    calls META or CLASS (``metadata``)."""
     exact = sorted((r for r in regions if r.source not in ("stack-pointer", "system-map")
                     or r.owner in ("java-heap", "thread-stacks")), key=lambda r: r.start)
     starts = [r.start for r in exact]
@@ -287,6 +298,7 @@ def glibc_chunk_candidates(mappings: list[Mapping], regions: list[Region]) -> tu
     arenas = _glibc_arena_heaps(mappings)
     parts: list[tuple[int, int]] = []
     edges: set[tuple[int, int]] = set()
+    metadata: set[tuple[int, int]] = set()
     for mapping in mappings:
         if not mapping.anon_bytes or not mapping.perms.startswith("rw") or mapping.perms[3:4] != "p" \
                 or mapping.name and not mapping.name.startswith("[anon:") or mapping.start in arenas:
@@ -296,15 +308,17 @@ def glibc_chunk_candidates(mappings: list[Mapping], regions: list[Region]) -> tu
             continue  # a thread's stack
         outside = _outside(mapping.start, mapping.end, exact, starts)
         if outside and _outside(mapping.start, mapping.end, named, named_starts) != [(mapping.start, mapping.end)]:
-            parts.extend(outside)  # a mapping System.map names: on its own, its edges only
+            parts.extend(outside)  # a mapping System.map names: on its own, its edges first
             edges.update(outside)
+            if _named_metadata(mapping, named, named_starts):
+                metadata.update(outside)
             continue
         for low, high in outside:
             if parts and parts[-1][1] == low and parts[-1] not in edges:
                 parts[-1] = (parts[-1][0], high)
             else:
                 parts.append((low, high))
-    return parts, frozenset(edges)
+    return Candidates(parts, frozenset(edges), frozenset(metadata))
 
 
 def attribute(mappings: list[Mapping], regions: list[Region], backend: str | None, sources: list[str],
@@ -327,8 +341,8 @@ def attribute(mappings: list[Mapping], regions: list[Region], backend: str | Non
     chunks: GlibcChunks | None = None
     walked: list[tuple[int, int]] = []
     if backend == "glibc" and find_chunks is not None and allocator_ranges is None:
-        parts, edges = glibc_chunk_candidates(mappings, regions)
-        search = find_chunks(parts, edges, lambda: glibc_chunk_candidates(_mappings_now(), regions))
+        search = find_chunks(glibc_chunk_candidates(mappings, regions),
+                             lambda: glibc_chunk_candidates(_mappings_now(), regions))
         chunks, walked = search.chunks, search.ranges
         if chunks.how == "found":
             allocator_ranges = search.ranges
