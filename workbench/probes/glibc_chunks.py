@@ -17,7 +17,8 @@ the attribution says so (``GlibcChunks.how``).
 The mappings System.map names are walked at their edges first (inside them the JVM's data has look-alikes); when
 that does not add up, walked whole, but metaspace's and the class space's, where the look-alikes were measured: the
 kernel also merges chunks mapped between two of the JVM's regions into one mapping with both (measured on JDK 25:
-two 1 MiB chunks between 8 KiB and 20 KiB of what System.map calls CODE, in 1 run in 3 of intvector-grow).
+two 1 MiB chunks between 8 KiB and 20 KiB of what System.map calls CODE, in 2 of 7 runs of the eleven JDK 25
+ledger combinations under glibc, one scenario each time).
 """
 
 from __future__ import annotations
